@@ -79,9 +79,12 @@ const (
 	MetricConnectionsPerMinute   = "ConnectionsPerMinute"   // counter (Count), summed per minute
 	MetricAuthenticationFailures = "AuthenticationFailures" // counter (Count)
 	MetricMessagesSentPerMinute  = "MessagesSentPerMinute"  // counter (Count), summed per minute
+	// MetricStoreErrors counts store failures a handler absorbed without
+	// failing the request ($disconnect always answers 200).
+	MetricStoreErrors = "StoreErrors" // counter (Count)
 )
 
 // Metrics lists the custom metric names.
 func Metrics() []string {
-	return []string{MetricActiveConnections, MetricConnectionsPerMinute, MetricAuthenticationFailures, MetricMessagesSentPerMinute}
+	return []string{MetricActiveConnections, MetricConnectionsPerMinute, MetricAuthenticationFailures, MetricMessagesSentPerMinute, MetricStoreErrors}
 }
