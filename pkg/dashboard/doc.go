@@ -1,0 +1,34 @@
+// Package dashboard is the live terminal dashboard behind `streamer dashboard`:
+// a bubbletea Model over a metrics Source, a plain-text renderer for --once and
+// non-terminal output, and two Sources.
+//
+// Sources:
+//
+//   - LocalSource polls the local gateway's GET /metrics.json (pkg/localgw) and
+//     derives per-minute rates from counter deltas between two polls, so the
+//     first poll shows rates as "no data" (—).
+//   - CloudWatchSource reads the metrics the Lambda handlers emit as EMF
+//     (namespace contract.DefaultMetricsNamespace unless configured, dimension
+//     contract.DimensionEnvironment=<env>, names from lambda/contract) plus the
+//     AWS/Lambda metrics of the stack's functions, all in ONE batched
+//     GetMetricData request (paginated by NextToken only), and the alarms whose
+//     names start with a prefix through DescribeAlarms.
+//
+// Cold starts. AWS/Lambda has no cold-start metric, so the CloudWatch source
+// reads a custom metric named ColdStartsMetric ("ColdStarts") in the same
+// namespace with the dimensions {Environment=<env>, FunctionName=<full
+// function name>}, statistic Sum. Whoever produces it (the handlers as EMF on
+// their first invocation, or a deployment log metric filter on REPORT lines
+// carrying "Init Duration") must use that name and those dimensions; when
+// nothing emits it the panel says "no data" rather than 0.
+//
+// Latency. Locally the latency panel shows the gateway's @connections
+// (management API) latency. CloudWatch has no management-API latency metric
+// from API Gateway WebSocket APIs, so there it shows the Duration p50/p99 of
+// the function that sends (the $default route handler by default,
+// CloudWatchConfig.LatencyFunction).
+//
+// Breaker state lives in the process that sends (pkg/connection.Manager); the
+// local gateway reports it when a manager reporter is attached, CloudWatch
+// never does (shown as n/a).
+package dashboard
