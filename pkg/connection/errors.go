@@ -1,0 +1,210 @@
+package connection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	smithy "github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// Errors callers branch on with errors.Is. Every error returned by Send is a
+// *SendError whose Unwrap yields one of these (or context.Canceled /
+// context.DeadlineExceeded); AWS SDK error types never reach callers.
+var (
+	// ErrConnectionNotFound: no unexpired record for the id in the store, so
+	// nothing was posted. The client is not connected (or never was).
+	ErrConnectionNotFound = errors.New("connection: connection not found")
+	// ErrConnectionStale: the Management API answered 410 Gone; the record
+	// has been removed from the store. Stop sending to this id.
+	ErrConnectionStale = errors.New("connection: connection is gone (410), record removed")
+	// ErrCircuitOpen: the circuit breaker is open after repeated endpoint
+	// failures; nothing was sent. Retry after the breaker's open timeout.
+	ErrCircuitOpen = errors.New("connection: circuit breaker open, management API considered unavailable")
+	// ErrPayloadTooLarge: the message exceeds 128 KB (checked before any
+	// network call) or the endpoint answered 413. Split or shrink it.
+	ErrPayloadTooLarge = errors.New("connection: message larger than the 128 KB API Gateway limit")
+	// ErrShuttingDown: Shutdown has been called; the call was not started
+	// (or was cancelled by a Shutdown whose deadline passed).
+	ErrShuttingDown = errors.New("connection: manager is shutting down")
+	// ErrThrottled: the endpoint kept answering 429 LimitExceededException
+	// through every retry. Slow down or raise the account's API Gateway limits.
+	ErrThrottled = errors.New("connection: throttled by the management API (429)")
+	// ErrForbidden: 403 ForbiddenException. The caller's credentials lack
+	// execute-api:ManageConnections on this API/stage, or the endpoint URL is wrong.
+	ErrForbidden = errors.New("connection: forbidden (403): check execute-api:ManageConnections permission and the endpoint URL")
+	// ErrServerError: the endpoint kept answering 5xx through every retry.
+	ErrServerError = errors.New("connection: management API server error (5xx)")
+	// ErrNetwork: the request could not be sent or its response not read
+	// (connection refused or reset, EOF, per-attempt timeout) through every retry.
+	ErrNetwork = errors.New("connection: network error talking to the management API")
+	// ErrRejected: the endpoint answered another 4xx; not retried. The error
+	// text carries the status and AWS error code.
+	ErrRejected = errors.New("connection: request rejected by the management API")
+	// ErrInvalidMessage: the message could not be encoded as JSON.
+	ErrInvalidMessage = errors.New("connection: message is not JSON-encodable")
+	// ErrUnhealthy: Broadcast skipped the connection: its last deliveries
+	// failed repeatedly and its cooldown has not passed.
+	ErrUnhealthy = errors.New("connection: skipped, connection is unhealthy (repeated failures) and cooling down")
+	// ErrStoreUnavailable: the connection store failed while checking
+	// existence; nothing was posted.
+	ErrStoreUnavailable = errors.New("connection: connection store unavailable")
+)
+
+// SendError describes a failed delivery to one connection. Err is one of the
+// package's sentinel errors (or a context error); StatusCode and Code keep the
+// HTTP status and AWS error code as plain values for logs.
+type SendError struct {
+	ConnectionID string
+	// Attempts is the number of HTTP requests made (0 when the call failed
+	// before reaching the network: validation, store, breaker, shutdown).
+	Attempts   int
+	Err        error
+	StatusCode int    // HTTP status of the last response, 0 if none
+	Code       string // AWS error code of the last response (e.g. "GoneException")
+}
+
+func (e *SendError) Error() string {
+	s := fmt.Sprintf("send to connection %q failed after %d attempt(s): %v", e.ConnectionID, e.Attempts, e.Err)
+	if e.StatusCode != 0 {
+		s += fmt.Sprintf(" (HTTP %d", e.StatusCode)
+		if e.Code != "" {
+			s += " " + e.Code
+		}
+		s += ")"
+	}
+	return s
+}
+
+// Unwrap returns the sentinel so errors.Is(err, ErrConnectionStale) works.
+func (e *SendError) Unwrap() error { return e.Err }
+
+// attemptResult is one classified attempt: kind is a sentinel (nil on success).
+type attemptResult struct {
+	kind   error
+	status int
+	code   string
+}
+
+// classify turns an SDK (or fake) error into our vocabulary. parent is the
+// caller's context: a deadline on it is the caller's, not a network timeout.
+func classify(parent context.Context, err error) attemptResult {
+	if err == nil {
+		return attemptResult{}
+	}
+	if cerr := parent.Err(); cerr != nil {
+		if errors.Is(context.Cause(parent), ErrShuttingDown) {
+			return attemptResult{kind: ErrShuttingDown}
+		}
+		return attemptResult{kind: cerr}
+	}
+	// Implementations of ManagementAPI other than the SDK (fakes, the local
+	// gateway in-process) may return our sentinels directly.
+	for _, s := range []error{ErrConnectionStale, ErrPayloadTooLarge, ErrForbidden, ErrThrottled, ErrServerError, ErrNetwork, ErrRejected, ErrConnectionNotFound} {
+		if errors.Is(err, s) {
+			if s == ErrConnectionNotFound {
+				s = ErrConnectionStale
+			}
+			return attemptResult{kind: s}
+		}
+	}
+	r := attemptResult{status: httpStatus(err)}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		r.code = apiErr.ErrorCode()
+	}
+	var (
+		gone  *types.GoneException
+		big   *types.PayloadTooLargeException
+		forb  *types.ForbiddenException
+		limit *types.LimitExceededException
+	)
+	switch {
+	case errors.As(err, &gone):
+		r.kind = ErrConnectionStale
+	case errors.As(err, &big):
+		r.kind = ErrPayloadTooLarge
+	case errors.As(err, &forb):
+		r.kind = ErrForbidden
+	case errors.As(err, &limit):
+		r.kind = ErrThrottled
+	case r.status == 410:
+		r.kind = ErrConnectionStale
+	case r.status == 413:
+		r.kind = ErrPayloadTooLarge
+	case r.status == 403:
+		r.kind = ErrForbidden
+	case r.status == 429:
+		r.kind = ErrThrottled
+	case r.status >= 500:
+		r.kind = ErrServerError
+	case r.status >= 400:
+		r.kind = ErrRejected
+	case isNetwork(err):
+		r.kind = ErrNetwork
+	default:
+		// An error without a response: the SDK failed before or while
+		// talking to the endpoint (signing, endpoint resolution, I/O).
+		r.kind = ErrNetwork
+	}
+	return r
+}
+
+func httpStatus(err error) int {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func isNetwork(err error) bool {
+	var send *smithyhttp.RequestSendError
+	var ne net.Error
+	return errors.As(err, &send) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// errorType is the metrics label of an error.
+func errorType(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrConnectionNotFound):
+		return "not_found"
+	case errors.Is(err, ErrConnectionStale):
+		return "gone"
+	case errors.Is(err, ErrCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, ErrPayloadTooLarge):
+		return "payload_too_large"
+	case errors.Is(err, ErrShuttingDown):
+		return "shutting_down"
+	case errors.Is(err, ErrThrottled):
+		return "throttled"
+	case errors.Is(err, ErrForbidden):
+		return "forbidden"
+	case errors.Is(err, ErrServerError):
+		return "server_error"
+	case errors.Is(err, ErrNetwork):
+		return "network"
+	case errors.Is(err, ErrRejected):
+		return "rejected"
+	case errors.Is(err, ErrInvalidMessage):
+		return "invalid_message"
+	case errors.Is(err, ErrUnhealthy):
+		return "skipped"
+	case errors.Is(err, ErrStoreUnavailable):
+		return "store"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "cancelled"
+	}
+	return "other"
+}

@@ -1,0 +1,620 @@
+package connection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/pay-theory/streamer/pkg/store"
+)
+
+// Store is the part of the connection store the Manager uses (a subset of
+// store.Store; *store.Dynamo implements it).
+type Store interface {
+	// Get returns store.ErrNotFound when the record is absent.
+	Get(ctx context.Context, connectionID string) (store.Connection, error)
+	// Existing returns the subset of ids with an unexpired record.
+	Existing(ctx context.Context, connectionIDs []string) (map[string]bool, error)
+	// DeleteMany removes records (stale connections).
+	DeleteMany(ctx context.Context, connectionIDs []string) error
+	// AddSent adds messages_sent counts; gone records are skipped.
+	AddSent(ctx context.Context, counts map[string]int64) error
+}
+
+// Sender is what a message router needs; *Manager and
+// connectiontest.Recorder implement it.
+type Sender interface {
+	Send(ctx context.Context, connectionID string, message any) error
+	Broadcast(ctx context.Context, connectionIDs []string, message any) (BroadcastResult, error)
+	IsActive(ctx context.Context, connectionID string) bool
+}
+
+var _ Sender = (*Manager)(nil)
+
+// Status is the fate of one connection in a delivery.
+type Status string
+
+// Statuses of an Outcome.
+const (
+	StatusSent      Status = "sent"
+	StatusNotFound  Status = "not_found" // no unexpired record: nothing posted
+	StatusStale     Status = "stale"     // 410 Gone: record removed
+	StatusSkipped   Status = "skipped"   // unhealthy, cooling down: nothing posted
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled" // ctx cancelled or Shutdown before delivery finished
+)
+
+// Outcome is the result for one connection id.
+type Outcome struct {
+	ConnectionID string
+	Status       Status
+	// Attempts is the number of HTTP requests made for this id.
+	Attempts int
+	// Err is nil when sent; otherwise a *SendError.
+	Err error
+}
+
+// Manager delivers messages to WebSocket connections through the API
+// Gateway Management API, with existence checks against the store, retries,
+// a circuit breaker, per-connection health and metrics. It is safe for
+// concurrent use; create one per endpoint at cold start and Shutdown it.
+type Manager struct {
+	api     ManagementAPI
+	st      Store
+	cfg     Config
+	log     *slog.Logger
+	clock   Clock
+	obs     Observer
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	health  *health
+	m       metrics
+
+	mu         sync.Mutex
+	closing    bool
+	inflight   int64
+	drained    chan struct{}
+	closed     chan struct{}
+	hardCtx    context.Context
+	hardCancel context.CancelCauseFunc
+
+	sentMu    sync.Mutex
+	pending   map[string]int64
+	flushMu   sync.Mutex
+	flushStop chan struct{}
+	flushDone chan struct{}
+}
+
+// New returns a Manager. st may be nil: no existence checks, no stale
+// cleanup, no messages_sent counts (the CLI's raw mode). The Manager starts
+// one goroutine (the messages_sent flusher) that Shutdown stops.
+func New(api ManagementAPI, st Store, cfg Config) (*Manager, error) {
+	if api == nil {
+		return nil, errors.New("connection: New needs a ManagementAPI (use NewManagementClient(endpoint, ClientOptions{}))")
+	}
+	cfg = cfg.withDefaults()
+	m := &Manager{
+		api:       api,
+		st:        st,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		clock:     cfg.Clock,
+		obs:       cfg.Observer,
+		health:    newHealth(cfg.Health),
+		drained:   make(chan struct{}),
+		closed:    make(chan struct{}),
+		pending:   make(map[string]int64),
+		flushStop: make(chan struct{}),
+		flushDone: make(chan struct{}),
+	}
+	m.hardCtx, m.hardCancel = context.WithCancelCause(context.Background())
+	if !cfg.Breaker.Disabled {
+		m.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        "apigateway-management",
+			MaxRequests: cfg.Breaker.HalfOpenRequests,
+			Timeout:     cfg.Breaker.OpenTimeout,
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= cfg.Breaker.ConsecutiveFailures
+			},
+			IsSuccessful: breakerSuccess,
+			IsExcluded:   breakerExcluded,
+			OnStateChange: func(_ string, from, to gobreaker.State) {
+				m.log.Warn("circuit breaker state change", "from", from.String(), "to", to.String())
+				if m.obs != nil {
+					m.obs.OnBreakerChange(from.String(), to.String())
+				}
+			},
+		})
+	}
+	if st != nil && cfg.FlushInterval > 0 {
+		go m.flushLoop()
+	} else {
+		close(m.flushDone)
+	}
+	return m, nil
+}
+
+// breakerSuccess: only endpoint trouble (5xx, network) counts against the
+// breaker; 410 and other client errors prove the endpoint is up.
+func breakerSuccess(err error) bool {
+	switch errorType(err) {
+	case "server_error", "network":
+		return false
+	}
+	return true
+}
+
+func breakerExcluded(err error) bool {
+	switch errorType(err) {
+	case "throttled", "cancelled", "shutting_down":
+		return true
+	}
+	return false
+}
+
+// healthFailure: failures that say something about this connection.
+func healthFailure(err error) bool {
+	switch errorType(err) {
+	case "server_error", "network", "rejected":
+		return true
+	}
+	return false
+}
+
+// begin registers an operation unless shutting down; the returned ctx is
+// also cancelled (cause ErrShuttingDown) when a Shutdown's deadline passes.
+func (m *Manager) begin(ctx context.Context) (context.Context, func(), error) {
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return nil, nil, ErrShuttingDown
+	}
+	m.inflight++
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(m.hardCtx, func() { cancel(ErrShuttingDown) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+		m.mu.Lock()
+		m.inflight--
+		if m.closing && m.inflight == 0 {
+			close(m.drained)
+		}
+		m.mu.Unlock()
+	}, nil
+}
+
+// encode marshals message once. []byte, json.RawMessage and string pass
+// through unchanged (they are assumed to be the wire bytes already).
+func encode(message any) ([]byte, error) {
+	var b []byte
+	switch v := message.(type) {
+	case nil:
+		return nil, fmt.Errorf("%w: message is nil", ErrInvalidMessage)
+	case []byte:
+		b = v
+	case json.RawMessage:
+		b = v
+	case string:
+		b = []byte(v)
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+		}
+	}
+	if len(b) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, len(b))
+	}
+	return b, nil
+}
+
+// Send delivers message to one connection: it checks the store, posts with
+// retries, removes the record on 410, and returns nil or a *SendError
+// (errors.Is against ErrConnectionNotFound, ErrConnectionStale, ...).
+// Send never skips an unhealthy connection (the caller asked for this one);
+// its outcome does update the connection's health.
+func (m *Manager) Send(ctx context.Context, connectionID string, message any) error {
+	start := time.Now()
+	ctx, end, err := m.begin(ctx)
+	if err != nil {
+		return &SendError{ConnectionID: connectionID, Err: err}
+	}
+	defer end()
+	cid := correlationFor(ctx)
+	payload, err := encode(message)
+	if err != nil {
+		o := Outcome{ConnectionID: connectionID, Status: StatusFailed, Err: &SendError{ConnectionID: connectionID, Err: err}}
+		m.record(cid, "send", o, time.Since(start), false)
+		return o.Err
+	}
+	if o, ok := m.checkExists(ctx, connectionID); !ok {
+		m.record(cid, "send", o, time.Since(start), false)
+		return o.Err
+	}
+	o := m.deliverAs(ctx, cid, "send", connectionID, payload, m.cfg.MaxAttempts, start)
+	if o.Status == StatusStale && m.st != nil {
+		if err := m.st.DeleteMany(ctx, []string{connectionID}); err != nil {
+			m.log.Warn("could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
+		}
+	}
+	return o.Err
+}
+
+// checkExists looks the record up; ok false means o is final.
+func (m *Manager) checkExists(ctx context.Context, id string) (o Outcome, ok bool) {
+	o.ConnectionID = id
+	if id == "" {
+		o.Status, o.Err = StatusNotFound, &SendError{ConnectionID: id, Err: fmt.Errorf("%w: empty connection id", ErrConnectionNotFound)}
+		return o, false
+	}
+	if m.st == nil {
+		return o, true
+	}
+	c, err := m.st.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && c.Expired(m.clock.Now())):
+		o.Status, o.Err = StatusNotFound, &SendError{ConnectionID: id, Err: ErrConnectionNotFound}
+		return o, false
+	case err != nil:
+		r := classify(ctx, err)
+		if r.kind == ErrShuttingDown || errors.Is(r.kind, context.Canceled) || errors.Is(r.kind, context.DeadlineExceeded) {
+			o.Status, o.Err = StatusCancelled, &SendError{ConnectionID: id, Err: r.kind}
+		} else {
+			o.Status, o.Err = StatusFailed, &SendError{ConnectionID: id, Err: fmt.Errorf("%w: %v", ErrStoreUnavailable, err)}
+		}
+		return o, false
+	}
+	return o, true
+}
+
+// deliver posts payload with retries and records the outcome (metrics,
+// health, messages_sent, observer, log). It does not touch the store's
+// records: callers remove stale ones (one by one or in batches).
+func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []byte, maxAttempts int, start time.Time) Outcome {
+	attempts, r := m.post(ctx, cid, id, payload, maxAttempts)
+	o := Outcome{ConnectionID: id, Attempts: attempts}
+	switch {
+	case r.kind == nil:
+		o.Status = StatusSent
+	case r.kind == ErrConnectionStale:
+		o.Status = StatusStale
+	case r.kind == ErrShuttingDown || errors.Is(r.kind, context.Canceled) || errors.Is(r.kind, context.DeadlineExceeded):
+		o.Status = StatusCancelled
+	default:
+		o.Status = StatusFailed
+	}
+	if r.kind != nil {
+		o.Err = &SendError{ConnectionID: id, Attempts: attempts, Err: r.kind, StatusCode: r.status, Code: r.code}
+	}
+	m.record(cid, op, o, time.Since(start), true)
+	return o
+}
+
+// post is the retry loop: one iteration is one HTTP request through the
+// breaker; waits are clock timers raced against ctx.
+func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxAttempts int) (int, attemptResult) {
+	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: payload}
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return attempt - 1, classify(ctx, err)
+		}
+		var done func(error)
+		if m.breaker != nil {
+			var err error
+			if done, err = m.breaker.Allow(); err != nil {
+				return attempt - 1, attemptResult{kind: ErrCircuitOpen}
+			}
+		}
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if m.cfg.AttemptTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, m.cfg.AttemptTimeout)
+		}
+		t0 := time.Now()
+		_, err := m.api.PostToConnection(actx, in)
+		cancel()
+		m.m.attempts.Add(1)
+		if attempt > 1 {
+			m.m.retries.Add(1)
+		}
+		r := classify(ctx, err)
+		if done != nil {
+			done(r.kind)
+		}
+		if r.kind == nil {
+			return attempt, r
+		}
+		retry := attempt < maxAttempts && m.cfg.Retry.ShouldRetry(r.kind)
+		if m.log.Enabled(ctx, slog.LevelDebug) {
+			m.log.Debug("post attempt failed", "correlation_id", cid, "connection_id", id, "attempt", attempt,
+				"duration_ms", ms(time.Since(t0)), "error_type", errorType(r.kind), "status", r.status, "will_retry", retry)
+		}
+		if !retry {
+			return attempt, r
+		}
+		if !m.sleep(ctx, m.cfg.Retry.Backoff(attempt)) {
+			c := classify(ctx, ctx.Err())
+			c.status, c.code = r.status, r.code
+			return attempt, c
+		}
+	}
+}
+
+// sleep waits d on the clock; false when ctx ended first.
+func (m *Manager) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := m.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// record updates metrics, health and messages_sent, notifies the observer
+// and logs one line for the outcome. delivered says whether the delivery
+// step ran (vs. failing validation / existence / health).
+func (m *Manager) record(cid, op string, o Outcome, latency time.Duration, delivered bool) {
+	if delivered {
+		m.m.sends.Add(1)
+		m.m.latency.Record(latency)
+	}
+	switch o.Status {
+	case StatusSent:
+		m.m.sent.Add(1)
+		m.health.success(o.ConnectionID)
+		if m.st != nil {
+			m.sentMu.Lock()
+			m.pending[o.ConnectionID]++
+			m.sentMu.Unlock()
+		}
+	case StatusStale, StatusNotFound:
+		m.health.forget(o.ConnectionID)
+	}
+	if o.Err != nil {
+		if delivered {
+			m.m.sendErrors.Add(1)
+		}
+		m.m.countError(errorType(o.Err))
+		if healthFailure(o.Err) && m.health.failure(o.ConnectionID, m.clock.Now()) {
+			m.log.Warn("connection marked unhealthy; broadcasts skip it until its cooldown passes",
+				"correlation_id", cid, "connection_id", o.ConnectionID, "failures", m.cfg.Health.FailureThreshold, "cooldown", m.cfg.Health.Cooldown)
+		}
+	}
+	if m.obs != nil {
+		m.obs.OnSend(o, latency)
+	}
+	level := slog.LevelDebug
+	switch o.Status {
+	case StatusFailed:
+		level = slog.LevelWarn
+	case StatusStale, StatusNotFound, StatusCancelled:
+		level = slog.LevelInfo
+	}
+	if op == "broadcast" && level < slog.LevelWarn {
+		level = slog.LevelDebug // a broadcast logs one summary line instead
+	}
+	if !m.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("correlation_id", cid), slog.String("op", op), slog.String("connection_id", o.ConnectionID),
+		slog.Int("attempt", o.Attempts), slog.Float64("duration_ms", ms(latency)), slog.String("outcome", string(o.Status)),
+	}
+	if o.Err != nil {
+		attrs = append(attrs, slog.String("error", o.Err.Error()))
+	}
+	m.log.LogAttrs(context.Background(), level, "connection "+op, attrs...)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// IsActive reports whether the connection has an unexpired record and the
+// Management API's GetConnection answers for it. It never posts anything
+// the client could see. A 410 removes the stale record. Any error (store,
+// network, breaker open, shutdown) reads as false.
+func (m *Manager) IsActive(ctx context.Context, connectionID string) bool {
+	start := time.Now()
+	ctx, end, err := m.begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer end()
+	cid := correlationFor(ctx)
+	if _, ok := m.checkExists(ctx, connectionID); !ok {
+		return false
+	}
+	var done func(error)
+	if m.breaker != nil {
+		if done, err = m.breaker.Allow(); err != nil {
+			return false
+		}
+	}
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if m.cfg.AttemptTimeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, m.cfg.AttemptTimeout)
+	}
+	_, err = m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connectionID)})
+	cancel()
+	r := classify(ctx, err)
+	if done != nil {
+		done(r.kind)
+	}
+	if r.kind == ErrConnectionStale && m.st != nil {
+		if err := m.st.DeleteMany(ctx, []string{connectionID}); err != nil {
+			m.log.Warn("could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
+		}
+	}
+	m.log.Debug("connection is_active", "correlation_id", cid, "connection_id", connectionID,
+		"duration_ms", ms(time.Since(start)), "active", r.kind == nil, "error_type", errorType(r.kind))
+	return r.kind == nil
+}
+
+// Disconnect closes the client's connection (DeleteConnection) and removes
+// its record. A connection that is already gone is not an error.
+func (m *Manager) Disconnect(ctx context.Context, connectionID string) error {
+	ctx, end, err := m.begin(ctx)
+	if err != nil {
+		return &SendError{ConnectionID: connectionID, Err: err}
+	}
+	defer end()
+	cid := correlationFor(ctx)
+	_, err = m.api.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(connectionID)})
+	r := classify(ctx, err)
+	if r.kind != nil && r.kind != ErrConnectionStale {
+		m.log.Warn("connection disconnect failed", "correlation_id", cid, "connection_id", connectionID, "error_type", errorType(r.kind))
+		return &SendError{ConnectionID: connectionID, Attempts: 1, Err: r.kind, StatusCode: r.status, Code: r.code}
+	}
+	m.health.forget(connectionID)
+	if m.st != nil {
+		if err := m.st.DeleteMany(ctx, []string{connectionID}); err != nil {
+			return fmt.Errorf("connection: %s disconnected but its record was not removed: %w", connectionID, err)
+		}
+	}
+	m.log.Info("connection disconnected", "correlation_id", cid, "connection_id", connectionID)
+	return nil
+}
+
+// Metrics returns a snapshot of the counters; cheap enough to call per request.
+func (m *Manager) Metrics() MetricsSnapshot {
+	s := MetricsSnapshot{
+		BreakerState:         "disabled",
+		Sends:                m.m.sends.Load(),
+		Sent:                 m.m.sent.Load(),
+		SendErrors:           m.m.sendErrors.Load(),
+		ErrorsByType:         m.m.errorsByType(),
+		Attempts:             m.m.attempts.Load(),
+		Retries:              m.m.retries.Load(),
+		Latency:              m.m.latency.Snapshot(),
+		Broadcasts:           m.m.broadcasts.Load(),
+		BroadcastMessages:    m.m.broadcastMsgs.Load(),
+		UnhealthyConnections: m.health.unhealthy(),
+	}
+	if m.breaker != nil {
+		s.BreakerState = m.breaker.State().String()
+	}
+	if ns := m.m.broadcastNanos.Load(); ns > 0 {
+		s.BroadcastThroughput = float64(s.BroadcastMessages) / (float64(ns) / 1e9)
+	}
+	m.mu.Lock()
+	s.InFlight = m.inflight
+	m.mu.Unlock()
+	m.sentMu.Lock()
+	s.PendingSentCounts = len(m.pending)
+	m.sentMu.Unlock()
+	return s
+}
+
+// Flush writes the accumulated messages_sent counts to the store in one
+// AddSent call. On failure the counts are kept for the next flush.
+func (m *Manager) Flush(ctx context.Context) error {
+	if m.st == nil {
+		return nil
+	}
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	m.sentMu.Lock()
+	batch := m.pending
+	if len(batch) == 0 {
+		m.sentMu.Unlock()
+		return nil
+	}
+	m.pending = make(map[string]int64, len(batch))
+	m.sentMu.Unlock()
+	if err := m.st.AddSent(ctx, batch); err != nil {
+		m.sentMu.Lock()
+		for id, n := range batch {
+			m.pending[id] += n
+		}
+		m.sentMu.Unlock()
+		return fmt.Errorf("connection: flushing messages_sent for %d connections failed (kept for the next flush): %w", len(batch), err)
+	}
+	m.log.Debug("messages_sent flushed", "connections", len(batch))
+	return nil
+}
+
+func (m *Manager) flushLoop() {
+	defer close(m.flushDone)
+	for {
+		t := m.clock.NewTimer(m.cfg.FlushInterval)
+		select {
+		case <-m.flushStop:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		ctx, cancel := context.WithTimeout(m.hardCtx, 10*time.Second)
+		if err := m.Flush(ctx); err != nil {
+			m.log.Warn("periodic messages_sent flush failed", "error", err)
+		}
+		cancel()
+	}
+}
+
+// Shutdown stops accepting work (new calls fail with ErrShuttingDown), waits
+// for in-flight operations until ctx is done, then cancels them (a
+// broadcast reports the rest as cancelled), stops the flusher and flushes
+// messages_sent one last time. When ctx was already done, that last flush
+// gets 2 s of its own so counts are not lost. No goroutine outlives it.
+// Calling it again waits for the first call to finish.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		select {
+		case <-m.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	m.closing = true
+	if m.inflight == 0 {
+		close(m.drained)
+	}
+	m.mu.Unlock()
+	defer close(m.closed)
+
+	var errs []error
+	select {
+	case <-m.drained:
+	case <-ctx.Done():
+		m.mu.Lock()
+		n := m.inflight
+		m.mu.Unlock()
+		m.hardCancel(ErrShuttingDown)
+		<-m.drained // every operation is ctx-aware, so this is prompt
+		errs = append(errs, fmt.Errorf("connection: shutdown deadline passed; cancelled %d in-flight operation(s): %w", n, ctx.Err()))
+	}
+	close(m.flushStop)
+	select {
+	case <-m.flushDone:
+	case <-ctx.Done():
+		m.hardCancel(ErrShuttingDown)
+		<-m.flushDone
+	}
+	m.hardCancel(ErrShuttingDown)
+	fctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+	}
+	if err := m.Flush(fctx); err != nil {
+		errs = append(errs, err)
+	}
+	m.log.Info("connection manager shut down", "sends", m.m.sends.Load(), "sent", m.m.sent.Load())
+	return errors.Join(errs...)
+}
