@@ -1,4 +1,3 @@
-// Package auth verifies and mints the RS256 JWTs clients present on $connect.
 package auth
 
 import "time"

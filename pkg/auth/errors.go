@@ -26,6 +26,17 @@ var (
 	ErrKeySource = errors.New("auth: key source unavailable")
 )
 
+// File and configuration errors.
+var (
+	// ErrKeyExists is returned by WriteKeyPair when a key file is already
+	// present and force is false: overwriting a signing key silently would
+	// invalidate every token minted with it.
+	ErrKeyExists = errors.New("auth: key file already exists")
+	// ErrInvalidConfig is returned by constructors (NewVerifier, NewJWKS)
+	// for a configuration that can never work.
+	ErrInvalidConfig = errors.New("auth: invalid configuration")
+)
+
 // Reason returns a short, stable, low-cardinality label for a verification
 // error, suitable for a metric dimension or a log field ("expired",
 // "bad_signature", ...). Unknown errors map to "other".
@@ -55,6 +66,9 @@ func Reason(err error) string {
 		return "missing_claim"
 	case errors.Is(err, ErrUnknownKey):
 		return "unknown_key"
+	case errors.Is(err, ErrKeySource):
+		// Not the client's fault: the key could not be fetched or parsed.
+		return "key_source"
 	default:
 		return "other"
 	}
