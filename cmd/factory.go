@@ -1,8 +1,16 @@
 package cmd
 
 import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"sync"
+	"time"
 
 	"golang.org/x/term"
 )
@@ -18,23 +26,206 @@ type IOStreams struct {
 	ErrTTY bool
 }
 
-// Factory lazily provides the dependencies commands share, so a command that
-// needs no AWS client never builds one.
+// Builders turn a resolved Config into clients. Production uses
+// RealBuilders; tests put fakes here. Each is called at most once per
+// Factory, on first use, so a command that needs no AWS client never builds
+// one.
+type Builders struct {
+	Store      func(ctx context.Context, cfg Config) (ConnStore, error)
+	Management func(ctx context.Context, cfg Config) (ManagementAPI, error)
+	Messenger  func(ctx context.Context, cfg Config, opts MessengerOptions) (Messenger, error)
+}
+
+// Factory lazily provides the dependencies commands share.
 type Factory struct {
 	IO IOStreams
 	// Getenv reads configuration from the environment (injected for tests).
 	Getenv func(string) string
+	// Now is the clock (ages, token times, smoke timings).
+	Now func() time.Time
+	// UserConfigDir locates the default key directory (os.UserConfigDir).
+	UserConfigDir func() (string, error)
+	// Flags receives the root's persistent flags when the command line is
+	// parsed; Config resolves them (with the environment) on first use.
+	Flags GlobalFlags
+	Build Builders
+	Auth  AuthKit
+	// Dial opens client WebSockets (smoke).
+	Dial WSDialer
+	// StartLocal starts an embedded local stack (`smoke --local`). nil
+	// until phase 2 wires pkg/localgw + the handlers in.
+	StartLocal func(ctx context.Context) (LocalStack, error)
+
+	mu       sync.Mutex
+	fixed    *Config // set by WithConfig: bypass flag resolution
+	cfg      *Config
+	cfgErr   error
+	st       ConnStore
+	mgmt     ManagementAPI
+	msgr     Messenger
+	shutdown []func(context.Context) error
 }
 
-// NewFactory returns a Factory over real streams.
+// NewFactory returns a Factory over real streams and real dependencies.
 func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
 	return &Factory{
 		IO: IOStreams{
 			In: in, Out: out, ErrOut: errOut,
 			OutTTY: isTerminal(out), ErrTTY: isTerminal(errOut),
 		},
-		Getenv: os.Getenv,
+		Getenv:        os.Getenv,
+		Now:           time.Now,
+		UserConfigDir: os.UserConfigDir,
+		Build:         RealBuilders(),
+		Auth:          RealAuth(),
+		Dial:          DialWebSocket,
+		StartLocal:    nil,
 	}
+}
+
+// WithConfig returns a Factory sharing f's streams, builders and hooks but
+// working from cfg, with its own (not yet built) clients. `smoke --local`
+// uses it to point every client at the stack it started.
+func (f *Factory) WithConfig(cfg Config) *Factory {
+	c := cfg
+	return &Factory{
+		IO: f.IO, Getenv: f.Getenv, Now: f.Now, UserConfigDir: f.UserConfigDir,
+		Flags: f.Flags, Build: f.Build, Auth: f.Auth, Dial: f.Dial, StartLocal: f.StartLocal,
+		fixed: &c,
+	}
+}
+
+// Config resolves flags, environment and defaults once.
+func (f *Factory) Config() (Config, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fixed != nil {
+		return *f.fixed, nil
+	}
+	if f.cfg == nil && f.cfgErr == nil {
+		c, err := ResolveConfig(f.Flags, f.Getenv, f.UserConfigDir)
+		if err != nil {
+			f.cfgErr = err
+		} else {
+			f.cfg = &c
+		}
+	}
+	if f.cfgErr != nil {
+		return Config{}, f.cfgErr
+	}
+	return *f.cfg, nil
+}
+
+// Store returns the connection store, built on first use.
+func (f *Factory) Store(ctx context.Context) (ConnStore, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st == nil {
+		st, err := f.Build.Store(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		f.st = st
+	}
+	return f.st, nil
+}
+
+// Management returns the management API client, built on first use.
+func (f *Factory) Management(ctx context.Context) (ManagementAPI, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mgmt == nil {
+		m, err := f.Build.Management(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		f.mgmt = m
+	}
+	return f.mgmt, nil
+}
+
+// Messenger returns the Manager, built on first use with opts (later calls
+// get the same Manager). Close shuts it down.
+func (f *Factory) Messenger(ctx context.Context, opts MessengerOptions) (Messenger, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.msgr == nil {
+		m, err := f.Build.Messenger(ctx, cfg, opts)
+		if err != nil {
+			return nil, err
+		}
+		f.msgr = m
+		f.shutdown = append(f.shutdown, m.Shutdown)
+	}
+	return f.msgr, nil
+}
+
+// SigningKey loads the private key from keyFile, or from the configured key
+// directory when keyFile is "". A missing key gets a hint.
+func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
+	path := keyFile
+	if path == "" {
+		cfg, err := f.Config()
+		if err != nil {
+			return nil, err
+		}
+		path = filepath.Join(cfg.KeyDir, PrivateKeyFile)
+	}
+	k, err := f.Auth.LoadPrivateKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no signing key at %s: create one with `streamer token keygen`, or start `streamer local` (it creates its key pair there), or pass --key FILE", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load signing key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// PublicKey loads the verification key from keyFile, or from the key
+// directory's public key when keyFile is "".
+func (f *Factory) PublicKey(keyFile string) (*rsa.PublicKey, error) {
+	path := keyFile
+	if path == "" {
+		cfg, err := f.Config()
+		if err != nil {
+			return nil, err
+		}
+		path = filepath.Join(cfg.KeyDir, PublicKeyFile)
+	}
+	k, err := f.Auth.LoadPublicKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no public key at %s: create a pair with `streamer token keygen`, start `streamer local`, or pass --public-key FILE", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load public key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// Close releases what the Factory built (shuts the Manager down, draining
+// in-flight sends until ctx ends).
+func (f *Factory) Close(ctx context.Context) error {
+	f.mu.Lock()
+	fns := f.shutdown
+	f.shutdown = nil
+	f.mu.Unlock()
+	var errs []error
+	for _, fn := range fns {
+		errs = append(errs, fn(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 func isTerminal(w io.Writer) bool {

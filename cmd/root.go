@@ -9,6 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/pay-theory/streamer/pkg/store/schema"
 
 	"github.com/spf13/cobra"
 )
@@ -49,6 +52,13 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	root := NewCmdRoot(f)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	// Drain what the command built (the Manager's in-flight sends), bounded
+	// so a stuck endpoint cannot hold the process.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if cerr := f.Close(cctx); cerr != nil && err == nil {
+		err = cerr
+	}
 	return exitCode(f.IO.ErrOut, err)
 }
 
@@ -78,8 +88,18 @@ func exitCode(stderr io.Writer, err error) int {
 // NewCmdRoot builds the command tree.
 func NewCmdRoot(f *Factory) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "streamer",
-		Short:         "Operate live WebSocket connections on AWS API Gateway, Lambda and DynamoDB",
+		Use:   "streamer",
+		Short: "Operate live WebSocket connections on AWS API Gateway, Lambda and DynamoDB",
+		Long: `Operate live WebSocket connections on AWS API Gateway, Lambda and DynamoDB.
+
+With nothing configured every command targets a running ` + "`streamer local`" + `
+(` + DefaultEndpoint + `). Flags fall back to environment variables:
+--endpoint STREAMER_ENDPOINT, --ws-url STREAMER_WS_URL, --table STREAMER_TABLE,
+--region AWS_REGION, --profile AWS_PROFILE, --dynamodb-endpoint AWS_ENDPOINT_URL_DYNAMODB,
+--key-dir STREAMER_KEY_DIR, --issuer STREAMER_ISSUER, --timeout STREAMER_TIMEOUT.
+
+Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
+3 partial failure (broadcast with undelivered targets, smoke with a failing step).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -87,6 +107,24 @@ func NewCmdRoot(f *Factory) *cobra.Command {
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
-	root.AddCommand(NewCmdVersion(f, nil))
+	fl := root.PersistentFlags()
+	fl.StringVar(&f.Flags.Endpoint, "endpoint", "", "management API base URL with stage (env STREAMER_ENDPOINT; default "+DefaultEndpoint+")")
+	fl.StringVar(&f.Flags.WSURL, "ws-url", "", "WebSocket URL clients connect to (env STREAMER_WS_URL; default "+DefaultWSURL+")")
+	fl.StringVar(&f.Flags.Table, "table", "", "DynamoDB table (env STREAMER_TABLE; default "+schema.DefaultTableName+")")
+	fl.StringVar(&f.Flags.Region, "region", "", "AWS region (env AWS_REGION; default from the endpoint, us-east-1 locally)")
+	fl.StringVar(&f.Flags.Profile, "profile", "", "AWS shared-config profile (env AWS_PROFILE)")
+	fl.StringVar(&f.Flags.DynamoDBEndpoint, "dynamodb-endpoint", "", "DynamoDB API URL (env AWS_ENDPOINT_URL_DYNAMODB; default: the local endpoint's host for a loopback --endpoint, else AWS)")
+	fl.StringVar(&f.Flags.KeyDir, "key-dir", "", "directory of "+PrivateKeyFile+" / "+PublicKeyFile+" (env STREAMER_KEY_DIR; default <user config dir>/streamer/keys, shared with streamer local)")
+	fl.StringVar(&f.Flags.Issuer, "issuer", "", "JWT issuer minted and expected (env STREAMER_ISSUER; default "+DefaultIssuer+")")
+	fl.DurationVar(&f.Flags.Timeout, "timeout", 0, "bound of each network call (env STREAMER_TIMEOUT; default 10s)")
+
+	root.AddCommand(
+		NewCmdVersion(f, nil),
+		NewCmdToken(f),
+		NewCmdConn(f),
+		NewCmdSend(f, nil),
+		NewCmdBroadcast(f, nil),
+		NewCmdSmoke(f, nil),
+	)
 	return root
 }

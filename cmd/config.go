@@ -1,0 +1,163 @@
+package cmd
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pay-theory/streamer/pkg/store/schema"
+)
+
+// Defaults: with nothing configured every command targets a running
+// `streamer local` on its default port.
+const (
+	DefaultEndpoint         = "http://127.0.0.1:4510/local"
+	DefaultWSURL            = "ws://127.0.0.1:4510/local"
+	DefaultIssuer           = "streamer-local"
+	DefaultTimeout          = 10 * time.Second
+	DefaultLocalRegion      = "us-east-1"
+	keyDirEnv               = "STREAMER_KEY_DIR"
+	timeoutEnv              = "STREAMER_TIMEOUT"
+	issuerEnv               = "STREAMER_ISSUER"
+	dynamoDBEndpointEnv     = "AWS_ENDPOINT_URL_DYNAMODB"
+	defaultKeySubdirSegment = "streamer"
+)
+
+// GlobalFlags are the raw values of the root's persistent flags. Empty (or
+// zero) means "not given": ResolveConfig then falls back to the environment
+// and the defaults.
+type GlobalFlags struct {
+	Endpoint         string
+	WSURL            string
+	Table            string
+	Region           string
+	Profile          string
+	DynamoDBEndpoint string
+	KeyDir           string
+	Issuer           string
+	Timeout          time.Duration
+}
+
+// Config is the resolved configuration every command works from. It is
+// resolved once per process (Factory.Config) so all commands agree.
+type Config struct {
+	Endpoint         string        // management API base URL with stage
+	WSURL            string        // WebSocket URL clients connect to
+	Table            string        // DynamoDB table
+	Region           string        // AWS region ("" => SDK default chain)
+	Profile          string        // AWS shared-config profile
+	DynamoDBEndpoint string        // "" => the SDK's regional endpoint
+	KeyDir           string        // holds jwt-private.pem / jwt-public.pem
+	Issuer           string        // JWT iss minted and expected
+	Timeout          time.Duration // bound of each network call
+}
+
+// Local reports whether the management endpoint is on this machine, where
+// static dummy credentials are used instead of the AWS credential chain.
+func (c Config) Local() bool { return isLoopbackURL(c.Endpoint) }
+
+// ResolveConfig applies flag > environment > default for every setting.
+// userConfigDir is os.UserConfigDir in production.
+func ResolveConfig(fl GlobalFlags, getenv func(string) string, userConfigDir func() (string, error)) (Config, error) {
+	pick := func(flag, env, def string) string {
+		if flag != "" {
+			return flag
+		}
+		if env != "" {
+			if v := getenv(env); v != "" {
+				return v
+			}
+		}
+		return def
+	}
+	c := Config{
+		Endpoint:         strings.TrimRight(pick(fl.Endpoint, "STREAMER_ENDPOINT", DefaultEndpoint), "/"),
+		WSURL:            pick(fl.WSURL, "STREAMER_WS_URL", DefaultWSURL),
+		Table:            pick(fl.Table, "STREAMER_TABLE", schema.DefaultTableName),
+		Region:           pick(fl.Region, "AWS_REGION", getenv("AWS_DEFAULT_REGION")),
+		Profile:          pick(fl.Profile, "AWS_PROFILE", ""),
+		DynamoDBEndpoint: pick(fl.DynamoDBEndpoint, dynamoDBEndpointEnv, ""),
+		KeyDir:           pick(fl.KeyDir, keyDirEnv, ""),
+		Issuer:           pick(fl.Issuer, issuerEnv, DefaultIssuer),
+		Timeout:          fl.Timeout,
+	}
+	eu, err := url.Parse(c.Endpoint)
+	if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
+		return Config{}, &UsageError{Err: fmt.Errorf("--endpoint %q is not an http(s) URL like %s or https://abc123.execute-api.us-east-1.amazonaws.com/prod", c.Endpoint, DefaultEndpoint)}
+	}
+	wu, err := url.Parse(c.WSURL)
+	if err != nil || (wu.Scheme != "ws" && wu.Scheme != "wss") || wu.Host == "" {
+		return Config{}, &UsageError{Err: fmt.Errorf("--ws-url %q is not a ws(s) URL like %s", c.WSURL, DefaultWSURL)}
+	}
+	if c.DynamoDBEndpoint == "" && isLoopbackURL(c.Endpoint) {
+		// The local gateway serves the DynamoDB API on its own listener
+		// (requests carrying X-Amz-Target), so derive it from the endpoint.
+		c.DynamoDBEndpoint = eu.Scheme + "://" + eu.Host
+	}
+	if c.Region == "" {
+		if isLoopbackURL(c.Endpoint) {
+			c.Region = DefaultLocalRegion
+		} else {
+			c.Region = regionFromHost(eu.Hostname())
+		}
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+		if v := getenv(timeoutEnv); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return Config{}, &UsageError{Err: fmt.Errorf("%s=%q is not a positive duration like 10s", timeoutEnv, v)}
+			}
+			c.Timeout = d
+		}
+	}
+	if c.Timeout < 0 {
+		return Config{}, &UsageError{Err: fmt.Errorf("--timeout must be positive, got %s", c.Timeout)}
+	}
+	if c.KeyDir == "" {
+		c.KeyDir = DefaultKeyDir(userConfigDir)
+	}
+	return c, nil
+}
+
+// DefaultKeyDir is where `streamer token keygen` writes keys and where
+// `streamer local` keeps its key pair: <user config dir>/streamer/keys.
+func DefaultKeyDir(userConfigDir func() (string, error)) string {
+	if userConfigDir == nil {
+		userConfigDir = os.UserConfigDir
+	}
+	dir, err := userConfigDir()
+	if err != nil || dir == "" {
+		dir = "."
+	}
+	return filepath.Join(dir, defaultKeySubdirSegment, "keys")
+}
+
+// regionFromHost extracts the region of an execute-api host name
+// (abc.execute-api.eu-west-1.amazonaws.com); "" when it is not one.
+func regionFromHost(host string) string {
+	parts := strings.Split(host, ".")
+	for i, p := range parts {
+		if p == "execute-api" && i+1 < len(parts) {
+			return parts[i+1]
+		}
+	}
+	return ""
+}
+
+func isLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,436 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	"github.com/pay-theory/streamer/pkg/store"
+	"github.com/spf13/cobra"
+)
+
+// NewCmdConn groups the connection commands.
+func NewCmdConn(f *Factory) *cobra.Command {
+	c := &cobra.Command{
+		Use:     "conn",
+		Aliases: []string{"connections"},
+		Short:   "List, inspect and disconnect live connections",
+	}
+	c.AddCommand(NewCmdConnLs(f, nil), NewCmdConnInspect(f, nil), NewCmdConnKick(f, nil))
+	return c
+}
+
+// ---- ls
+
+// ConnLsOptions are the inputs of `streamer conn ls`.
+type ConnLsOptions struct {
+	F        *Factory
+	TenantID string
+	UserID   string
+	Limit    int
+	PageSize int
+	Output   string
+}
+
+// NewCmdConnLs builds `streamer conn ls`.
+func NewCmdConnLs(f *Factory, runF func(*ConnLsOptions) error) *cobra.Command {
+	opts := &ConnLsOptions{F: f}
+	c := &cobra.Command{
+		Use:   "ls (--tenant T | --user U)",
+		Short: "List a tenant's or a user's connections, streaming page by page",
+		Long: `List the stored connections of one tenant or one user, oldest first. Rows print
+as each page arrives, so a tenant with 100,000 connections starts printing at once.
+
+Table columns: ID, USER, TENANT, CONNECTED (age), LAST PING (age), SENT, RECEIVED.
+Plain output (not a terminal) has the same columns tab-separated, no header, times RFC 3339.
+JSON output (-o json) is an array of {"connection_id","user_id","tenant_id","endpoint",
+"connected_at","last_ping","metadata":{"user_agent","ip_address"},"permissions",
+"messages_sent","messages_received","ttl"}.`,
+		Example: `  streamer conn ls --tenant acme
+  streamer conn ls --user alice -o json | jq -r '.[].connection_id'`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if (opts.TenantID == "") == (opts.UserID == "") {
+				return &UsageError{Err: errors.New("give exactly one of --tenant or --user")}
+			}
+			if opts.Limit < 0 {
+				return &UsageError{Err: errors.New("--limit must be 0 (no limit) or positive")}
+			}
+			if opts.PageSize < 0 || opts.PageSize > store.MaxListPageSize {
+				return &UsageError{Err: fmt.Errorf("--page-size must be between 1 and %d", store.MaxListPageSize)}
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return connLsRun(c.Context(), opts)
+		},
+	}
+	c.Flags().StringVar(&opts.TenantID, "tenant", "", "tenant id")
+	c.Flags().StringVar(&opts.UserID, "user", "", "user id")
+	c.Flags().IntVar(&opts.Limit, "limit", 0, "stop after N connections (0: all)")
+	c.Flags().IntVar(&opts.PageSize, "page-size", 0, "items read per request (default 100)")
+	c.Flags().StringVarP(&opts.Output, "output", "o", "", outputFlagHelp)
+	return c
+}
+
+// connJSON is the documented JSON form of a connection record.
+func connJSON(c store.Connection) store.Connection {
+	if c.Permissions == nil {
+		c.Permissions = []string{}
+	}
+	return c
+}
+
+func connLsRun(ctx context.Context, opts *ConnLsOptions) error {
+	f := opts.F
+	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	w := newListWriter(f.IO.Out, format, []string{"ID", "USER", "TENANT", "CONNECTED", "LAST PING", "SENT", "RECEIVED"})
+	err = listConnections(ctx, st, cfg, store.ListQuery{TenantID: opts.TenantID, UserID: opts.UserID, PageSize: int32(opts.PageSize)}, opts.Limit,
+		func(page []store.Connection) error {
+			now := f.Now()
+			rows := make([][]string, 0, len(page))
+			objs := make([]any, 0, len(page))
+			for _, c := range page {
+				connected, ping := formatTime(c.ConnectedAt), formatTime(c.LastPing)
+				if format == FormatTable {
+					connected, ping = formatAge(now, c.ConnectedAt), formatAge(now, c.LastPing)
+				}
+				rows = append(rows, []string{c.ConnectionID, c.UserID, c.TenantID, connected, ping,
+					strconv.FormatInt(c.MessagesSent, 10), strconv.FormatInt(c.MessagesReceived, 10)})
+				objs = append(objs, connJSON(c))
+			}
+			return w.Write(rows, objs)
+		})
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if w.Count() == 0 && f.IO.ErrTTY {
+		who := "tenant " + opts.TenantID
+		if opts.UserID != "" {
+			who = "user " + opts.UserID
+		}
+		fmt.Fprintf(f.IO.ErrOut, "no connections for %s in table %s\n", who, cfg.Table)
+	}
+	return nil
+}
+
+// listConnections walks every page of q (up to limit connections, 0 = all),
+// calling each with one page. Each request is bounded by cfg.Timeout.
+func listConnections(ctx context.Context, st ConnStore, cfg Config, q store.ListQuery, limit int, each func([]store.Connection) error) error {
+	seen := 0
+	for {
+		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		page, err := st.List(cctx, q)
+		cancel()
+		if err != nil {
+			return storeErr(cfg, err)
+		}
+		conns := page.Connections
+		if limit > 0 && seen+len(conns) > limit {
+			conns = conns[:limit-seen]
+		}
+		seen += len(conns)
+		if len(conns) > 0 {
+			if err := each(conns); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" || (limit > 0 && seen >= limit) {
+			return nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
+func storeErr(cfg Config, err error) error {
+	url := cfg.DynamoDBEndpoint
+	if url == "" {
+		url = "DynamoDB in " + cfg.Region
+	}
+	if strings.Contains(err.Error(), "ResourceNotFoundException") {
+		return fmt.Errorf("table %s not found at %s: %w\nhint: pass --table / STREAMER_TABLE with the deployed table's name", cfg.Table, url, err)
+	}
+	return explainNetErr("DynamoDB API", url, err)
+}
+
+// ---- inspect
+
+// ConnInspectOptions are the inputs of `streamer conn inspect`.
+type ConnInspectOptions struct {
+	F            *Factory
+	ConnectionID string
+	Output       string
+}
+
+// NewCmdConnInspect builds `streamer conn inspect`.
+func NewCmdConnInspect(f *Factory, runF func(*ConnInspectOptions) error) *cobra.Command {
+	opts := &ConnInspectOptions{F: f}
+	c := &cobra.Command{
+		Use:   "inspect ID",
+		Short: "Show a connection's stored record and what the gateway says about it",
+		Long: `Show the stored record and the gateway's live view (GetConnection: connectedAt,
+lastActiveAt, sourceIp, userAgent). When the gateway no longer has the connection
+but a record remains, the record is stale: it says so plainly.
+
+state is one of: live (record and gateway agree), stale (record, gateway 410),
+unrecorded (gateway has it, no record). An id known to neither is an error (exit 1).
+
+JSON output (-o json): {"connection_id", "state", "record": <conn ls JSON object>|null,
+"live": {"connected_at","last_active_at","source_ip","user_agent"}|null}.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.ConnectionID = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return connInspectRun(c.Context(), opts)
+		},
+	}
+	c.Flags().StringVarP(&opts.Output, "output", "o", "", outputFlagHelp)
+	return c
+}
+
+// Connection states reported by inspect.
+const (
+	StateLive       = "live"
+	StateStale      = "stale"
+	StateUnrecorded = "unrecorded"
+)
+
+type liveJSON struct {
+	ConnectedAt  *time.Time `json:"connected_at"`
+	LastActiveAt *time.Time `json:"last_active_at"`
+	SourceIP     string     `json:"source_ip"`
+	UserAgent    string     `json:"user_agent"`
+}
+
+type inspectJSON struct {
+	ConnectionID string            `json:"connection_id"`
+	State        string            `json:"state"`
+	Record       *store.Connection `json:"record"`
+	Live         *liveJSON         `json:"live"`
+}
+
+func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
+	f := opts.F
+	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	mg, err := f.Management(ctx)
+	if err != nil {
+		return err
+	}
+	id := opts.ConnectionID
+	res := inspectJSON{ConnectionID: id}
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	rec, err := st.Get(cctx, id)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return storeErr(cfg, err)
+	default:
+		rec = connJSON(rec)
+		res.Record = &rec
+	}
+
+	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	out, err := mg.GetConnection(cctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+	cancel()
+	var gone *types.GoneException
+	switch {
+	case errors.As(err, &gone):
+	case err != nil:
+		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("GetConnection %s: %w", id, err))
+	default:
+		l := &liveJSON{ConnectedAt: out.ConnectedAt, LastActiveAt: out.LastActiveAt}
+		if out.Identity != nil {
+			l.SourceIP, l.UserAgent = aws.ToString(out.Identity.SourceIp), aws.ToString(out.Identity.UserAgent)
+		}
+		res.Live = l
+	}
+
+	switch {
+	case res.Record == nil && res.Live == nil:
+		return fmt.Errorf("unknown connection %s: no record in table %s and the gateway at %s does not know it (410)\nhint: list live connections with `streamer conn ls --tenant T`", id, cfg.Table, cfg.Endpoint)
+	case res.Live == nil:
+		res.State = StateStale
+	case res.Record == nil:
+		res.State = StateUnrecorded
+	default:
+		res.State = StateLive
+	}
+
+	if format == FormatJSON {
+		return writeJSON(f.IO.Out, res)
+	}
+	p := newPalette(f.IO.OutTTY, f.Getenv)
+	now := f.Now()
+	tm := func(t time.Time) string {
+		if format == FormatTable && !t.IsZero() {
+			return formatTime(t) + " (" + formatAge(now, t) + ")"
+		}
+		return formatTime(t)
+	}
+	rows := [][]string{{"connection_id", id}}
+	switch res.State {
+	case StateLive:
+		rows = append(rows, []string{"state", p.Green(StateLive)})
+	case StateStale:
+		rows = append(rows, []string{"state", p.Yellow("stale: the gateway no longer has this connection (410)")})
+	case StateUnrecorded:
+		rows = append(rows, []string{"state", p.Yellow("unrecorded: the gateway has this connection but the table has no record")})
+	}
+	if r := res.Record; r != nil {
+		rows = append(rows,
+			[]string{"user_id", r.UserID}, []string{"tenant_id", r.TenantID}, []string{"endpoint", r.Endpoint},
+			[]string{"connected_at", tm(r.ConnectedAt)}, []string{"last_ping", tm(r.LastPing)},
+			[]string{"permissions", strings.Join(r.Permissions, ",")},
+			[]string{"messages_sent", strconv.FormatInt(r.MessagesSent, 10)},
+			[]string{"messages_received", strconv.FormatInt(r.MessagesReceived, 10)},
+			[]string{"ip_address", r.Metadata.IPAddress}, []string{"user_agent", r.Metadata.UserAgent},
+			[]string{"ttl", formatTime(time.Unix(r.TTL, 0))})
+	}
+	if l := res.Live; l != nil {
+		rows = append(rows,
+			[]string{"live.connected_at", tm(aws.ToTime(l.ConnectedAt))},
+			[]string{"live.last_active_at", tm(aws.ToTime(l.LastActiveAt))},
+			[]string{"live.source_ip", l.SourceIP}, []string{"live.user_agent", l.UserAgent})
+	}
+	if format == FormatTable {
+		return renderTable(f.IO.Out, []string{"field", "value"}, rows)
+	}
+	rows[1][1] = res.State // plain: the bare word, for scripts
+	return renderPlain(f.IO.Out, rows)
+}
+
+// ---- kick
+
+// ConnKickOptions are the inputs of `streamer conn kick`.
+type ConnKickOptions struct {
+	F            *Factory
+	ConnectionID string
+	Output       string
+}
+
+// NewCmdConnKick builds `streamer conn kick`.
+func NewCmdConnKick(f *Factory, runF func(*ConnKickOptions) error) *cobra.Command {
+	opts := &ConnKickOptions{F: f}
+	c := &cobra.Command{
+		Use:   "kick ID",
+		Short: "Disconnect a connection at the gateway and remove its record",
+		Long: `Call DeleteConnection (the client sees its socket close) and delete the stored
+record; report both. An id known to neither the gateway nor the table is an error.
+
+JSON output (-o json): {"connection_id", "gateway": "disconnected|gone", "record": "removed|absent"}.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.ConnectionID = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return connKickRun(c.Context(), opts)
+		},
+	}
+	c.Flags().StringVarP(&opts.Output, "output", "o", "", outputFlagHelp)
+	return c
+}
+
+func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
+	f := opts.F
+	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	mg, err := f.Management(ctx)
+	if err != nil {
+		return err
+	}
+	id := opts.ConnectionID
+	res := struct {
+		ConnectionID string `json:"connection_id"`
+		Gateway      string `json:"gateway"`
+		Record       string `json:"record"`
+	}{ConnectionID: id, Gateway: "disconnected", Record: "removed"}
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	_, err = mg.DeleteConnection(cctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(id)})
+	cancel()
+	var gone *types.GoneException
+	switch {
+	case errors.As(err, &gone):
+		res.Gateway = "gone"
+	case err != nil:
+		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("DeleteConnection %s: %w", id, err))
+	}
+	// Remove the record even after a successful disconnect: $disconnect
+	// does it too, but not before this command returns.
+	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	_, found, err := st.Delete(cctx, id)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("gateway: %s; but deleting the record failed: %w", res.Gateway, storeErr(cfg, err))
+	}
+	if !found {
+		res.Record = "absent"
+	}
+	if res.Gateway == "gone" && !found {
+		return fmt.Errorf("unknown connection %s: the gateway at %s does not know it (410) and table %s has no record", id, cfg.Endpoint, cfg.Table)
+	}
+	if format == FormatJSON {
+		return writeJSON(f.IO.Out, res)
+	}
+	gw := "disconnected"
+	if res.Gateway == "gone" {
+		gw = "already gone (410)"
+	}
+	rec := "removed"
+	if !found {
+		rec = "no record (already removed)"
+	}
+	rows := [][]string{{"gateway", gw}, {"record", rec}}
+	if format == FormatTable {
+		fmt.Fprintf(f.IO.Out, "Kicked %s\n", id)
+		return renderTable(f.IO.Out, nil, rows)
+	}
+	rows[0][1], rows[1][1] = res.Gateway, res.Record
+	return renderPlain(f.IO.Out, rows)
+}
