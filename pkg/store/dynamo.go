@@ -203,7 +203,12 @@ func (d *Dynamo) Touch(ctx context.Context, connectionID string, at time.Time, r
 // AddActive adds delta to the table-wide active connection counter, kept on
 // the item with the reserved id "#stats", and returns the new value. ADD is
 // atomic, so concurrent $connect/$disconnect handlers never lose updates.
+//
+// AddActive(ctx, 0) reads the counter without writing.
 func (d *Dynamo) AddActive(ctx context.Context, delta int64) (int64, error) {
+	if delta == 0 {
+		return d.readActive(ctx)
+	}
 	out, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(d.table),
 		Key:                       keyOf(activeCounterItemKey),
@@ -222,6 +227,27 @@ func (d *Dynamo) AddActive(ctx context.Context, delta int64) (int64, error) {
 	n, err := strconv.ParseInt(v.Value, 10, 64)
 	if err != nil {
 		return 0, d.wrapErr("add active", "", err)
+	}
+	return n, nil
+}
+
+// readActive reads the counter (0 before the first AddActive).
+func (d *Dynamo) readActive(ctx context.Context) (int64, error) {
+	out, err := d.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(d.table),
+		Key:            keyOf(activeCounterItemKey),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return 0, d.wrapErr("read active", "", err)
+	}
+	v, ok := out.Item[attrActive].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil {
+		return 0, d.wrapErr("read active", "", err)
 	}
 	return n, nil
 }
