@@ -183,8 +183,7 @@ func (c *CloudWatchSource) Queries(window time.Duration) []types.MetricDataQuery
 				Id: aws.String(idColdPrefix + n), Label: aws.String(fn + " " + c.cfg.ColdStartsMetric),
 				MetricStat: &types.MetricStat{
 					Metric: &types.Metric{Namespace: aws.String(c.cfg.Namespace), MetricName: aws.String(c.cfg.ColdStartsMetric),
-						Dimensions: append(append([]types.Dimension{}, env...),
-							types.Dimension{Name: aws.String(DimensionFunctionName), Value: aws.String(fn)})},
+						Dimensions: []types.Dimension{{Name: aws.String(DimensionFunctionName), Value: aws.String(fn)}}},
 					Period: aws.Int32(period), Stat: aws.String("Sum"),
 				},
 			},
@@ -392,6 +391,9 @@ func (c *CloudWatchSource) alarms(ctx context.Context) ([]Alarm, error) {
 
 // shortDuration renders 1h0m0s as 1h, 90m as 1h30m.
 func shortDuration(d time.Duration) string {
+	if d < time.Minute && d%time.Second != 0 {
+		return d.String() // 10ms, 1.5s
+	}
 	s := d.Round(time.Second).String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -401,3 +403,5 @@ func shortDuration(d time.Duration) string {
 	}
 	return s
 }
+// The SDK client satisfies the consumer interface (checked at compile time).
+var _ CloudWatchAPI = (*cloudwatch.Client)(nil)

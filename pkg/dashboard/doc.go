@@ -15,12 +15,14 @@
 //     names start with a prefix through DescribeAlarms.
 //
 // Cold starts. AWS/Lambda has no cold-start metric, so the CloudWatch source
-// reads a custom metric named ColdStartsMetric ("ColdStarts") in the same
-// namespace with the dimensions {Environment=<env>, FunctionName=<full
-// function name>}, statistic Sum. Whoever produces it (the handlers as EMF on
-// their first invocation, or a deployment log metric filter on REPORT lines
-// carrying "Init Duration") must use that name and those dimensions; when
-// nothing emits it the panel says "no data" rather than 0.
+// reads a custom metric named CloudWatchConfig.ColdStartsMetric ("ColdStarts")
+// in the same namespace with the single dimension FunctionName=<full function
+// name> (which already carries the environment), statistic Sum. The handlers
+// log "cold_start":true and "function":<AWS_LAMBDA_FUNCTION_NAME> on every
+// line, so a producer can be a log metric filter per function log group
+// (value 1, dimension FunctionName from $.function) on the one line each
+// invocation writes, or an EMF metric with that dimension set. Until
+// something emits it the panel says "no data" rather than 0.
 //
 // Latency. Locally the latency panel shows the gateway's @connections
 // (management API) latency. CloudWatch has no management-API latency metric

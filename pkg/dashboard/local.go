@@ -73,6 +73,7 @@ type LocalSource struct {
 	History int
 
 	mu      sync.Mutex
+	client  *http.Client // HTTPClient or the default, made once
 	prev    *localSample
 	active  ring
 	conns   ring
@@ -93,8 +94,6 @@ func (l *LocalSource) metricsURL() string {
 	}
 	return u + "/metrics.json"
 }
-
-var defaultLocalClient = &http.Client{Timeout: 5 * time.Second}
 
 // Fetch implements Source. window only labels nothing here: the gateway
 // keeps totals, not windows.
@@ -202,6 +201,18 @@ func ptrValue(p *float64) Value {
 	return Some(*p)
 }
 
+func (l *LocalSource) httpClient() *http.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.client == nil {
+		l.client = l.HTTPClient
+		if l.client == nil {
+			l.client = &http.Client{Timeout: 5 * time.Second}
+		}
+	}
+	return l.client
+}
+
 func (l *LocalSource) get(ctx context.Context, target string) (*localMetrics, error) {
 	fail := func(op string, err error) error { return &FetchError{Source: "local", Op: op, Err: err} }
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
@@ -209,11 +220,7 @@ func (l *LocalSource) get(ctx context.Context, target string) (*localMetrics, er
 		return nil, fail("GET "+target, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	hc := l.HTTPClient
-	if hc == nil {
-		hc = defaultLocalClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := l.httpClient().Do(req)
 	if err != nil {
 		return nil, fail("GET "+target, fmt.Errorf("%w (is `streamer local` running?)", err))
 	}

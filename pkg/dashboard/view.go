@@ -155,7 +155,6 @@ func (m *Model) View() string {
 		m.focus = len(ps) - 1
 	}
 
-	header := m.st.header.Render(ansi.Truncate(clean("streamer dashboard · "+m.src.Name()), w, "…"))
 	status := m.statusLine(w)
 	var helpLines []string
 	for _, l := range strings.Split(m.help.View(m.keys), "\n") {
@@ -165,7 +164,14 @@ func (m *Model) View() string {
 	if avail < 3 { // too short for help: keep the data
 		helpLines, avail = nil, h-2
 	}
-	body := m.grid(ps, w, avail)
+	body, above, below := m.grid(ps, w, avail)
+	// Hidden panels are announced before the source name so truncation
+	// never hides the hint.
+	title := "streamer dashboard"
+	if above > 0 || below > 0 {
+		title += fmt.Sprintf(" [%d↑ %d↓ panels hidden: ↑/↓ scroll]", above, below)
+	}
+	header := m.st.header.Render(ansi.Truncate(title+" · "+clean(m.src.Name()), w, "…"))
 	for len(body) < avail {
 		body = append(body, "")
 	}
@@ -176,8 +182,9 @@ func (m *Model) View() string {
 }
 
 // grid lays the panels out in rows and returns at most avail lines, starting
-// at a row that keeps the focused panel visible.
-func (m *Model) grid(ps []panel, w, avail int) []string {
+// at a row that keeps the focused panel visible, and how many panels are
+// hidden above and below.
+func (m *Model) grid(ps []panel, w, avail int) (lines []string, above, below int) {
 	cols := columns(w)
 	var rows [][]string
 	for start := 0; start < len(ps); start += cols {
@@ -191,16 +198,21 @@ func (m *Model) grid(ps []panel, w, avail int) []string {
 		used += len(rows[first])
 	}
 	var out []string
+	shown := 0
 	for _, r := range rows[first:] {
 		if len(out)+len(r) > avail {
 			if len(out) == 0 { // even the focused row is too tall: clip it
 				out = append(out, r[:avail]...)
+				shown++
 			}
 			break
 		}
 		out = append(out, r...)
+		shown++
 	}
-	return out
+	above = first * cols
+	below = max(len(ps)-(first+shown)*cols, 0)
+	return out, above, below
 }
 
 func (m *Model) row(ps []panel, offset, w, cols int) []string {

@@ -1,0 +1,353 @@
+package dashboard
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
+)
+
+func keyMsg(s string) tea.KeyMsg {
+	switch s {
+	case "tab":
+		return tea.KeyMsg{Type: tea.KeyTab}
+	case "shift+tab":
+		return tea.KeyMsg{Type: tea.KeyShiftTab}
+	case "ctrl+c":
+		return tea.KeyMsg{Type: tea.KeyCtrlC}
+	case "left":
+		return tea.KeyMsg{Type: tea.KeyLeft}
+	case "right":
+		return tea.KeyMsg{Type: tea.KeyRight}
+	case "up":
+		return tea.KeyMsg{Type: tea.KeyUp}
+	case "down":
+		return tea.KeyMsg{Type: tea.KeyDown}
+	}
+	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
+}
+
+func sized(t *testing.T, src Source, w, h int) *Model {
+	t.Helper()
+	m := NewModel(testOptions(src))
+	deliver(t, m, tea.WindowSizeMsg{Width: w, Height: h})
+	return m
+}
+
+func TestModelShowsData(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: localSnapshot()}}}
+	m := sized(t, src, 100, 30)
+	next := runFetch(t, m, m.Init())
+	if next == nil {
+		t.Fatal("after a fetch the model must schedule the next refresh")
+	}
+	if src.windows[0] != DefaultWindow {
+		t.Errorf("fetch window = %v, want the default %v", src.windows[0], DefaultWindow)
+	}
+	v := m.View()
+	checkFits(t, v, 100, 30)
+	for _, want := range []string{
+		"Active connections", "42", "▁▂▂▄▇███",
+		"Connections / min", "12",
+		"Auth failures", "3", "since gateway start",
+		"Messages sent / min", "360",
+		"Error rate", "1.25%",
+		"Latency p50 / p99", "0.400 ms / 2.8 ms", "@connections latency",
+		"Circuit breaker", "closed",
+		"updated 12:00:05 · every 5s · window 1h",
+		"q quit", "? help",
+	} {
+		if !strings.Contains(v, want) {
+			t.Errorf("view lacks %q:\n%s", want, v)
+		}
+	}
+	if strings.Contains(v, "Lambda errors") || strings.Contains(v, "Alarms") {
+		t.Errorf("local snapshot must not show CloudWatch panels:\n%s", v)
+	}
+	if strings.Contains(v, "\x1b") {
+		t.Errorf("colours off, yet the view has escape sequences: %q", v)
+	}
+}
+
+func TestModelEmptyAndNoDataStates(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: Snapshot{}}}}
+	m := sized(t, src, 100, 30)
+	cmd := m.Init()
+	// Before the first answer: placeholders and "fetching…", no crash.
+	v := m.View()
+	checkFits(t, v, 100, 30)
+	if !strings.Contains(v, "fetching…") || !strings.Contains(v, noDataText) {
+		t.Errorf("initial view should say fetching and show %q:\n%s", noDataText, v)
+	}
+	runFetch(t, m, cmd)
+	v = m.View()
+	if got := strings.Count(v, noDataText); got < 8 {
+		t.Errorf("an all-no-data snapshot should show %q in every value (found %d):\n%s", noDataText, got, v)
+	}
+	for _, want := range []string{"no history yet", "n/a", "updated 12:00:05"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("view lacks %q:\n%s", want, v)
+		}
+	}
+}
+
+func TestModelErrorStateKeepsDataAndRetries(t *testing.T) {
+	boom := errors.New("dial tcp 127.0.0.1:4510: connect: connection refused\nsecond line\x1b[31m")
+	src := &fakeSource{results: []fakeResult{{snap: localSnapshot()}, {err: boom}, {snap: localSnapshot()}}}
+	opts := testOptions(src)
+	opts.Refresh = 10 * time.Millisecond // tea.Tick really waits
+	m := NewModel(opts)
+	deliver(t, m, tea.WindowSizeMsg{Width: 160, Height: 30})
+	tick := runFetch(t, m, m.Init())
+
+	// The scheduled tick fires, the fetch fails.
+	msg := tick()
+	tm, ok := msg.(tickMsg)
+	if !ok {
+		t.Fatalf("refresh command produced %T, want tickMsg", msg)
+	}
+	retry := runFetch(t, m, deliver(t, m, tm))
+	if !errors.Is(m.Err(), boom) {
+		t.Fatalf("Err() = %v, want the fetch error", m.Err())
+	}
+	if retry == nil {
+		t.Fatal("a failed fetch must schedule a retry")
+	}
+	v := m.View()
+	checkFits(t, v, 160, 30)
+	want := "fetch failed: dial tcp 127.0.0.1:4510: connect: connection refused second line — retrying in 10ms · showing 12:00:05"
+	if !strings.Contains(v, want) {
+		t.Errorf("status line should read %q:\n%s", want, v)
+	}
+	if !strings.Contains(v, "42") {
+		t.Errorf("the last good data should stay on screen:\n%s", v)
+	}
+
+	// The retry succeeds and clears the error.
+	runFetch(t, m, deliver(t, m, retry()))
+	if m.Err() != nil || strings.Contains(m.View(), "fetch failed") {
+		t.Errorf("a successful retry should clear the error, got %v", m.Err())
+	}
+	if src.Calls() != 3 {
+		t.Errorf("fetches = %d, want 3", src.Calls())
+	}
+}
+
+func TestModelLongErrorIsTruncatedToWidth(t *testing.T) {
+	long := errors.New(strings.Repeat("throttled by CloudWatch ", 40))
+	src := &fakeSource{results: []fakeResult{{err: long}}}
+	for _, w := range []int{30, 61, 100, 160} {
+		m := sized(t, src, w, 24)
+		runFetch(t, m, m.Init())
+		v := m.View()
+		checkFits(t, v, w, 24)
+		lines := strings.Split(v, "\n")
+		status := ansi.Strip(lines[len(lines)-2])
+		if !strings.HasPrefix(status, "fetch failed: throttled") || !strings.HasSuffix(status, "…") {
+			t.Errorf("width %d: status line %q should be the truncated error", w, status)
+		}
+	}
+}
+
+func TestModelKeys(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
+	m := sized(t, src, 100, 40)
+	runFetch(t, m, m.Init())
+	n := len(m.panels())
+	if n != 11 {
+		t.Fatalf("cloud snapshot: %d panels, want 11", n)
+	}
+
+	for _, k := range []string{"q", "ctrl+c"} {
+		cmd := deliver(t, m, keyMsg(k))
+		if cmd == nil {
+			t.Fatalf("%s: no command", k)
+		}
+		if _, ok := cmd().(tea.QuitMsg); !ok {
+			t.Errorf("%s should quit", k)
+		}
+	}
+
+	// r fetches now; a second r while that fetch runs does nothing.
+	before := m.Fetches()
+	cmd := deliver(t, m, keyMsg("r"))
+	if cmd == nil || m.Fetches() != before+1 {
+		t.Fatalf("r should start a fetch (fetches %d -> %d)", before, m.Fetches())
+	}
+	if deliver(t, m, keyMsg("r")) != nil || m.Fetches() != before+1 {
+		t.Error("r during a fetch should not start another")
+	}
+	staleGen := m.gen - 1
+	runFetch(t, m, cmd)
+	// The tick scheduled before r is stale now and must not fetch.
+	if deliver(t, m, tickMsg{gen: staleGen}) != nil {
+		t.Error("a superseded tick started a fetch")
+	}
+
+	// Focus moves: tab/right forward, shift+tab/left back, wrap around,
+	// up/down by a row (3 columns at width 100).
+	steps := []struct {
+		key  string
+		want int
+	}{
+		{"tab", 1}, {"right", 2}, {"down", 5}, {"left", 4}, {"up", 1}, {"up", 1},
+		{"shift+tab", 0}, {"shift+tab", n - 1}, {"tab", 0}, {"down", 3}, {"down", 6}, {"down", 9}, {"down", 9},
+	}
+	for _, s := range steps {
+		deliver(t, m, keyMsg(s.key))
+		if m.Focus() != s.want {
+			t.Fatalf("after %s focus = %d, want %d", s.key, m.Focus(), s.want)
+		}
+	}
+	// The focused panel has the thick border: panel 9 is "Cold starts".
+	for _, l := range strings.Split(m.View(), "\n") {
+		if strings.Contains(l, "Cold starts") && !strings.HasPrefix(l, "┃") {
+			t.Errorf("focused panel should have a thick border: %q", l)
+		}
+		if strings.Contains(l, "Active connections") && !strings.HasPrefix(l, "│") {
+			t.Errorf("unfocused panel should have a thin border: %q", l)
+		}
+	}
+
+	// ? toggles the full help.
+	if strings.Contains(m.View(), "previous panel") {
+		t.Fatal("full help shown before ?")
+	}
+	deliver(t, m, keyMsg("?"))
+	v := m.View()
+	if !m.HelpShown() || !strings.Contains(v, "previous panel") || !strings.Contains(v, "refresh now") {
+		t.Errorf("? should show the full help:\n%s", v)
+	}
+	checkFits(t, v, 100, 40)
+	deliver(t, m, keyMsg("?"))
+	if m.HelpShown() || strings.Contains(m.View(), "previous panel") {
+		t.Error("a second ? should hide the full help")
+	}
+}
+
+func TestModelReflowsOnResize(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
+	m := NewModel(testOptions(src))
+	runFetch(t, m, m.Init())
+	checkFits(t, m.View(), defaultWidth, defaultHeight) // no size yet: 80x24
+	cases := []struct{ w, cols int }{{200, 3}, {100, 3}, {90, 3}, {89, 2}, {60, 2}, {59, 1}, {30, 1}}
+	for _, c := range cases {
+		deliver(t, m, tea.WindowSizeMsg{Width: c.w, Height: 60})
+		v := m.View()
+		checkFits(t, v, c.w, 60)
+		first := strings.Split(v, "\n")[1] // top border of the first row
+		if got := strings.Count(first, "╭") + strings.Count(first, "┏"); got != c.cols {
+			t.Errorf("width %d: %d columns, want %d\n%s", c.w, got, c.cols, v)
+		}
+	}
+	// Every size, including absurd ones, stays inside the terminal.
+	for w := 1; w <= 130; w += 7 {
+		for h := 1; h <= 45; h += 4 {
+			for _, help := range []bool{false, true} {
+				deliver(t, m, tea.WindowSizeMsg{Width: w, Height: h})
+				if help != m.HelpShown() {
+					deliver(t, m, keyMsg("?"))
+				}
+				checkFits(t, m.View(), w, h)
+			}
+		}
+	}
+}
+
+func TestModelScrollsToFocusedPanel(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
+	m := sized(t, src, 100, 16)
+	runFetch(t, m, m.Init())
+	v := m.View()
+	checkFits(t, v, 100, 16)
+	if !strings.Contains(v, "Active connections") || strings.Contains(v, "Alarms") {
+		t.Fatalf("top rows first:\n%s", v)
+	}
+	if !strings.Contains(v, "panels hidden") {
+		t.Errorf("hidden panels should be announced:\n%s", v)
+	}
+	for range 10 {
+		deliver(t, m, keyMsg("tab"))
+	}
+	v = m.View()
+	checkFits(t, v, 100, 16)
+	if !strings.Contains(v, "Alarms: 1 in ALARM") {
+		t.Errorf("focusing the last panel should scroll it into view:\n%s", v)
+	}
+}
+
+func TestModelAlarmsStandOut(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
+	// Without colour the marker carries it.
+	m := sized(t, src, 100, 40)
+	runFetch(t, m, m.Init())
+	if v := m.View(); !strings.Contains(v, "!! ALARM streamer-prod-lambd") || !strings.Contains(v, "Alarms: 1 in ALARM") {
+		t.Errorf("firing alarm not marked:\n%s", v)
+	}
+	// With colour: red and bold.
+	m = NewModel(colourOptions(src))
+	deliver(t, m, tea.WindowSizeMsg{Width: 160, Height: 40})
+	runFetch(t, m, m.Init())
+	v := m.View()
+	want := m.st.alarm.Render("!! ALARM streamer-prod-lambda-errors")
+	if !strings.Contains(want, "\x1b[") || !strings.Contains(want, "1;") && !strings.Contains(want, ";1") && !strings.Contains(want, "[1m") {
+		t.Fatalf("alarm style renders no bold/colour: %q", want)
+	}
+	if !strings.Contains(want, "31") && !strings.Contains(want, "38;5;1") {
+		t.Fatalf("alarm style is not red: %q", want)
+	}
+	if !strings.Contains(v, want) {
+		t.Errorf("firing alarm should be rendered red and bold (%q) in:\n%q", want, v)
+	}
+	okLine := m.st.alarm.Render("!! ALARM streamer-prod-throttles")
+	if strings.Contains(v, okLine) {
+		t.Error("an OK alarm must not be highlighted")
+	}
+}
+
+func TestNoColorIsHonoured(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
+	env := map[string]string{"NO_COLOR": "1"}
+	r := NewRenderer(os.Stdout, true)
+	if got := r.ColorProfile(); got.Name() != "Ascii" {
+		t.Fatalf("NewRenderer(noColor) profile = %v, want Ascii", got.Name())
+	}
+	opts := Options{Source: src, Out: os.Stdout, Getenv: func(k string) string { return env[k] }}
+	m := NewModel(opts)
+	deliver(t, m, tea.WindowSizeMsg{Width: 100, Height: 40})
+	runFetch(t, m, m.Init())
+	if v := m.View(); strings.Contains(v, "\x1b") {
+		t.Errorf("NO_COLOR set, yet escapes in view: %q", v)
+	}
+}
+
+func TestModelIgnoresUnknownMessages(t *testing.T) {
+	m := sized(t, &fakeSource{results: []fakeResult{{snap: localSnapshot()}}}, 80, 24)
+	if cmd := deliver(t, m, struct{ x int }{1}); cmd != nil {
+		t.Error("unknown message produced a command")
+	}
+	if cmd := deliver(t, m, tea.MouseMsg{}); cmd != nil {
+		t.Error("mouse message produced a command")
+	}
+	_ = fmt.Sprint(m.View())
+}
+
+func TestFetchUsesTimeout(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: localSnapshot()}}, block: make(chan struct{})}
+	opts := testOptions(src)
+	opts.Timeout = 20 * time.Millisecond
+	m := NewModel(opts)
+	msg := m.Init()().(fetchedMsg)
+	if msg.err == nil {
+		t.Fatal("a fetch that never answers must end with the timeout")
+	}
+	deliver(t, m, msg)
+	if !strings.Contains(m.View(), "fetch failed: context deadline exceeded") {
+		t.Errorf("timeout not shown:\n%s", m.View())
+	}
+}
