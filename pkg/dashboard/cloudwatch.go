@@ -403,5 +403,6 @@ func shortDuration(d time.Duration) string {
 	}
 	return s
 }
+
 // The SDK client satisfies the consumer interface (checked at compile time).
 var _ CloudWatchAPI = (*cloudwatch.Client)(nil)

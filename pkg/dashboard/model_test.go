@@ -148,7 +148,7 @@ func TestModelLongErrorIsTruncatedToWidth(t *testing.T) {
 		checkFits(t, v, w, 24)
 		lines := strings.Split(v, "\n")
 		status := ansi.Strip(lines[len(lines)-2])
-		if !strings.HasPrefix(status, "fetch failed: throttled") || !strings.HasSuffix(status, "…") {
+		if !strings.HasPrefix(status, "fetch failed: throttled") || (w >= 61 && !strings.HasSuffix(status, "… — retrying in 5s")) || (w < 61 && !strings.HasSuffix(status, "…")) {
 			t.Errorf("width %d: status line %q should be the truncated error", w, status)
 		}
 	}
@@ -268,7 +268,7 @@ func TestModelScrollsToFocusedPanel(t *testing.T) {
 	if !strings.Contains(v, "Active connections") || strings.Contains(v, "Alarms") {
 		t.Fatalf("top rows first:\n%s", v)
 	}
-	if !strings.Contains(v, "panels hidden") {
+	if !strings.Contains(v, "[↓5 more]") {
 		t.Errorf("hidden panels should be announced:\n%s", v)
 	}
 	for range 10 {

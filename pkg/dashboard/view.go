@@ -168,8 +168,15 @@ func (m *Model) View() string {
 	// Hidden panels are announced before the source name so truncation
 	// never hides the hint.
 	title := "streamer dashboard"
-	if above > 0 || below > 0 {
-		title += fmt.Sprintf(" [%d↑ %d↓ panels hidden: ↑/↓ scroll]", above, below)
+	var more []string
+	if above > 0 {
+		more = append(more, fmt.Sprintf("↑%d", above))
+	}
+	if below > 0 {
+		more = append(more, fmt.Sprintf("↓%d", below))
+	}
+	if len(more) > 0 {
+		title += " [" + strings.Join(more, " ") + " more]"
 	}
 	header := m.st.header.Render(ansi.Truncate(title+" · "+clean(m.src.Name()), w, "…"))
 	for len(body) < avail {
@@ -260,11 +267,17 @@ func (m *Model) statusLine(w int) string {
 	style := m.st.status
 	switch {
 	case m.err != nil:
-		style = m.st.statusErr
-		text = "fetch failed: " + clean(m.err.Error()) + " — retrying in " + every
+		// The error is cut, not the "retrying" promise after it.
+		prefix, suffix := "fetch failed: ", " — retrying in "+every
 		if m.have {
-			text += " · showing " + m.updated.Format("15:04:05")
+			suffix += " · showing " + m.updated.Format("15:04:05")
 		}
+		room := w - ansi.StringWidth(prefix) - ansi.StringWidth(suffix)
+		if room < 10 {
+			room = w
+		}
+		text = prefix + ansi.Truncate(clean(m.err.Error()), room, "…") + suffix
+		style = m.st.statusErr
 	case !m.have:
 		text = "fetching…"
 	default:
