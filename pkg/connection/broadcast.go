@@ -24,7 +24,8 @@ func (m *Manager) Broadcast(ctx context.Context, connectionIDs []string, message
 // BroadcastWithProgress delivers message to every id and reports each id's
 // outcome. The message is encoded and size-checked once, before any network
 // call. Existence is checked in store batches of 100 ids, the existing ids
-// are handed to Config.Workers workers in jobs of 25, unhealthy connections
+// are handed to Config.Workers workers in jobs of up to 25 ids (fewer when
+// there are too few ids to keep every worker busy), unhealthy connections
 // are skipped (or probed once after their cooldown), and stale records are
 // removed in batches of 25 at the end.
 //
@@ -185,6 +186,9 @@ func (b *broadcast) finish(i int, o Outcome) {
 // start after the first chunk instead of after the whole list.
 func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 	m := b.m
+	// Jobs hold up to 25 ids, fewer when 25 would leave workers idle
+	// (100 ids on 10 workers: 10 jobs of 10, not 4 of 25).
+	size := min(JobBatchSize, max(1, (len(ids)+m.cfg.Workers-1)/m.cfg.Workers))
 	for lo := 0; lo < len(ids); lo += ExistenceBatchSize {
 		if b.ctx.Err() != nil {
 			return
@@ -206,7 +210,7 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 				continue
 			}
 		}
-		batch := make([]int, 0, JobBatchSize)
+		batch := make([]int, 0, size)
 		for i := lo; i < hi; i++ {
 			id := ids[i]
 			if id == "" || (exists != nil && !exists[id]) {
@@ -225,14 +229,14 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 				b.probe[i] = true
 			}
 			batch = append(batch, i)
-			if len(batch) == JobBatchSize {
+			if len(batch) == size {
 				select {
 				case jobs <- batch:
 				case <-b.ctx.Done():
 					b.releaseProbes(batch)
 					return
 				}
-				batch = make([]int, 0, JobBatchSize)
+				batch = make([]int, 0, size)
 			}
 		}
 		if len(batch) > 0 {
