@@ -1,0 +1,155 @@
+package boot_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/lambda/shared/boot"
+	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
+	"github.com/pay-theory/streamer/pkg/auth"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadNamesEveryMissingVariable(t *testing.T) {
+	cases := []struct {
+		fn      string
+		env     map[string]string
+		missing []string
+	}{
+		{contract.FunctionConnect, map[string]string{}, []string{"CONNECTIONS_TABLE", "JWT_ISSUER", "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_SECRET_ARN"}},
+		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "i"}, []string{"JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_SECRET_ARN"}},
+		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_PUBLIC_KEY_SECRET_ARN": "arn"}, []string{"JWT_ISSUER"}},
+		{contract.FunctionDisconnect, map[string]string{}, []string{"CONNECTIONS_TABLE"}},
+		{contract.FunctionDefault, map[string]string{"CONNECTIONS_TABLE": "  "}, []string{"CONNECTIONS_TABLE"}},
+	}
+	for _, c := range cases {
+		_, err := boot.Load(c.fn, env(c.env))
+		var me *boot.MissingError
+		if !errors.As(err, &me) || !errors.Is(err, boot.ErrConfig) {
+			t.Errorf("%s %v: err = %v, want *MissingError", c.fn, c.env, err)
+			continue
+		}
+		sortOrder := func(s []string) string { return strings.Join(s, "|") }
+		got := map[string]bool{}
+		for _, v := range me.Variables {
+			got[v] = true
+		}
+		for _, v := range c.missing {
+			if !got[v] || !strings.Contains(err.Error(), v) {
+				t.Errorf("%s: missing %s not named in %v / %q", c.fn, v, sortOrder(me.Variables), err)
+			}
+		}
+		if len(me.Variables) != len(c.missing) {
+			t.Errorf("%s: missing = %v, want %v", c.fn, me.Variables, c.missing)
+		}
+	}
+}
+
+func TestLoadDefaultsAndValues(t *testing.T) {
+	c, err := boot.Load(contract.FunctionConnect, env(map[string]string{
+		"CONNECTIONS_TABLE": "conns", "JWT_ISSUER": "iss", "JWT_PUBLIC_KEY": `-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----`,
+		"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9", "LOG_LEVEL": "DEBUG",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Table != "conns" || c.Environment != "dev" || c.MetricsNamespace != contract.DefaultMetricsNamespace ||
+		c.FunctionName != "connect" || c.DynamoDBEndpoint != "http://127.0.0.1:9" || c.LogLevel.String() != "DEBUG" {
+		t.Errorf("config = %+v", c)
+	}
+	if !strings.Contains(c.JWTPublicKeyPEM, "\nAAAA\n") {
+		t.Errorf("escaped newlines not restored: %q", c.JWTPublicKeyPEM)
+	}
+	c, err = boot.Load(contract.FunctionDefault, env(map[string]string{"CONNECTIONS_TABLE": "x", "AWS_LAMBDA_FUNCTION_NAME": "prod-default", "ENVIRONMENT": "prod"}))
+	if err != nil || c.FunctionName != "prod-default" || c.Environment != "prod" {
+		t.Errorf("config = %+v, %v", c, err)
+	}
+}
+
+func TestLoadRejectsBadValues(t *testing.T) {
+	base := map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "i", "JWT_PUBLIC_KEY": "pem"}
+	bad := map[string]string{"LOG_LEVEL": "verbose"}
+	for k, v := range base {
+		bad[k] = v
+	}
+	_, err := boot.Load(contract.FunctionConnect, env(bad))
+	var ie *boot.InvalidError
+	if !errors.As(err, &ie) || ie.Variable != "LOG_LEVEL" {
+		t.Errorf("bad LOG_LEVEL: %v", err)
+	}
+	both := map[string]string{"JWT_PUBLIC_KEY_SECRET_ARN": "arn"}
+	for k, v := range base {
+		both[k] = v
+	}
+	if _, err := boot.Load(contract.FunctionConnect, env(both)); !errors.As(err, &ie) {
+		t.Errorf("two key sources must be refused: %v", err)
+	}
+	if _, err := boot.Load("nope", env(base)); !errors.Is(err, boot.ErrConfig) {
+		t.Errorf("unknown function: %v", err)
+	}
+}
+
+func TestNewVerifierFromPEM(t *testing.T) {
+	key, err := auth.GenerateKeyPair(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := auth.EncodePublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := boot.Load(contract.FunctionConnect, env(map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "iss", "JWT_PUBLIC_KEY": string(pub)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := boot.NewVerifier(context.Background(), cfg, aws.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: "iss"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(context.Background(), tok); err != nil || c.UserID != "u" {
+		t.Errorf("Verify = %+v, %v", c, err)
+	}
+	cfg.JWTPublicKeyPEM = "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"
+	_, err = boot.NewVerifier(context.Background(), cfg, aws.Config{})
+	var ie *boot.InvalidError
+	if !errors.As(err, &ie) || ie.Variable != "JWT_PUBLIC_KEY" {
+		t.Errorf("bad PEM: %v", err)
+	}
+}
+
+func TestLogInitErrorIsOneJSONLineNamingTheVariable(t *testing.T) {
+	cfg, err := boot.Load(contract.FunctionConnect, env(map[string]string{"JWT_ISSUER": "i", "JWT_PUBLIC_KEY": "k"}))
+	buf := &lambdatest.Buffer{}
+	boot.LogInitError(boot.NewLogger(cfg, buf), err)
+	lines := lambdatest.Lines(t, buf.String())
+	if len(lines) != 1 {
+		t.Fatalf("want one line, got %d", len(lines))
+	}
+	l := lines[0]
+	if l["level"] != "error" || l["function"] != "connect" || !strings.Contains(l["error"].(string), "CONNECTIONS_TABLE") {
+		t.Errorf("line = %v", l)
+	}
+	if m, _ := l["missing"].([]any); len(m) != 1 || m[0] != "CONNECTIONS_TABLE" {
+		t.Errorf("missing = %v", l["missing"])
+	}
+}
+
+func TestDynamoDBChecksumOnlyRelaxedForCustomEndpoints(t *testing.T) {
+	awsCfg := aws.Config{Region: "us-east-1"}
+	if c := boot.NewDynamoDB(awsCfg, boot.Config{}); c.Options().DisableValidateResponseChecksum {
+		t.Error("checksum validation off against AWS")
+	}
+	if c := boot.NewDynamoDB(awsCfg, boot.Config{DynamoDBEndpoint: "http://127.0.0.1:1"}); !c.Options().DisableValidateResponseChecksum {
+		t.Error("checksum validation on against an emulator endpoint")
+	}
+}
