@@ -1,0 +1,113 @@
+package localgw
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/truora/minidyn/server"
+
+	"github.com/pay-theory/streamer/pkg/store/schema"
+)
+
+// maxDynamoRequest bounds a DynamoDB API request body (BatchWriteItem's
+// 16 MB limit).
+const maxDynamoRequest = 16 << 20
+
+// embeddedDynamo serves minidyn one request at a time: minidyn's CreateTable
+// and table map are not safe for concurrent use. Bodies are read before the
+// lock so a slow client never holds it.
+type embeddedDynamo struct {
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxDynamoRequest+1))
+	if err != nil || len(body) > maxDynamoRequest {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"__type":"com.amazon.coral.validate#ValidationException","message":"request body unreadable or over 16 MB"}`))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.srv.ServeHTTP(w, r)
+}
+
+// newEmbeddedDynamo starts an in-memory DynamoDB API with the connections
+// table already created, through the real SDK client over an in-process
+// transport (the listener does not exist yet).
+func newEmbeddedDynamo(ctx context.Context, table string) (*embeddedDynamo, error) {
+	d := &embeddedDynamo{srv: server.NewServer()}
+	client := dynamodb.New(dynamodb.Options{
+		Region:                          "us-east-1",
+		BaseEndpoint:                    aws.String("http://localgw.embedded"),
+		Credentials:                     credentials.NewStaticCredentialsProvider("local", "local", ""),
+		HTTPClient:                      &http.Client{Transport: handlerTransport{d}},
+		DisableValidateResponseChecksum: true,
+		RetryMaxAttempts:                1,
+	})
+	_, err := client.CreateTable(ctx, createTableInput(table))
+	var inUse *ddbtypes.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return nil, fmt.Errorf("localgw: create table %q in the embedded DynamoDB: %w", table, err)
+	}
+	return d, nil
+}
+
+// createTableInput builds the connections table from pkg/store/schema, the
+// single definition shared with the store and the IaC.
+func createTableInput(table string) *dynamodb.CreateTableInput {
+	def := schema.Connections()
+	in := &dynamodb.CreateTableInput{
+		TableName:   aws.String(table),
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+		KeySchema:   []ddbtypes.KeySchemaElement{{AttributeName: aws.String(def.HashKey), KeyType: ddbtypes.KeyTypeHash}},
+	}
+	for _, a := range def.Attributes {
+		in.AttributeDefinitions = append(in.AttributeDefinitions, ddbtypes.AttributeDefinition{
+			AttributeName: aws.String(a.Name), AttributeType: ddbtypes.ScalarAttributeType(a.Type),
+		})
+	}
+	for _, ix := range def.Indexes {
+		ks := []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ix.HashKey), KeyType: ddbtypes.KeyTypeHash}}
+		if ix.RangeKey != "" {
+			ks = append(ks, ddbtypes.KeySchemaElement{AttributeName: aws.String(ix.RangeKey), KeyType: ddbtypes.KeyTypeRange})
+		}
+		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, ddbtypes.GlobalSecondaryIndex{
+			IndexName:  aws.String(ix.Name),
+			KeySchema:  ks,
+			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll},
+		})
+	}
+	return in
+}
+
+// handlerTransport serves requests with an http.Handler in process.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// slogErrorLog routes net/http's internal error log to the gateway logger.
+func slogErrorLog(l *slog.Logger) *log.Logger {
+	return slog.NewLogLogger(l.Handler(), slog.LevelWarn)
+}

@@ -1,0 +1,146 @@
+package localgw
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// newID returns an id shaped like API Gateway's connection, request and
+// message ids: 11 random bytes in standard base64, e.g. "L0SM9cOFvHcCIhw="
+// (16 characters ending in one "="). It can contain "+" and "/", so clients
+// must URL-encode it in @connections paths, exactly as on AWS.
+func newID() string {
+	var b [11]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.StdEncoding.EncodeToString(b[:])
+}
+
+// requestTimeLayout is API Gateway's requestTime format.
+const requestTimeLayout = "02/Jan/2006:15:04:05 -0700"
+
+// connInfo is what the gateway knows about a connection for its events.
+type connInfo struct {
+	id          string
+	connectedAt time.Time
+	sourceIP    string
+	userAgent   string
+	domainName  string
+}
+
+func (g *Gateway) requestContext(ci connInfo, routeKey, eventType string, now time.Time) events.APIGatewayWebsocketProxyRequestContext {
+	reqID := newID()
+	return events.APIGatewayWebsocketProxyRequestContext{
+		RouteKey:          routeKey,
+		EventType:         eventType,
+		ExtendedRequestID: reqID,
+		RequestTime:       now.UTC().Format(requestTimeLayout),
+		MessageDirection:  "IN",
+		Stage:             g.cfg.Stage,
+		ConnectedAt:       ci.connectedAt.UnixMilli(),
+		RequestTimeEpoch:  now.UnixMilli(),
+		Identity:          events.APIGatewayRequestIdentity{SourceIP: ci.sourceIP, UserAgent: ci.userAgent},
+		RequestID:         reqID,
+		DomainName:        ci.domainName,
+		ConnectionID:      ci.id,
+		APIID:             g.cfg.APIID,
+	}
+}
+
+// awsHeaderCase restores the spelling API Gateway uses for headers that Go's
+// canonicalisation changes.
+var awsHeaderCase = map[string]string{
+	"Sec-Websocket-Key":        "Sec-WebSocket-Key",
+	"Sec-Websocket-Version":    "Sec-WebSocket-Version",
+	"Sec-Websocket-Extensions": "Sec-WebSocket-Extensions",
+	"Sec-Websocket-Protocol":   "Sec-WebSocket-Protocol",
+}
+
+// connectEvent builds the $connect event from the upgrade request, with the
+// headers API Gateway adds (X-Forwarded-*) when the client did not send them.
+func (g *Gateway) connectEvent(ci connInfo, r *http.Request, now time.Time) events.APIGatewayWebsocketProxyRequest {
+	headers := map[string]string{}
+	multi := map[string][]string{}
+	for k, vs := range r.Header {
+		if len(vs) == 0 {
+			continue
+		}
+		if aws, ok := awsHeaderCase[k]; ok {
+			k = aws
+		}
+		headers[k] = vs[0]
+		multi[k] = append([]string(nil), vs...)
+	}
+	setDefault := func(k, v string) {
+		if _, ok := multi[k]; !ok {
+			headers[k] = v
+			multi[k] = []string{v}
+		}
+	}
+	headers["Host"] = r.Host
+	multi["Host"] = []string{r.Host}
+	setDefault("X-Forwarded-For", ci.sourceIP)
+	setDefault("X-Forwarded-Proto", "http")
+	if _, port, err := net.SplitHostPort(localAddr(r)); err == nil {
+		setDefault("X-Forwarded-Port", port)
+	}
+	ev := events.APIGatewayWebsocketProxyRequest{
+		Headers:           headers,
+		MultiValueHeaders: multi,
+		RequestContext:    g.requestContext(ci, RouteConnect, "CONNECT", now),
+	}
+	if q := r.URL.Query(); len(q) > 0 {
+		ev.QueryStringParameters = make(map[string]string, len(q))
+		ev.MultiValueQueryStringParameters = make(map[string][]string, len(q))
+		for k, vs := range q {
+			// API Gateway's single-value map keeps the last value.
+			ev.QueryStringParameters[k] = vs[len(vs)-1]
+			ev.MultiValueQueryStringParameters[k] = vs
+		}
+	}
+	return ev
+}
+
+func (g *Gateway) messageEvent(ci connInfo, routeKey, body string, now time.Time) events.APIGatewayWebsocketProxyRequest {
+	rc := g.requestContext(ci, routeKey, "MESSAGE", now)
+	rc.MessageID = newID()
+	return events.APIGatewayWebsocketProxyRequest{RequestContext: rc, Body: body}
+}
+
+// disconnectEvent mirrors AWS's: a few fixed headers, the close code and
+// reason, no body.
+func (g *Gateway) disconnectEvent(ci connInfo, code int, reason string, now time.Time) events.APIGatewayWebsocketProxyRequest {
+	rc := g.requestContext(ci, RouteDisconnect, "DISCONNECT", now)
+	rc.DisconnectStatusCode = int64(code)
+	rc.DisconnectReason = &reason
+	return events.APIGatewayWebsocketProxyRequest{
+		Headers: map[string]string{
+			"Host":            ci.domainName,
+			"X-Forwarded-For": ci.sourceIP,
+		},
+		MultiValueHeaders: map[string][]string{
+			"Host":            {ci.domainName},
+			"X-Forwarded-For": {ci.sourceIP},
+		},
+		RequestContext: rc,
+	}
+}
+
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func localAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a.String()
+	}
+	return ""
+}

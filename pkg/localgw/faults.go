@@ -1,0 +1,124 @@
+package localgw
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+)
+
+type injectedError struct {
+	status  int
+	errType string
+	message string
+}
+
+var (
+	fault500 = &injectedError{http.StatusInternalServerError, ErrTypeInternal, "Internal server error (injected fault)"}
+	fault429 = &injectedError{http.StatusTooManyRequests, ErrTypeLimitExceeded, "Rate exceeded (injected fault)"}
+	fault410 = &injectedError{http.StatusGone, ErrTypeGone, "connection is gone (injected fault)"}
+)
+
+// faultInjector draws per-request faults from one generator under a mutex,
+// so a seeded run is reproducible for a given request order.
+type faultInjector struct {
+	mu  sync.Mutex
+	f   Faults
+	rng *rand.Rand
+	on  bool
+}
+
+func newFaultInjector(f Faults) *faultInjector {
+	fi := &faultInjector{}
+	fi.set(f)
+	return fi
+}
+
+func (fi *faultInjector) set(f Faults) {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	fi.f = f
+	fi.on = f.enabled()
+	switch {
+	case f.Rand != nil:
+		fi.rng = f.Rand
+	case f.Seed != 0:
+		fi.rng = rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+	default:
+		fi.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+}
+
+func (fi *faultInjector) active() bool {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	return fi.on
+}
+
+// apply waits the injected latency (cancellable by ctx) and returns the
+// injected error, if any. One draw picks at most one error.
+func (fi *faultInjector) apply(ctx context.Context) (*injectedError, error) {
+	fi.mu.Lock()
+	f := fi.f
+	delay := f.Latency
+	if f.Jitter > 0 {
+		delay += time.Duration(fi.rng.Int64N(int64(f.Jitter)))
+	}
+	var inj *injectedError
+	if f.Error500+f.Error429+f.Error410 > 0 {
+		u := fi.rng.Float64()
+		switch {
+		case u < f.Error500:
+			inj = fault500
+		case u < f.Error500+f.Error429:
+			inj = fault429
+		case u < f.Error500+f.Error429+f.Error410:
+			inj = fault410
+		}
+	}
+	fi.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return inj, nil
+}
+
+// tokenBucket is the management API rate limit, on the injected clock.
+type tokenBucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+	now    func() time.Time
+}
+
+func newTokenBucket(rate float64, burst int, now func() time.Time) *tokenBucket {
+	b := float64(burst)
+	if b == 0 {
+		b = max(1, rate)
+	}
+	return &tokenBucket{rate: rate, burst: b, tokens: b, last: now(), now: now}
+}
+
+func (b *tokenBucket) allow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = min(b.burst, b.tokens+el.Seconds()*b.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,267 @@
+package localgw
+
+import (
+	"fmt"
+	"io"
+	"math/bits"
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// Management API error types (the x-amzn-ErrorType values).
+const (
+	ErrTypeGone            = "GoneException"
+	ErrTypePayloadTooLarge = "PayloadTooLargeException"
+	ErrTypeForbidden       = "ForbiddenException"
+	ErrTypeLimitExceeded   = "LimitExceededException"
+	ErrTypeInternal        = "InternalServerErrorException"
+)
+
+var errorTypes = []string{ErrTypeGone, ErrTypePayloadTooLarge, ErrTypeForbidden, ErrTypeLimitExceeded, ErrTypeInternal}
+
+// histogram is a lock-free log-linear histogram of durations in nanoseconds:
+// each power of two is split into 16 buckets, so a recorded value and its
+// reported percentile differ by at most 1/16 (6.25%). Record is O(1); a
+// percentile scans a fixed 976 buckets.
+type histogram struct {
+	counts [976]atomic.Uint64
+	total  atomic.Uint64
+	sum    atomic.Uint64 // nanoseconds
+}
+
+func bucketOf(v uint64) int {
+	n := bits.Len64(v)
+	if n <= 5 {
+		return int(v) // exact below 32
+	}
+	shift := n - 5
+	return shift*16 + int(v>>shift) // v>>shift is in [16, 31]
+}
+
+// bucketMid is a representative value for bucket i (its midpoint).
+func bucketMid(i int) float64 {
+	if i < 32 {
+		return float64(i)
+	}
+	shift := i/16 - 1
+	top := uint64(i - shift*16)
+	lo := top << shift
+	hi := (top + 1) << shift
+	return (float64(lo) + float64(hi)) / 2
+}
+
+func (h *histogram) record(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	h.counts[bucketOf(uint64(d))].Add(1)
+	h.total.Add(1)
+	h.sum.Add(uint64(d))
+}
+
+// quantiles returns the values (in ms) at each q in qs (ascending), or zeros
+// when nothing was recorded.
+func (h *histogram) quantiles(qs ...float64) []float64 {
+	out := make([]float64, len(qs))
+	var counts [976]uint64
+	var total uint64
+	for i := range h.counts {
+		counts[i] = h.counts[i].Load()
+		total += counts[i]
+	}
+	if total == 0 {
+		return out
+	}
+	var cum uint64
+	qi := 0
+	for i := range counts {
+		cum += counts[i]
+		for qi < len(qs) {
+			rank := uint64(qs[qi]*float64(total) + 0.999999)
+			if rank < 1 {
+				rank = 1
+			}
+			if cum < rank {
+				break
+			}
+			out[qi] = bucketMid(i) / 1e6
+			qi++
+		}
+		if qi == len(qs) {
+			break
+		}
+	}
+	return out
+}
+
+// LatencyMS holds latency percentiles in milliseconds.
+type LatencyMS struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+}
+
+// ManagerMetrics is what a connection Manager reports into /metrics.json
+// (the "manager" object) through SetManagerReporter.
+type ManagerMetrics struct {
+	BreakerState    string    `json:"breaker_state"` // closed | open | half-open
+	SendsTotal      int64     `json:"sends_total"`
+	SendErrorsTotal int64     `json:"send_errors_total"`
+	LatencyMS       LatencyMS `json:"latency_ms"`
+}
+
+// ManagementMetrics is the @connections API part of a snapshot.
+type ManagementMetrics struct {
+	RequestsTotal int64            `json:"requests_total"`
+	ErrorsTotal   map[string]int64 `json:"errors_total"` // by x-amzn-ErrorType; every type always present
+	LatencyMS     LatencyMS        `json:"latency_ms"`
+	// FaultsInjectedTotal counts requests answered by fault injection.
+	FaultsInjectedTotal int64 `json:"faults_injected_total"`
+}
+
+// MetricsSnapshot is GET /metrics.json.
+type MetricsSnapshot struct {
+	Time                   string            `json:"time"` // RFC 3339 with nanoseconds
+	UptimeSeconds          float64           `json:"uptime_seconds"`
+	ActiveConnections      int64             `json:"active_connections"`
+	ConnectsTotal          int64             `json:"connects_total"`
+	DisconnectsTotal       int64             `json:"disconnects_total"`
+	ConnectRejectionsTotal int64             `json:"connect_rejections_total"` // $connect answered non-2xx (or failed)
+	AuthFailuresTotal      int64             `json:"auth_failures_total"`      // $connect answered 401 or 403
+	MessagesInTotal        int64             `json:"messages_in_total"`        // client data messages received
+	MessagesOutTotal       int64             `json:"messages_out_total"`       // frames written to clients
+	IntegrationErrorsTotal int64             `json:"integration_errors_total"` // integration errors and panics
+	Management             ManagementMetrics `json:"management"`
+	Manager                *ManagerMetrics   `json:"manager,omitempty"`
+
+	mgmtLatencySumSec float64
+	mgmtLatencyCount  uint64
+}
+
+type metrics struct {
+	active, connects, disconnects, rejections, authFailures atomic.Int64
+	msgsIn, msgsOut, integrationErrors                      atomic.Int64
+	mgmtRequests, faultsInjected                            atomic.Int64
+	mgmtErrors                                              map[string]*atomic.Int64 // fixed keys, map never written after init
+	mgmtLatency                                             histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{mgmtErrors: make(map[string]*atomic.Int64, len(errorTypes))}
+	for _, t := range errorTypes {
+		m.mgmtErrors[t] = new(atomic.Int64)
+	}
+	return m
+}
+
+func (m *metrics) countError(errType string) {
+	if c, ok := m.mgmtErrors[errType]; ok {
+		c.Add(1)
+	}
+}
+
+// Metrics returns a snapshot of the gateway's counters.
+func (g *Gateway) Metrics() MetricsSnapshot {
+	m := g.metrics
+	q := m.mgmtLatency.quantiles(0.5, 0.9, 0.99)
+	s := MetricsSnapshot{
+		Time:                   g.cfg.Now().UTC().Format(time.RFC3339Nano),
+		UptimeSeconds:          time.Since(g.started).Seconds(),
+		ActiveConnections:      m.active.Load(),
+		ConnectsTotal:          m.connects.Load(),
+		DisconnectsTotal:       m.disconnects.Load(),
+		ConnectRejectionsTotal: m.rejections.Load(),
+		AuthFailuresTotal:      m.authFailures.Load(),
+		MessagesInTotal:        m.msgsIn.Load(),
+		MessagesOutTotal:       m.msgsOut.Load(),
+		IntegrationErrorsTotal: m.integrationErrors.Load(),
+		mgmtLatencySumSec:      float64(m.mgmtLatency.sum.Load()) / 1e9,
+		mgmtLatencyCount:       m.mgmtLatency.total.Load(),
+		Management: ManagementMetrics{
+			RequestsTotal:       m.mgmtRequests.Load(),
+			ErrorsTotal:         make(map[string]int64, len(errorTypes)),
+			LatencyMS:           LatencyMS{P50: q[0], P90: q[1], P99: q[2]},
+			FaultsInjectedTotal: m.faultsInjected.Load(),
+		},
+	}
+	for t, c := range m.mgmtErrors {
+		s.Management.ErrorsTotal[t] = c.Load()
+	}
+	if rep := g.managerReporter.Load(); rep != nil {
+		mm := (*rep)()
+		s.Manager = &mm
+	}
+	return s
+}
+
+// SetManagerReporter attaches (or, with nil, detaches) a function whose
+// result is published as the "manager" object of /metrics.json and the
+// streamer_manager_* Prometheus series. It is called on every scrape.
+func (g *Gateway) SetManagerReporter(f func() ManagerMetrics) {
+	if f == nil {
+		g.managerReporter.Store(nil)
+		return
+	}
+	g.managerReporter.Store(&f)
+}
+
+// writePrometheus writes s in the Prometheus text exposition format 0.0.4.
+func writePrometheus(w io.Writer, s MetricsSnapshot) {
+	p := func(name, typ, help string, v any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
+	}
+	p("localgw_uptime_seconds", "gauge", "Seconds since the gateway started.", s.UptimeSeconds)
+	p("localgw_active_connections", "gauge", "Established WebSocket connections.", s.ActiveConnections)
+	p("localgw_connects_total", "counter", "Connections established.", s.ConnectsTotal)
+	p("localgw_disconnects_total", "counter", "Connections closed.", s.DisconnectsTotal)
+	p("localgw_connect_rejections_total", "counter", "Upgrades rejected by $connect (non-2xx or failure).", s.ConnectRejectionsTotal)
+	p("localgw_auth_failures_total", "counter", "Upgrades rejected by $connect with 401 or 403.", s.AuthFailuresTotal)
+	p("localgw_messages_in_total", "counter", "Client data messages received.", s.MessagesInTotal)
+	p("localgw_messages_out_total", "counter", "Frames written to clients.", s.MessagesOutTotal)
+	p("localgw_integration_errors_total", "counter", "Integration errors and panics.", s.IntegrationErrorsTotal)
+	p("localgw_management_requests_total", "counter", "@connections API requests.", s.Management.RequestsTotal)
+	p("localgw_management_faults_injected_total", "counter", "@connections requests answered by fault injection.", s.Management.FaultsInjectedTotal)
+
+	fmt.Fprintf(w, "# HELP localgw_management_errors_total @connections API errors by x-amzn-ErrorType.\n# TYPE localgw_management_errors_total counter\n")
+	types := make([]string, 0, len(s.Management.ErrorsTotal))
+	for t := range s.Management.ErrorsTotal {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		fmt.Fprintf(w, "localgw_management_errors_total{type=%q} %d\n", t, s.Management.ErrorsTotal[t])
+	}
+	writeSummary(w, "localgw_management_latency_seconds", "@connections API latency.", s.Management.LatencyMS)
+	fmt.Fprintf(w, "localgw_management_latency_seconds_sum %g\nlocalgw_management_latency_seconds_count %d\n", s.mgmtLatencySumSec, s.mgmtLatencyCount)
+
+	if m := s.Manager; m != nil {
+		fmt.Fprintf(w, "# HELP streamer_manager_breaker_state Circuit breaker state of the attached Manager (1 for the current state).\n# TYPE streamer_manager_breaker_state gauge\n")
+		for _, st := range []string{"closed", "half-open", "open"} {
+			v := 0
+			if st == m.BreakerState {
+				v = 1
+			}
+			fmt.Fprintf(w, "streamer_manager_breaker_state{state=%q} %d\n", st, v)
+		}
+		p("streamer_manager_sends_total", "counter", "Sends by the attached Manager.", m.SendsTotal)
+		p("streamer_manager_send_errors_total", "counter", "Failed sends by the attached Manager.", m.SendErrorsTotal)
+		// No sum/count from the reporter: a gauge per quantile, not a summary.
+		fmt.Fprintf(w, "# HELP streamer_manager_send_latency_seconds Send latency percentiles of the attached Manager.\n# TYPE streamer_manager_send_latency_seconds gauge\n")
+		writeQuantiles(w, "streamer_manager_send_latency_seconds", m.LatencyMS)
+	}
+}
+
+func writeSummary(w io.Writer, name, help string, l LatencyMS) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s summary\n", name, help, name)
+	writeQuantiles(w, name, l)
+}
+
+func writeQuantiles(w io.Writer, name string, l LatencyMS) {
+	for _, q := range []struct {
+		q  string
+		ms float64
+	}{{"0.5", l.P50}, {"0.9", l.P90}, {"0.99", l.P99}} {
+		fmt.Fprintf(w, "%s{quantile=%q} %g\n", name, q.q, q.ms/1000)
+	}
+}
