@@ -197,7 +197,15 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 		var exists map[string]bool
 		if m.st != nil {
 			var err error
-			exists, err = m.st.Existing(b.ctx, ids[lo:hi])
+			check := make([]string, 0, hi-lo)
+			for _, id := range ids[lo:hi] {
+				if plausibleID(id) {
+					check = append(check, id)
+				}
+			}
+			if len(check) > 0 {
+				exists, err = m.st.Existing(b.ctx, check)
+			}
 			if err != nil {
 				if b.ctx.Err() != nil {
 					return
@@ -213,7 +221,7 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 		batch := make([]int, 0, size)
 		for i := lo; i < hi; i++ {
 			id := ids[i]
-			if id == "" || (exists != nil && !exists[id]) {
+			if !plausibleID(id) || (m.st != nil && !exists[id]) {
 				o := Outcome{ConnectionID: id, Status: StatusNotFound, Err: &SendError{ConnectionID: id, Err: ErrConnectionNotFound}}
 				m.record(b.cid, "broadcast", o, 0, false)
 				b.finish(i, o)

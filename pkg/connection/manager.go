@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -249,11 +251,17 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 	return o.Err
 }
 
+// plausibleID rejects ids no store record can have (the store's own key
+// rules), so one bad id cannot fail a whole existence batch.
+func plausibleID(id string) bool {
+	return id != "" && len(id) <= store.MaxIDLength && utf8.ValidString(id) && !strings.HasPrefix(id, "#")
+}
+
 // checkExists looks the record up; ok false means o is final.
 func (m *Manager) checkExists(ctx context.Context, id string) (o Outcome, ok bool) {
 	o.ConnectionID = id
-	if id == "" {
-		o.Status, o.Err = StatusNotFound, &SendError{ConnectionID: id, Err: fmt.Errorf("%w: empty connection id", ErrConnectionNotFound)}
+	if !plausibleID(id) {
+		o.Status, o.Err = StatusNotFound, &SendError{ConnectionID: id, Err: fmt.Errorf("%w: malformed connection id", ErrConnectionNotFound)}
 		return o, false
 	}
 	if m.st == nil {
@@ -534,6 +542,11 @@ func (m *Manager) Flush(ctx context.Context) error {
 	m.pending = make(map[string]int64, len(batch))
 	m.sentMu.Unlock()
 	if err := m.st.AddSent(ctx, batch); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			// Retrying cannot fix a rejected batch; drop it rather than
+			// fail every later flush.
+			return fmt.Errorf("connection: store rejected messages_sent counts for %d connections (dropped): %w", len(batch), err)
+		}
 		m.sentMu.Lock()
 		for id, n := range batch {
 			m.pending[id] += n

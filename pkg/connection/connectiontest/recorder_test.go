@@ -1,0 +1,121 @@
+package connectiontest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/connection/connectiontest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// notifier is the kind of code a library user tests with the Recorder: it
+// depends only on connection.Sender.
+type notifier struct{ out connection.Sender }
+
+func (n notifier) orderShipped(ctx context.Context, connID, order string) error {
+	err := n.out.Send(ctx, connID, map[string]string{"type": "order.shipped", "order": order})
+	if errors.Is(err, connection.ErrConnectionStale) || errors.Is(err, connection.ErrConnectionNotFound) {
+		return nil // the user left; nothing to do
+	}
+	return err
+}
+
+func Example() {
+	rec := connectiontest.NewRecorder(10)
+	n := notifier{out: rec}
+	ctx := context.Background()
+
+	_ = n.orderShipped(ctx, "L0SM9cOFvHcCIhw=", "o-1")
+	rec.FailID("gone=", connection.ErrConnectionStale)
+	fmt.Println("gone handled:", n.orderShipped(ctx, "gone=", "o-2") == nil)
+	rec.FailAll(connection.ErrCircuitOpen)
+	fmt.Println("circuit open:", errors.Is(n.orderShipped(ctx, "x=", "o-3"), connection.ErrCircuitOpen))
+
+	got := <-rec.Sink
+	var msg map[string]string
+	_ = got.Decode(&msg)
+	fmt.Println(got.ConnectionID, msg["type"], msg["order"], len(rec.Sent()))
+	// Output:
+	// gone handled: true
+	// circuit open: true
+	// L0SM9cOFvHcCIhw= order.shipped o-1 1
+}
+
+func TestRecorderBroadcastAndFailures(t *testing.T) {
+	rec := &connectiontest.Recorder{}
+	rec.FailID("b", connection.ErrConnectionStale)
+	rec.FailID("c", connection.ErrConnectionNotFound)
+	rec.FailID("d", connection.ErrServerError)
+	rec.FailID("e", connection.ErrUnhealthy)
+	res, err := rec.Broadcast(context.Background(), []string{"a", "b", "c", "d", "e", "a"}, []byte(`{"x":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Total != 5 || res.Sent != 1 || res.Stale != 1 || res.NotFound != 1 || res.Failed != 1 || res.Skipped != 1 {
+		t.Fatalf("%+v", res)
+	}
+	var se *connection.SendError
+	if !errors.As(res.Outcomes[3].Err, &se) || se.ConnectionID != "d" || !errors.Is(se, connection.ErrServerError) {
+		t.Errorf("%#v", res.Outcomes[3].Err)
+	}
+	if s := rec.SentTo("a"); len(s) != 1 || string(s[0].Message) != `{"x":1}` || !s[0].Broadcast {
+		t.Errorf("%+v", s)
+	}
+	if rec.IsActive(context.Background(), "b") || rec.IsActive(context.Background(), "c") || !rec.IsActive(context.Background(), "a") {
+		t.Error("IsActive")
+	}
+	rec.SetActive("a", false)
+	if rec.IsActive(context.Background(), "a") {
+		t.Error("SetActive")
+	}
+	rec.FailID("b", nil)
+	if err := rec.Send(context.Background(), "b", "hi"); err != nil {
+		t.Error(err)
+	}
+	if err := rec.Send(context.Background(), "b", make([]byte, connection.MaxMessageBytes+1)); !errors.Is(err, connection.ErrPayloadTooLarge) {
+		t.Error(err)
+	}
+	rec.Reset()
+	if len(rec.Sent()) != 0 {
+		t.Error("Reset")
+	}
+}
+
+func TestRecorderConcurrentAndSinkCancel(t *testing.T) {
+	rec := connectiontest.NewRecorder(1)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- rec.Send(ctx, fmt.Sprint(i), "x")
+		}()
+	}
+	<-rec.Sink // let one through, then cancel: nobody may stay blocked on the full sink
+	cancel()
+	wg.Wait()
+	close(errs)
+	var cancelled, ok int
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, context.Canceled):
+			cancelled++
+		default:
+			t.Error(err)
+		}
+	}
+	if cancelled == 0 || ok < 2 || len(rec.Sent()) != ok {
+		t.Errorf("cancelled %d ok %d recorded %d", cancelled, ok, len(rec.Sent()))
+	}
+}
