@@ -163,6 +163,9 @@ func listConnections(ctx context.Context, st ConnStore, cfg Config, q store.List
 }
 
 func storeErr(cfg Config, err error) error {
+	if err == nil {
+		return nil
+	}
 	url := cfg.DynamoDBEndpoint
 	if url == "" {
 		url = "DynamoDB in " + cfg.Region

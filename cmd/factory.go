@@ -95,6 +95,15 @@ func (f *Factory) WithConfig(cfg Config) *Factory {
 	}
 }
 
+// reset forgets what a previous command line resolved and built, so one
+// Factory can run several command lines (tests do).
+func (f *Factory) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg, f.cfgErr, f.st, f.mgmt, f.msgr = nil, nil, nil, nil, nil
+	f.Flags = GlobalFlags{}
+}
+
 // Config resolves flags, environment and defaults once.
 func (f *Factory) Config() (Config, error) {
 	f.mu.Lock()

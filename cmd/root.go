@@ -49,6 +49,7 @@ func Main() int {
 
 // Run executes the command line args and returns the exit code.
 func Run(ctx context.Context, f *Factory, args []string) int {
+	f.reset()
 	root := NewCmdRoot(f)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

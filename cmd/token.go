@@ -34,7 +34,6 @@ type TokenMintOptions struct {
 	Permissions []string
 	TTL         time.Duration
 	Expired     bool
-	Issuer      string
 	Audience    []string
 	KeyFile     string
 }
@@ -81,10 +80,7 @@ func tokenMintRun(opts *TokenMintOptions) error {
 	if err != nil {
 		return err
 	}
-	iss := opts.Issuer
-	if iss == "" {
-		iss = cfg.Issuer
-	}
+	iss := cfg.Issuer
 	tok, err := f.Auth.Mint(key, MintSpec{
 		UserID: opts.UserID, TenantID: opts.TenantID, Permissions: opts.Permissions,
 		Issuer: iss, Audience: opts.Audience, TTL: opts.TTL, Expired: opts.Expired, Now: f.Now,
@@ -102,7 +98,6 @@ func tokenMintRun(opts *TokenMintOptions) error {
 type TokenVerifyOptions struct {
 	F             *Factory
 	Token         string // or "-" for stdin
-	Issuer        string
 	Audience      string
 	PublicKeyFile string
 	Output        string
@@ -181,10 +176,7 @@ func tokenVerifyRun(ctx context.Context, opts *TokenVerifyOptions) error {
 	if err != nil {
 		return err
 	}
-	iss := opts.Issuer
-	if iss == "" {
-		iss = cfg.Issuer
-	}
+	iss := cfg.Issuer
 	claims, verr := f.Auth.Verify(ctx, pub, iss, opts.Audience, tok)
 	if verr != nil {
 		// Show what the token says even though it cannot be trusted.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/coder/websocket"
+	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // RealBuilders builds the production clients. They share one AWS config,
@@ -42,9 +46,7 @@ func RealBuilders() Builders {
 			if err != nil {
 				return nil, err
 			}
-			return apigatewaymanagementapi.NewFromConfig(ac, func(o *apigatewaymanagementapi.Options) {
-				o.BaseEndpoint = aws.String(cfg.Endpoint)
-			}), nil
+			return newManagementClient(ac, cfg), nil
 		},
 		Messenger: func(ctx context.Context, cfg Config, opts MessengerOptions) (Messenger, error) {
 			ac, err := load(ctx, cfg)
@@ -95,13 +97,67 @@ func newDynamoClient(ac aws.Config, cfg Config) *dynamodb.Client {
 }
 
 // newStore wires pkg/store's DynamoDB implementation.
-func newStore(_ *dynamodb.Client, _ Config) (ConnStore, error) {
-	return nil, fmt.Errorf("connection store: %w yet (pkg/store has not landed)", ErrNotWired)
+func newStore(client *dynamodb.Client, cfg Config) (ConnStore, error) {
+	return store.New(client, store.Config{Table: cfg.Table}), nil
 }
 
-// newMessenger wires pkg/connection's Manager.
-func newMessenger(_ context.Context, _ aws.Config, _ *dynamodb.Client, _ Config, _ MessengerOptions) (Messenger, error) {
-	return nil, fmt.Errorf("connection manager: %w yet (pkg/connection has not landed)", ErrNotWired)
+// newManagementClient is pkg/connection's tuned client (keep-alive
+// transport, SDK retries off: the Manager retries).
+func newManagementClient(ac aws.Config, cfg Config) *apigatewaymanagementapi.Client {
+	return connection.NewManagementClient(cfg.Endpoint, connection.ClientOptions{Region: cfg.Region, Credentials: ac.Credentials})
+}
+
+// newMessenger wires pkg/connection's Manager. Its per-operation logs are
+// for services; the CLI reports outcomes itself, so they are discarded.
+func newMessenger(_ context.Context, ac aws.Config, client *dynamodb.Client, cfg Config, opts MessengerOptions) (Messenger, error) {
+	st := store.New(client, store.Config{Table: cfg.Table})
+	m, err := connection.New(newManagementClient(ac, cfg), st, connection.Config{
+		Workers:        opts.Workers,
+		AttemptTimeout: cfg.Timeout,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	return managerMessenger{m}, nil
+}
+
+// managerMessenger adapts *connection.Manager to Messenger, translating its
+// errors and statuses into the CLI's words.
+type managerMessenger struct{ m *connection.Manager }
+
+func (a managerMessenger) Send(ctx context.Context, id string, msg []byte) error {
+	return translateSendErr(a.m.Send(ctx, id, msg))
+}
+
+func (a managerMessenger) Broadcast(ctx context.Context, ids []string, msg []byte, progress func(done, total int)) (BroadcastSummary, error) {
+	r, err := a.m.BroadcastWithProgress(ctx, ids, msg, progress)
+	if err != nil {
+		return BroadcastSummary{}, translateSendErr(err)
+	}
+	s := BroadcastSummary{Total: r.Total, Sent: r.Sent, NotFound: r.NotFound, Stale: r.Stale, Skipped: r.Skipped,
+		Failed: r.Failed, Cancelled: r.Cancelled, Duration: r.Duration}
+	for _, o := range r.Outcomes {
+		if o.Status != connection.StatusSent {
+			s.Undelivered = append(s.Undelivered, TargetOutcome{ConnectionID: o.ConnectionID, Status: string(o.Status), Err: o.Err})
+		}
+	}
+	return s, nil
+}
+
+func (a managerMessenger) IsActive(ctx context.Context, id string) bool { return a.m.IsActive(ctx, id) }
+func (a managerMessenger) Shutdown(ctx context.Context) error           { return a.m.Shutdown(ctx) }
+
+func translateSendErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, connection.ErrConnectionNotFound):
+		return fmt.Errorf("%w: %w", ErrTargetNotFound, err)
+	case errors.Is(err, connection.ErrConnectionStale):
+		return fmt.Errorf("%w: %w", ErrTargetStale, err)
+	}
+	return err
 }
 
 // DialWebSocket is the production WSDialer (github.com/coder/websocket).
