@@ -1,0 +1,384 @@
+package stack
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/pkg/store/schema"
+)
+
+// Alarm severities: each has its own SNS topic.
+const (
+	SeverityLow  = "low"
+	SeverityHigh = "high"
+)
+
+// Cold starts.
+//
+// Lambda publishes no init-duration metric of its own (only Lambda Insights
+// does, at the price of an extension layer and per-function metrics). The
+// platform already prints it: the REPORT line after every cold start ends
+// with "Init Duration: 123.45 ms". A metric filter on each function's log
+// group turns that into a custom metric, so cold starts cost nothing extra:
+// SampleCount is the number of cold starts, Maximum the slowest init.
+// It needs the function's log format to be Text (set on every function).
+const initDurationPattern = `[report="REPORT", request_id_label="RequestId:", request_id, ` +
+	`duration_label="Duration:", duration, duration_unit="ms", ` +
+	`billed_label1="Billed", billed_label2="Duration:", billed, billed_unit="ms", ` +
+	`memory_label1="Memory", memory_label2="Size:", memory, memory_unit="MB", ` +
+	`max_label1="Max", max_label2="Memory", max_label3="Used:", max_memory, max_unit="MB", ` +
+	`init_label1="Init", init_label2="Duration:", init_duration, init_unit="ms", ...]`
+
+// InitDurationMetricName is the metric (in the stack's metrics namespace) the
+// filter writes for one deployed function. A metric filter cannot attach a
+// constant dimension, so the function name is part of the metric name.
+func InitDurationMetricName(functionName string) string { return "InitDuration-" + functionName }
+
+func (d *deployed) deployMonitoring(ctx *pulumi.Context) error {
+	for _, fn := range contract.Functions() {
+		_, err := cloudwatch.NewLogMetricFilter(ctx, "init-duration-"+fn, &cloudwatch.LogMetricFilterArgs{
+			Name:         pulumi.String(d.name(fn) + "-init-duration"),
+			LogGroupName: d.logGroups[fn].Name,
+			Pattern:      pulumi.String(initDurationPattern),
+			MetricTransformation: cloudwatch.LogMetricFilterMetricTransformationArgs{
+				Name:      pulumi.String(InitDurationMetricName(d.fnNames[fn])),
+				Namespace: pulumi.String(d.cfg.MetricsNamespace),
+				Value:     pulumi.String("$init_duration"),
+				Unit:      pulumi.String("Milliseconds"),
+			},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := d.deployQueries(ctx); err != nil {
+		return err
+	}
+	if err := d.deployDashboard(ctx); err != nil {
+		return err
+	}
+	if !d.cfg.Alarms.Enabled {
+		return nil
+	}
+	if err := d.deployTopics(ctx); err != nil {
+		return err
+	}
+	return d.deployAlarms(ctx)
+}
+
+func (d *deployed) deployTopics(ctx *pulumi.Context) error {
+	d.topics = map[string]*sns.Topic{}
+	emails := map[string]string{SeverityLow: d.cfg.Alarms.EmailLow, SeverityHigh: d.cfg.Alarms.EmailHigh}
+	for _, sev := range []string{SeverityLow, SeverityHigh} {
+		t, err := sns.NewTopic(ctx, "alarms-"+sev, &sns.TopicArgs{
+			Name:           pulumi.String(d.name("alarms-" + sev)),
+			KmsMasterKeyId: d.key.Arn,
+			Tags:           d.tags,
+		})
+		if err != nil {
+			return err
+		}
+		d.topics[sev] = t
+		if emails[sev] != "" {
+			if _, err := sns.NewTopicSubscription(ctx, "alarms-"+sev+"-email", &sns.TopicSubscriptionArgs{
+				Topic:    t.Arn,
+				Protocol: pulumi.String("email"),
+				Endpoint: pulumi.String(emails[sev]),
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// alarm is the part of an alarm that varies; newAlarm adds the rest.
+type alarm struct {
+	id          string // logical and physical name suffix
+	description string
+	severity    string
+	threshold   float64
+	// Either a single metric...
+	namespace, metric, stat string
+	dimensions              map[string]string
+	// ...or metric math: queries with exactly one ReturnData.
+	queries cloudwatch.MetricAlarmMetricQueryArray
+}
+
+func (d *deployed) newAlarm(ctx *pulumi.Context, a alarm) error {
+	topic := d.topics[a.severity].Arn
+	args := &cloudwatch.MetricAlarmArgs{
+		Name:               pulumi.String(d.name(a.id)),
+		AlarmDescription:   pulumi.String(fmt.Sprintf("[%s] %s", a.severity, a.description)),
+		ComparisonOperator: pulumi.String("GreaterThanThreshold"),
+		Threshold:          pulumi.Float64(a.threshold),
+		EvaluationPeriods:  pulumi.Int(d.cfg.Alarms.EvaluationPeriods),
+		// No traffic is not an incident.
+		TreatMissingData: pulumi.String("notBreaching"),
+		AlarmActions:     pulumi.Array{topic},
+		OkActions:        pulumi.Array{topic},
+		Tags:             d.tags,
+	}
+	if a.queries != nil {
+		args.MetricQueries = a.queries
+	} else {
+		args.Namespace = pulumi.String(a.namespace)
+		args.MetricName = pulumi.String(a.metric)
+		args.Statistic = pulumi.String(a.stat)
+		args.Period = pulumi.Int(d.cfg.Alarms.PeriodSeconds)
+		if len(a.dimensions) > 0 {
+			args.Dimensions = pulumi.ToStringMap(a.dimensions)
+		}
+	}
+	_, err := cloudwatch.NewMetricAlarm(ctx, "alarm-"+a.id, args)
+	return err
+}
+
+func (d *deployed) metricQuery(id, namespace, metric, stat string, dims map[string]string) cloudwatch.MetricAlarmMetricQueryArgs {
+	return cloudwatch.MetricAlarmMetricQueryArgs{
+		Id: pulumi.String(id),
+		Metric: cloudwatch.MetricAlarmMetricQueryMetricArgs{
+			Namespace:  pulumi.String(namespace),
+			MetricName: pulumi.String(metric),
+			Stat:       pulumi.String(stat),
+			Period:     pulumi.Int(d.cfg.Alarms.PeriodSeconds),
+			Dimensions: pulumi.ToStringMap(dims),
+		},
+		ReturnData: pulumi.Bool(false),
+	}
+}
+
+func expression(id, expr, label string) cloudwatch.MetricAlarmMetricQueryArgs {
+	return cloudwatch.MetricAlarmMetricQueryArgs{
+		Id: pulumi.String(id), Expression: pulumi.String(expr), Label: pulumi.String(label), ReturnData: pulumi.Bool(true),
+	}
+}
+
+func (d *deployed) deployAlarms(ctx *pulumi.Context) error {
+	a := d.cfg.Alarms
+	var alarms []alarm
+	for _, fn := range contract.Functions() {
+		name := d.fnNames[fn]
+		dims := map[string]string{"FunctionName": name}
+		for _, lvl := range []struct {
+			sev string
+			pct float64
+		}{{SeverityLow, a.ErrorRateLowPercent}, {SeverityHigh, a.ErrorRateHighPercent}} {
+			alarms = append(alarms, alarm{
+				id:          fmt.Sprintf("%s-error-rate-%s", fn, lvl.sev),
+				description: fmt.Sprintf("%s: more than %g%% of invocations failed (Errors/Invocations*100)", name, lvl.pct),
+				severity:    lvl.sev, threshold: lvl.pct,
+				queries: cloudwatch.MetricAlarmMetricQueryArray{
+					d.metricQuery("errors", "AWS/Lambda", "Errors", "Sum", dims),
+					d.metricQuery("invocations", "AWS/Lambda", "Invocations", "Sum", dims),
+					expression("error_rate", "IF(invocations > 0, 100 * errors / invocations, 0)", "error rate %"),
+				},
+			})
+		}
+		alarms = append(alarms, alarm{
+			id:          fn + "-init-duration",
+			description: fmt.Sprintf("%s: a cold start (Init Duration) took longer than %g ms", name, a.InitDurationMs),
+			severity:    SeverityLow, threshold: a.InitDurationMs,
+			namespace: d.cfg.MetricsNamespace, metric: InitDurationMetricName(name), stat: "Maximum",
+		})
+		if rc := d.cfg.Functions[fn].ReservedConcurrency; rc > 0 {
+			alarms = append(alarms, alarm{
+				id:          fn + "-concurrency",
+				description: fmt.Sprintf("%s: concurrent executions above %g%% of its reserved %d", name, a.ConcurrencyPercent, rc),
+				severity:    SeverityHigh, threshold: float64(rc) * a.ConcurrencyPercent / 100,
+				namespace: "AWS/Lambda", metric: "ConcurrentExecutions", stat: "Maximum", dimensions: dims,
+			})
+		}
+	}
+	alarms = append(alarms,
+		alarm{
+			id: "account-concurrency",
+			description: fmt.Sprintf("account: Lambda concurrent executions above %g%% of the account limit %d in %s",
+				a.ConcurrencyPercent, d.cfg.AccountConcurrencyLimit, d.acct.Region),
+			severity: SeverityHigh, threshold: float64(d.cfg.AccountConcurrencyLimit) * a.ConcurrencyPercent / 100,
+			namespace: "AWS/Lambda", metric: "ConcurrentExecutions", stat: "Maximum",
+		},
+		alarm{
+			id: "auth-failures",
+			description: fmt.Sprintf("more than %g rejected $connect attempts (AuthenticationFailures) in %d s: a broken client or an attack",
+				a.AuthFailures, a.PeriodSeconds),
+			severity: SeverityHigh, threshold: a.AuthFailures,
+			namespace: d.cfg.MetricsNamespace, metric: contract.MetricAuthenticationFailures, stat: "Sum",
+			dimensions: map[string]string{contract.DimensionEnvironment: d.cfg.Environment},
+		},
+	)
+
+	// DynamoDB throttles: read/write throttle events on the table and its
+	// indexes, and throttled requests for each operation the handlers call.
+	events := cloudwatch.MetricAlarmMetricQueryArray{}
+	var ids []string
+	tableDims := map[string]string{"TableName": d.cfg.TableName}
+	for _, m := range []string{"ReadThrottleEvents", "WriteThrottleEvents"} {
+		id := strings.ToLower(m[:1]) + "_table"
+		events = append(events, d.metricQuery(id, "AWS/DynamoDB", m, "Sum", tableDims))
+		ids = append(ids, id)
+		for i, ix := range schema.Connections().Indexes {
+			id := fmt.Sprintf("%s_gsi%d", strings.ToLower(m[:1]), i)
+			events = append(events, d.metricQuery(id, "AWS/DynamoDB", m, "Sum",
+				map[string]string{"TableName": d.cfg.TableName, "GlobalSecondaryIndexName": ix.Name}))
+			ids = append(ids, id)
+		}
+	}
+	events = append(events, expression("throttle_events", "SUM(["+strings.Join(ids, ",")+"])", "throttle events"))
+	requests := cloudwatch.MetricAlarmMetricQueryArray{}
+	ids = nil
+	for i, op := range tableOperations() {
+		id := fmt.Sprintf("op%d", i)
+		requests = append(requests, d.metricQuery(id, "AWS/DynamoDB", "ThrottledRequests", "Sum",
+			map[string]string{"TableName": d.cfg.TableName, "Operation": op}))
+		ids = append(ids, id)
+	}
+	requests = append(requests, expression("throttled_requests", "SUM(["+strings.Join(ids, ",")+"])", "throttled requests"))
+	alarms = append(alarms,
+		alarm{
+			id:          "dynamodb-throttle-events",
+			description: fmt.Sprintf("%s: more than %g read/write throttle events (table and indexes)", d.cfg.TableName, a.DynamoThrottles),
+			severity:    SeverityHigh, threshold: a.DynamoThrottles, queries: events,
+		},
+		alarm{
+			id:          "dynamodb-throttled-requests",
+			description: fmt.Sprintf("%s: more than %g throttled requests (%s)", d.cfg.TableName, a.DynamoThrottles, strings.Join(tableOperations(), ", ")),
+			severity:    SeverityHigh, threshold: a.DynamoThrottles, queries: requests,
+		},
+	)
+	for _, al := range alarms {
+		if err := d.newAlarm(ctx, al); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tableOperations are the DynamoDB operations the handlers call, from their roles.
+func tableOperations() []string {
+	var ops []string
+	seen := map[string]bool{}
+	for _, s := range functionSpecs() {
+		for _, a := range s.TableActions {
+			op := strings.TrimPrefix(a, "dynamodb:")
+			if !seen[op] {
+				seen[op] = true
+				ops = append(ops, op)
+			}
+		}
+	}
+	return ops
+}
+
+// Saved Logs Insights queries. A saved query takes no parameters: replace
+// the placeholder value before running it.
+func (d *deployed) queries() map[string]string {
+	return map[string]string{
+		"by-correlation-id": `fields @timestamp, @log, level, operation, connection_id, user_id, tenant_id, msg, error
+| filter correlation_id = "REPLACE_WITH_CORRELATION_ID"
+| sort @timestamp asc`,
+		"by-connection-id": `fields @timestamp, @log, level, operation, correlation_id, user_id, tenant_id, msg, error
+| filter connection_id = "REPLACE_WITH_CONNECTION_ID"
+| sort @timestamp asc`,
+		"auth-failures-by-reason": `filter operation = "connect" and ispresent(reason)
+| stats count(*) as failures by reason
+| sort failures desc`,
+		"slow-sends": fmt.Sprintf(`fields @timestamp, @log, connection_id, correlation_id, duration_ms, outcome, error
+| filter operation = "send" and duration_ms > %d
+| sort duration_ms desc
+| limit 100`, d.cfg.SlowSendMs),
+	}
+}
+
+func (d *deployed) deployQueries(ctx *pulumi.Context) error {
+	groups := pulumi.StringArray{}
+	for _, fn := range contract.Functions() {
+		groups = append(groups, d.logGroups[fn].Name)
+	}
+	withAccess := append(append(pulumi.StringArray{}, groups...), d.accessLogs.Name)
+	for _, name := range []string{"by-correlation-id", "by-connection-id", "auth-failures-by-reason", "slow-sends"} {
+		lgs := groups
+		if name == "by-correlation-id" || name == "by-connection-id" {
+			lgs = withAccess // the access log carries both ids too
+		}
+		if _, err := cloudwatch.NewQueryDefinition(ctx, "query-"+name, &cloudwatch.QueryDefinitionArgs{
+			// Slashes make folders in the console's saved queries list.
+			Name:          pulumi.String("streamer/" + d.cfg.Environment + "/" + name),
+			LogGroupNames: lgs,
+			QueryString:   pulumi.String(d.queries()[name]),
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dashboardBody is the CloudWatch dashboard JSON.
+func (d *deployed) dashboardBody(apiID string) (string, error) {
+	region := d.acct.Region
+	envDim := []any{contract.DimensionEnvironment, d.cfg.Environment}
+	widget := func(title string, metrics [][]any, stat string, x, y int) map[string]any {
+		return map[string]any{
+			"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+			"properties": map[string]any{
+				"title": title, "region": region, "stat": stat, "period": 60, "view": "timeSeries", "metrics": metrics,
+			},
+		}
+	}
+	var custom [][]any
+	for _, m := range contract.Metrics() {
+		stat := "Sum"
+		if m == contract.MetricActiveConnections {
+			stat = "Maximum"
+		}
+		custom = append(custom, append([]any{d.cfg.MetricsNamespace, m}, append(envDim, map[string]any{"stat": stat})...))
+	}
+	var errs, durations, colds [][]any
+	for _, fn := range contract.Functions() {
+		name := d.fnNames[fn]
+		errs = append(errs, []any{"AWS/Lambda", "Errors", "FunctionName", name})
+		durations = append(durations, []any{"AWS/Lambda", "Duration", "FunctionName", name, map[string]any{"stat": "p99"}})
+		colds = append(colds, []any{d.cfg.MetricsNamespace, InitDurationMetricName(name), map[string]any{"stat": "SampleCount", "label": fn + " cold starts"}})
+	}
+	api := [][]any{
+		{"AWS/ApiGateway", "ConnectCount", "ApiId", apiID, "Stage", d.cfg.StageName},
+		{"AWS/ApiGateway", "MessageCount", "ApiId", apiID, "Stage", d.cfg.StageName},
+		{"AWS/ApiGateway", "IntegrationError", "ApiId", apiID, "Stage", d.cfg.StageName},
+		{"AWS/ApiGateway", "ClientError", "ApiId", apiID, "Stage", d.cfg.StageName},
+	}
+	throttles := [][]any{
+		{"AWS/DynamoDB", "ReadThrottleEvents", "TableName", d.cfg.TableName},
+		{"AWS/DynamoDB", "WriteThrottleEvents", "TableName", d.cfg.TableName},
+	}
+	for _, op := range tableOperations() {
+		throttles = append(throttles, []any{"AWS/DynamoDB", "ThrottledRequests", "TableName", d.cfg.TableName, "Operation", op})
+	}
+	body := map[string]any{"widgets": []any{
+		widget("Connections and messages (streamer metrics)", custom, "Sum", 0, 0),
+		widget("API Gateway: connects, messages, errors", api, "Sum", 12, 0),
+		widget("Lambda errors", errs, "Sum", 0, 6),
+		widget("Lambda duration p99 (ms)", durations, "p99", 12, 6),
+		widget("Lambda cold starts", colds, "SampleCount", 0, 12),
+		widget("DynamoDB throttles", throttles, "Sum", 12, 12),
+	}}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return "", fmt.Errorf("encode dashboard: %w", err)
+	}
+	return string(b), nil
+}
+
+func (d *deployed) deployDashboard(ctx *pulumi.Context) error {
+	body := d.api.ID().ToStringOutput().ApplyT(func(id string) (string, error) { return d.dashboardBody(id) }).(pulumi.StringOutput)
+	_, err := cloudwatch.NewDashboard(ctx, "dashboard", &cloudwatch.DashboardArgs{
+		DashboardName: pulumi.String(d.name("dashboard")),
+		DashboardBody: body,
+	})
+	return err
+}

@@ -1,0 +1,825 @@
+package stack_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/archive"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/pay-theory/streamer/deployment/pulumi/stack"
+	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/pkg/store/schema"
+)
+
+// Resource type tokens.
+const (
+	tKey          = "aws:kms/key:Key"
+	tAlias        = "aws:kms/alias:Alias"
+	tTable        = "aws:dynamodb/table:Table"
+	tSecret       = "aws:secretsmanager/secret:Secret"
+	tLogGroup     = "aws:cloudwatch/logGroup:LogGroup"
+	tRole         = "aws:iam/role:Role"
+	tRolePolicy   = "aws:iam/rolePolicy:RolePolicy"
+	tAttachment   = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+	tFunction     = "aws:lambda/function:Function"
+	tPermission   = "aws:lambda/permission:Permission"
+	tAPI          = "aws:apigatewayv2/api:Api"
+	tIntegration  = "aws:apigatewayv2/integration:Integration"
+	tRoute        = "aws:apigatewayv2/route:Route"
+	tRouteResp    = "aws:apigatewayv2/routeResponse:RouteResponse"
+	tStage        = "aws:apigatewayv2/stage:Stage"
+	tAccount      = "aws:apigateway/account:Account"
+	tMetricFilter = "aws:cloudwatch/logMetricFilter:LogMetricFilter"
+	tQuery        = "aws:cloudwatch/queryDefinition:QueryDefinition"
+	tDashboard    = "aws:cloudwatch/dashboard:Dashboard"
+	tAlarm        = "aws:cloudwatch/metricAlarm:MetricAlarm"
+	tTopic        = "aws:sns/topic:Topic"
+	tTrail        = "aws:cloudtrail/trail:Trail"
+	tBucket       = "aws:s3/bucketV2:BucketV2"
+	tBucketPolicy = "aws:s3/bucketPolicy:BucketPolicy"
+	tPublicBlock  = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+	tBucketSSE    = "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2"
+)
+
+// wantActions is what each handler calls, written from the handlers' code
+// (lambda/connect, lambda/disconnect, lambda/default) independently of the
+// stack's own table: a role that grants more or less fails here.
+var wantActions = map[string][]string{
+	contract.FunctionConnect: {
+		"dynamodb:PutItem", "dynamodb:UpdateItem", // save the record; active-connections counter
+		"secretsmanager:GetSecretValue", "kms:Decrypt", // JWT public key, once per cold start
+		"logs:CreateLogStream", "logs:PutLogEvents",
+		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+	},
+	contract.FunctionDisconnect: {
+		"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", // read for the summary, delete, counter
+		"logs:CreateLogStream", "logs:PutLogEvents",
+		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+	},
+	contract.FunctionDefault: {
+		"dynamodb:UpdateItem", // touch last_ping and counters, conditioned on existence
+		"logs:CreateLogStream", "logs:PutLogEvents",
+		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+	},
+}
+
+var routeOf = map[string]string{
+	contract.FunctionConnect: "$connect", contract.FunctionDisconnect: "$disconnect", contract.FunctionDefault: "$default",
+}
+
+func TestInventory(t *testing.T) {
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			d := deploy(t, env)
+			alarms := d.yamlBool("alarms", "enabled")
+			trail := d.yamlBool("cloudTrail")
+			accountRole := d.yamlBool("apiGatewayAccountRole")
+			n := len(contract.Functions())
+			want := map[string]int{
+				tKey: 1, tAlias: 1, tTable: 1, tSecret: 1,
+				tLogGroup: n + 1, tRolePolicy: n, tFunction: n, tPermission: n,
+				tAPI: 1, tIntegration: n, tRoute: n, tRouteResp: 1, tStage: 1,
+				tMetricFilter: n, tQuery: 4, tDashboard: 1,
+				tRole: n,
+			}
+			if accountRole {
+				want[tRole]++
+				want[tAttachment] = 1
+				want[tAccount] = 1
+			}
+			if alarms {
+				want[tTopic] = 2
+			}
+			if trail {
+				want[tTrail], want[tBucket], want[tBucketPolicy], want[tPublicBlock], want[tBucketSSE] = 1, 1, 1, 1, 1
+			}
+			for typ, count := range want {
+				if got := len(d.ofType(typ)); got != count {
+					t.Errorf("%s: %d × %s, want %d", env, got, typ, count)
+				}
+			}
+			// Nothing unexpected either (alarms are counted in TestAlarms).
+			for _, r := range d.resources {
+				if _, ok := want[r.Type]; !ok && r.Type != tAlarm && r.Type != "pulumi:pulumi:Stack" &&
+					r.Type != "aws:sns/topicSubscription:TopicSubscription" {
+					t.Errorf("%s: unexpected resource %s %s", env, r.Type, r.Name)
+				}
+			}
+			if !alarms && len(d.ofType(tAlarm)) != 0 {
+				t.Errorf("%s: alarms are disabled but %d alarms exist", env, len(d.ofType(tAlarm)))
+			}
+			if alarms && len(d.ofType(tAlarm)) == 0 {
+				t.Errorf("%s: alarms enabled but none exist", env)
+			}
+		})
+	}
+}
+
+func TestDevIsVerboseUnprotectedAndSilent(t *testing.T) {
+	d := deploy(t, "dev")
+	if n := len(d.ofType(tAlarm)) + len(d.ofType(tTopic)); n != 0 {
+		t.Errorf("dev has %d alarms/topics, want none", n)
+	}
+	for _, f := range d.ofType(tFunction) {
+		if lvl := envVars(f)[contract.EnvLogLevel]; lvl != "debug" {
+			t.Errorf("dev %s LOG_LEVEL = %q, want debug", f.Name, lvl)
+		}
+	}
+	if d.one(t, tTable, "connections").Inputs["deletionProtectionEnabled"] != false {
+		t.Error("dev table has deletion protection")
+	}
+	prod := deploy(t, "production")
+	if prod.one(t, tTable, "connections").Inputs["deletionProtectionEnabled"] != true {
+		t.Error("production table lacks deletion protection")
+	}
+	devDays := d.one(t, tLogGroup, "logs-connect").Inputs["retentionInDays"].(float64)
+	prodDays := prod.one(t, tLogGroup, "logs-connect").Inputs["retentionInDays"].(float64)
+	if devDays >= prodDays {
+		t.Errorf("log retention dev %v days, production %v: dev should be shorter", devDays, prodDays)
+	}
+	for _, lg := range append(d.ofType(tLogGroup), prod.ofType(tLogGroup)...) {
+		if lg.Inputs["retentionInDays"] == nil {
+			t.Errorf("log group %s has no retention", lg.Name)
+		}
+	}
+}
+
+func TestTableEqualsSchema(t *testing.T) {
+	want := schema.Connections()
+	for _, env := range environments {
+		d := deploy(t, env)
+		tb := d.one(t, tTable, "connections")
+		key := d.one(t, tKey, "key")
+		if tb.str("hashKey") != want.HashKey {
+			t.Errorf("%s: hash key %q, want %q", env, tb.str("hashKey"), want.HashKey)
+		}
+		if tb.Inputs["rangeKey"] != nil {
+			t.Errorf("%s: table has a range key %v; the schema has none", env, tb.Inputs["rangeKey"])
+		}
+		var attrs []string
+		for _, a := range tb.Inputs["attributes"].([]any) {
+			m := a.(map[string]any)
+			attrs = append(attrs, fmt.Sprintf("%s:%s", m["name"], m["type"]))
+		}
+		var wantAttrs []string
+		for _, a := range want.Attributes {
+			wantAttrs = append(wantAttrs, fmt.Sprintf("%s:%s", a.Name, a.Type))
+		}
+		sort.Strings(attrs)
+		sort.Strings(wantAttrs)
+		if !slices.Equal(attrs, wantAttrs) {
+			t.Errorf("%s: attributes %v, want %v", env, attrs, wantAttrs)
+		}
+		var gsis, wantGSIs []string
+		for _, g := range tb.Inputs["globalSecondaryIndexes"].([]any) {
+			m := g.(map[string]any)
+			gsis = append(gsis, fmt.Sprintf("%s(%s,%v)%s", m["name"], m["hashKey"], m["rangeKey"], m["projectionType"]))
+		}
+		for _, ix := range want.Indexes {
+			wantGSIs = append(wantGSIs, fmt.Sprintf("%s(%s,%s)ALL", ix.Name, ix.HashKey, ix.RangeKey))
+		}
+		sort.Strings(gsis)
+		sort.Strings(wantGSIs)
+		if !slices.Equal(gsis, wantGSIs) {
+			t.Errorf("%s: indexes %v, want %v", env, gsis, wantGSIs)
+		}
+		ttl := tb.Inputs["ttl"].(map[string]any)
+		if ttl["attributeName"] != want.TTLAttribute || ttl["enabled"] != true {
+			t.Errorf("%s: ttl %v, want %s enabled", env, ttl, want.TTLAttribute)
+		}
+		if tb.str("billingMode") != "PAY_PER_REQUEST" {
+			t.Errorf("%s: billing mode %q", env, tb.str("billingMode"))
+		}
+		if pitr := tb.Inputs["pointInTimeRecovery"].(map[string]any); pitr["enabled"] != true {
+			t.Errorf("%s: point-in-time recovery %v", env, pitr)
+		}
+		sse := tb.Inputs["serverSideEncryption"].(map[string]any)
+		if sse["enabled"] != true || sse["kmsKeyArn"] != key.out("arn") {
+			t.Errorf("%s: SSE %v, want enabled with the stack's CMK %s", env, sse, key.out("arn"))
+		}
+		if got, want := tb.Inputs["deletionProtectionEnabled"], d.yamlBool("deletionProtection"); got != want {
+			t.Errorf("%s: deletion protection %v, want %v", env, got, want)
+		}
+		if !strings.HasPrefix(tb.str("name"), schema.DefaultTableName) {
+			t.Errorf("%s: table name %q does not start with %q", env, tb.str("name"), schema.DefaultTableName)
+		}
+		if key.Inputs["enableKeyRotation"] != true {
+			t.Errorf("%s: KMS key rotation off", env)
+		}
+		if sec := d.one(t, tSecret, "jwt-public-key"); sec.str("kmsKeyId") != key.out("arn") {
+			t.Errorf("%s: secret encrypted with %q, want the stack's CMK", env, sec.str("kmsKeyId"))
+		}
+	}
+}
+
+func envVars(f recorded) map[string]string {
+	out := map[string]string{}
+	env, _ := f.Inputs["environment"].(map[string]any)
+	vars, _ := env["variables"].(map[string]any)
+	for k, v := range vars {
+		out[k], _ = v.(string)
+	}
+	return out
+}
+
+func TestFunctions(t *testing.T) {
+	for _, env := range environments {
+		d := deploy(t, env)
+		table := d.one(t, tTable, "connections")
+		secret := d.one(t, tSecret, "jwt-public-key")
+		for _, fn := range contract.Functions() {
+			f := d.one(t, tFunction, "fn-"+fn)
+			if f.str("runtime") != "provided.al2023" || f.str("handler") != "bootstrap" {
+				t.Errorf("%s/%s: runtime %q handler %q", env, fn, f.str("runtime"), f.str("handler"))
+			}
+			if arch := f.Inputs["architectures"]; fmt.Sprint(arch) != "[arm64]" {
+				t.Errorf("%s/%s: architectures %v, want [arm64]", env, fn, arch)
+			}
+			if tc, _ := f.Inputs["tracingConfig"].(map[string]any); tc["mode"] != "Active" {
+				t.Errorf("%s/%s: tracing %v, want Active", env, fn, tc)
+			}
+			code, ok := f.Inputs["code"].(*archive.Archive)
+			if !ok || !strings.HasSuffix(code.Path, "dist/"+fn+".zip") {
+				t.Errorf("%s/%s: code %#v, want the archive dist/%s.zip", env, fn, f.Inputs["code"], fn)
+			}
+
+			// Environment: exactly the contract's Deployed variables.
+			got := envVars(f)
+			var gotNames, wantNames []string
+			for k := range got {
+				gotNames = append(gotNames, k)
+			}
+			for _, v := range contract.Vars(fn) {
+				if v.Deployed {
+					wantNames = append(wantNames, v.Name)
+				}
+			}
+			sort.Strings(gotNames)
+			sort.Strings(wantNames)
+			if !slices.Equal(gotNames, wantNames) {
+				t.Errorf("%s/%s: environment %v, want the contract's deployed vars %v", env, fn, gotNames, wantNames)
+			}
+			if got[contract.EnvConnectionsTable] != table.str("name") {
+				t.Errorf("%s/%s: %s=%q, want the table %q", env, fn, contract.EnvConnectionsTable, got[contract.EnvConnectionsTable], table.str("name"))
+			}
+			if lvl, _ := d.yamlVal("logLevel").(string); got[contract.EnvLogLevel] != lvl {
+				t.Errorf("%s/%s: LOG_LEVEL %q, want %q from the stack file", env, fn, got[contract.EnvLogLevel], lvl)
+			}
+			if got[contract.EnvEnvironment] != env {
+				t.Errorf("%s/%s: ENVIRONMENT %q", env, fn, got[contract.EnvEnvironment])
+			}
+			if fn == contract.FunctionConnect {
+				if got[contract.EnvJWTPublicKeySecretARN] != secret.out("arn") {
+					t.Errorf("%s: secret ARN var %q, want %q", env, got[contract.EnvJWTPublicKeySecretARN], secret.out("arn"))
+				}
+				if iss, _ := d.yamlVal("jwt", "issuer").(string); got[contract.EnvJWTIssuer] != iss || iss == "" {
+					t.Errorf("%s: issuer %q, want %q", env, got[contract.EnvJWTIssuer], iss)
+				}
+			}
+
+			// Sizing from the shipped stack file.
+			if m := d.yamlNum("functions", fn, "memoryMb"); m != 0 && f.Inputs["memorySize"] != m {
+				t.Errorf("%s/%s: memory %v, want %v", env, fn, f.Inputs["memorySize"], m)
+			}
+			if s := d.yamlNum("functions", fn, "timeoutSeconds"); s != 0 && f.Inputs["timeout"] != s {
+				t.Errorf("%s/%s: timeout %v, want %v", env, fn, f.Inputs["timeout"], s)
+			}
+			rc := d.yamlNum("functions", fn, "reservedConcurrency")
+			if rc == 0 && f.Inputs["reservedConcurrentExecutions"] != nil {
+				t.Errorf("%s/%s: reserved concurrency %v, want unreserved", env, fn, f.Inputs["reservedConcurrentExecutions"])
+			}
+			if rc != 0 && f.Inputs["reservedConcurrentExecutions"] != rc {
+				t.Errorf("%s/%s: reserved concurrency %v, want %v", env, fn, f.Inputs["reservedConcurrentExecutions"], rc)
+			}
+			lg := d.one(t, tLogGroup, "logs-"+fn)
+			if lc, _ := f.Inputs["loggingConfig"].(map[string]any); lc["logGroup"] != lg.str("name") || lc["logFormat"] != "Text" {
+				t.Errorf("%s/%s: logging config %v, want Text into %s", env, fn, lc, lg.str("name"))
+			}
+			if lg.str("name") != "/aws/lambda/"+f.str("name") {
+				t.Errorf("%s/%s: log group %q is not the function's %q", env, fn, lg.str("name"), "/aws/lambda/"+f.str("name"))
+			}
+		}
+		if env == "production" {
+			if d.one(t, tFunction, "fn-connect").Inputs["memorySize"].(float64) <= deploy(t, "dev").one(t, tFunction, "fn-connect").Inputs["memorySize"].(float64) {
+				t.Error("production connect is not sized above dev")
+			}
+		}
+	}
+}
+
+// doc is a parsed policy document; Action and Resource may be a string or a list.
+type doc struct {
+	Statement []struct {
+		Sid       string
+		Effect    string
+		Principal any
+		Action    any
+		Resource  any
+		Condition map[string]map[string]string
+	}
+}
+
+func list(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, e := range v {
+			out = append(out, e.(string))
+		}
+		return out
+	}
+	return nil
+}
+
+func parseDoc(t *testing.T, where, js string) doc {
+	t.Helper()
+	var d doc
+	if err := json.Unmarshal([]byte(js), &d); err != nil {
+		t.Fatalf("%s: policy is not JSON: %v\n%s", where, err, js)
+	}
+	if len(d.Statement) == 0 {
+		t.Fatalf("%s: policy has no statements", where)
+	}
+	return d
+}
+
+// TestNoWildcardActions checks every policy document of the stack: role
+// policies, trust policies, the key policy and the trail bucket policy.
+func TestNoWildcardActions(t *testing.T) {
+	for _, env := range environments {
+		d := deploy(t, env)
+		var docs int
+		for _, r := range d.resources {
+			for _, field := range []string{"policy", "assumeRolePolicy"} {
+				js := r.str(field)
+				if js == "" {
+					continue
+				}
+				docs++
+				for _, st := range parseDoc(t, r.Name, js).Statement {
+					actions := list(st.Action)
+					if len(actions) == 0 {
+						t.Errorf("%s %s: statement %q has no actions", env, r.Name, st.Sid)
+					}
+					for _, a := range actions {
+						if strings.Contains(a, "*") {
+							t.Errorf("%s %s %s: wildcard action %q", env, r.Type, r.Name, a)
+						}
+					}
+				}
+			}
+		}
+		if docs < 2*len(contract.Functions())+1 {
+			t.Errorf("%s: only %d policy documents found: the check did not see the roles", env, docs)
+		}
+	}
+}
+
+func TestFunctionPolicies(t *testing.T) {
+	xray := []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+	for _, env := range environments {
+		d := deploy(t, env)
+		table := d.one(t, tTable, "connections").out("arn")
+		secret := d.one(t, tSecret, "jwt-public-key").out("arn")
+		key := d.one(t, tKey, "key").out("arn")
+		for _, fn := range contract.Functions() {
+			own := d.one(t, tLogGroup, "logs-"+fn).out("arn")
+			// Each service's actions may only touch this stack's resource of that kind.
+			allowed := map[string][]string{
+				"dynamodb":       {table},
+				"secretsmanager": {secret},
+				"kms":            {key},
+				"logs":           {own + ":*"},
+				"xray":           {"*"}, // X-Ray has no resource-level permissions: the documented exception
+			}
+			p := d.one(t, tRolePolicy, "policy-"+fn)
+			role := d.one(t, tRole, "role-"+fn)
+			if p.str("role") != role.str("name") {
+				t.Errorf("%s/%s: policy attached to role %q, want %q", env, fn, p.str("role"), role.str("name"))
+			}
+			if f := d.one(t, tFunction, "fn-"+fn); f.str("role") != role.out("arn") {
+				t.Errorf("%s/%s: function runs as %q, want its own role %q", env, fn, f.str("role"), role.out("arn"))
+			}
+			var got []string
+			for _, st := range parseDoc(t, p.Name, p.str("policy")).Statement {
+				if st.Effect != "Allow" {
+					t.Errorf("%s/%s: unexpected %s statement", env, fn, st.Effect)
+				}
+				actions := list(st.Action)
+				got = append(got, actions...)
+				for _, a := range actions {
+					svc, _, _ := strings.Cut(a, ":")
+					for _, res := range list(st.Resource) {
+						if !slices.Contains(allowed[svc], res) {
+							t.Errorf("%s/%s: %s on %q: not this stack's %s resource (allowed %v)", env, fn, a, res, svc, allowed[svc])
+						}
+					}
+				}
+				if slices.Contains(list(st.Resource), "*") && !isSubset(actions, xray) {
+					t.Errorf("%s/%s: Resource \"*\" with %v: only X-Ray may use it", env, fn, actions)
+				}
+				if slices.Contains(actions, "kms:Decrypt") && st.Condition["StringEquals"]["kms:ViaService"] != "secretsmanager."+testRegion+".amazonaws.com" {
+					t.Errorf("%s/%s: kms:Decrypt not restricted to Secrets Manager: %v", env, fn, st.Condition)
+				}
+			}
+			sort.Strings(got)
+			want := append([]string(nil), wantActions[fn]...)
+			sort.Strings(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s/%s: role allows %v, handler calls exactly %v", env, fn, got, want)
+			}
+			trust := parseDoc(t, role.Name, role.str("assumeRolePolicy"))
+			if p := fmt.Sprint(trust.Statement[0].Principal); p != "map[Service:lambda.amazonaws.com]" || len(trust.Statement) != 1 {
+				t.Errorf("%s/%s: trust policy %v, want lambda.amazonaws.com only", env, fn, trust.Statement)
+			}
+		}
+	}
+}
+
+func isSubset(a, of []string) bool {
+	for _, x := range a {
+		if !slices.Contains(of, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestWebSocketAPI(t *testing.T) {
+	for _, env := range environments {
+		d := deploy(t, env)
+		api := d.one(t, tAPI, "websocket")
+		if api.str("protocolType") != "WEBSOCKET" || api.str("routeSelectionExpression") != "$request.body.action" {
+			t.Errorf("%s: api %v", env, api.Inputs)
+		}
+		stage := d.one(t, tStage, "stage")
+		stageName := stage.str("name")
+		if stageName != env {
+			t.Errorf("%s: stage %q, want the environment name", env, stageName)
+		}
+		integrations := map[string]recorded{}
+		for _, in := range d.ofType(tIntegration) {
+			if in.str("integrationType") != "AWS_PROXY" || in.str("apiId") != testAPIID {
+				t.Errorf("%s: integration %s %v", env, in.Name, in.Inputs)
+			}
+			integrations[in.Name+"-id"] = in
+		}
+		routes := map[string]recorded{}
+		for _, r := range d.ofType(tRoute) {
+			routes[r.str("routeKey")] = r
+		}
+		for _, fn := range contract.Functions() {
+			key := routeOf[fn]
+			r, ok := routes[key]
+			if !ok {
+				t.Errorf("%s: no route %s", env, key)
+				continue
+			}
+			f := d.one(t, tFunction, "fn-"+fn)
+			integ, ok := integrations[strings.TrimPrefix(r.str("target"), "integrations/")]
+			if !ok || integ.str("integrationUri") != f.out("invokeArn") {
+				t.Errorf("%s: route %s targets %q, want the integration invoking %s", env, key, r.str("target"), f.str("name"))
+			}
+			perm := d.one(t, tPermission, "invoke-"+fn)
+			wantSrc := fmt.Sprintf("arn:aws:execute-api:%s:%s:%s/%s/%s", testRegion, testAccount, testAPIID, stageName, key)
+			if perm.str("principal") != "apigateway.amazonaws.com" || perm.str("sourceArn") != wantSrc ||
+				perm.str("function") != f.str("name") || perm.str("action") != "lambda:InvokeFunction" {
+				t.Errorf("%s: permission %v, want invoke of %s from %s", env, perm.Inputs, f.str("name"), wantSrc)
+			}
+		}
+		if routes["$default"].str("routeResponseSelectionExpression") != "$default" {
+			t.Errorf("%s: $default route response selection %q", env, routes["$default"].str("routeResponseSelectionExpression"))
+		}
+		rr := d.one(t, tRouteResp, "route-response-default")
+		if rr.str("routeResponseKey") != "$default" || rr.str("routeId") != "route-default-id" {
+			t.Errorf("%s: route response %v", env, rr.Inputs)
+		}
+
+		s := stage.Inputs["defaultRouteSettings"].(map[string]any)
+		if s["throttlingBurstLimit"] != d.yamlNum("throttling", "burstLimit") || s["throttlingRateLimit"] != d.yamlNum("throttling", "rateLimit") {
+			t.Errorf("%s: throttling %v, want burst %v rate %v", env, s, d.yamlNum("throttling", "burstLimit"), d.yamlNum("throttling", "rateLimit"))
+		}
+		if s["dataTraceEnabled"] != false {
+			t.Errorf("%s: data trace logs full messages: must be off", env)
+		}
+		al := stage.Inputs["accessLogSettings"].(map[string]any)
+		if al["destinationArn"] != d.one(t, tLogGroup, "logs-api-access").out("arn") {
+			t.Errorf("%s: access logs go to %v", env, al["destinationArn"])
+		}
+		var format map[string]string
+		if err := json.Unmarshal([]byte(al["format"].(string)), &format); err != nil || format["correlation_id"] != "$context.requestId" {
+			t.Errorf("%s: access log format %v (%v)", env, al["format"], err)
+		}
+
+		// Outputs.
+		wantWS := fmt.Sprintf("wss://%s.execute-api.%s.amazonaws.com/%s", testAPIID, testRegion, stageName)
+		wantMgmt := fmt.Sprintf("https://%s.execute-api.%s.amazonaws.com/%s", testAPIID, testRegion, stageName)
+		if d.outputs["webSocketUrl"] != wantWS || d.outputs["managementEndpoint"] != wantMgmt {
+			t.Errorf("%s: outputs ws %v mgmt %v, want %s and %s", env, d.outputs["webSocketUrl"], d.outputs["managementEndpoint"], wantWS, wantMgmt)
+		}
+		if d.outputs["tableName"] != d.one(t, tTable, "connections").str("name") {
+			t.Errorf("%s: tableName output %v", env, d.outputs["tableName"])
+		}
+		for _, fn := range contract.Functions() {
+			if d.outputs["functionNames."+fn] != d.one(t, tFunction, "fn-"+fn).str("name") {
+				t.Errorf("%s: functionNames.%s output %v", env, fn, d.outputs["functionNames."+fn])
+			}
+		}
+	}
+}
+
+// metricQueries flattens an alarm's metric math into "id=namespace/metric/stat" and expressions.
+func alarmMetrics(a recorded) (metrics []map[string]any, expr string) {
+	for _, q := range a.Inputs["metricQueries"].([]any) {
+		m := q.(map[string]any)
+		if e, ok := m["expression"].(string); ok && e != "" {
+			expr = e
+			continue
+		}
+		metrics = append(metrics, m["metric"].(map[string]any))
+	}
+	return metrics, expr
+}
+
+func TestAlarms(t *testing.T) {
+	for _, env := range []string{"staging", "production"} {
+		d := deploy(t, env)
+		topics := map[string]string{}
+		for _, tp := range d.ofType(tTopic) {
+			topics[strings.TrimPrefix(tp.Name, "alarms-")] = tp.out("arn")
+			if tp.str("kmsMasterKeyId") != d.one(t, tKey, "key").out("arn") {
+				t.Errorf("%s: topic %s not encrypted with the stack key", env, tp.Name)
+			}
+		}
+		alarms := map[string]recorded{}
+		for _, a := range d.ofType(tAlarm) {
+			alarms[strings.TrimPrefix(a.Name, "alarm-")] = a
+			if a.str("comparisonOperator") != "GreaterThanThreshold" {
+				t.Errorf("%s: %s compares %s", env, a.Name, a.str("comparisonOperator"))
+			}
+			if ev := a.Inputs["evaluationPeriods"]; ev != d.yamlNum("alarms", "evaluationPeriods") {
+				t.Errorf("%s: %s evaluates %v periods, want %v", env, a.Name, ev, d.yamlNum("alarms", "evaluationPeriods"))
+			}
+		}
+		check := func(id string, threshold float64, severity string) recorded {
+			t.Helper()
+			a, ok := alarms[id]
+			if !ok {
+				t.Errorf("%s: no alarm %s", env, id)
+				return recorded{}
+			}
+			if a.Inputs["threshold"] != threshold {
+				t.Errorf("%s: %s threshold %v, want %v", env, id, a.Inputs["threshold"], threshold)
+			}
+			acts := list(a.Inputs["alarmActions"])
+			if len(acts) != 1 || acts[0] != topics[severity] || topics[severity] == "" {
+				t.Errorf("%s: %s notifies %v, want the %s topic %s", env, id, acts, severity, topics[severity])
+			}
+			return a
+		}
+		period := d.yamlNum("alarms", "periodSeconds")
+		for _, fn := range contract.Functions() {
+			name := d.one(t, tFunction, "fn-"+fn).str("name")
+			for sev, key := range map[string]string{"low": "errorRateLowPercent", "high": "errorRateHighPercent"} {
+				a := check(fn+"-error-rate-"+sev, d.yamlNum("alarms", key), sev)
+				metrics, expr := alarmMetrics(a)
+				if expr != "IF(invocations > 0, 100 * errors / invocations, 0)" || len(metrics) != 2 {
+					t.Errorf("%s: %s math %q over %v", env, a.Name, expr, metrics)
+				}
+				for _, m := range metrics {
+					if m["namespace"] != "AWS/Lambda" || m["dimensions"].(map[string]any)["FunctionName"] != name || m["period"] != period {
+						t.Errorf("%s: %s metric %v", env, a.Name, m)
+					}
+				}
+			}
+			init := check(fn+"-init-duration", d.yamlNum("alarms", "initDurationMs"), "low")
+			if init.str("metricName") != stack.InitDurationMetricName(name) || init.str("statistic") != "Maximum" {
+				t.Errorf("%s: init alarm on %q %q", env, init.str("metricName"), init.str("statistic"))
+			}
+			// The filter that feeds it exists on the function's own log group.
+			found := false
+			for _, mf := range d.ofType(tMetricFilter) {
+				tr := mf.Inputs["metricTransformation"].(map[string]any)
+				if tr["name"] == stack.InitDurationMetricName(name) && mf.str("logGroupName") == "/aws/lambda/"+name &&
+					strings.Contains(mf.str("pattern"), `init_label1="Init"`) && tr["value"] == "$init_duration" {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s: no Init Duration metric filter for %s", env, name)
+			}
+			rc := d.yamlNum("functions", fn, "reservedConcurrency")
+			if rc > 0 {
+				check(fn+"-concurrency", rc*d.yamlNum("alarms", "concurrencyPercent")/100, "high")
+			}
+		}
+		limit := d.yamlNum("accountConcurrencyLimit")
+		if limit == 0 {
+			limit = stack.DefaultAccountConcurrencyLimit
+		}
+		check("account-concurrency", limit*d.yamlNum("alarms", "concurrencyPercent")/100, "high")
+		auth := check("auth-failures", d.yamlNum("alarms", "authFailures"), "high")
+		if auth.str("namespace") != contract.DefaultMetricsNamespace || auth.str("metricName") != contract.MetricAuthenticationFailures ||
+			auth.Inputs["dimensions"].(map[string]any)[contract.DimensionEnvironment] != env {
+			t.Errorf("%s: auth alarm %v", env, auth.Inputs)
+		}
+		table := d.one(t, tTable, "connections").str("name")
+		ev := check("dynamodb-throttle-events", d.yamlNum("alarms", "dynamoThrottles"), "high")
+		metrics, _ := alarmMetrics(ev)
+		seen := map[string]bool{}
+		for _, m := range metrics {
+			if m["dimensions"].(map[string]any)["TableName"] != table {
+				t.Errorf("%s: throttle metric on another table: %v", env, m)
+			}
+			seen[m["metricName"].(string)] = true
+		}
+		if !seen["ReadThrottleEvents"] || !seen["WriteThrottleEvents"] {
+			t.Errorf("%s: throttle-events alarm watches %v", env, seen)
+		}
+		rq := check("dynamodb-throttled-requests", d.yamlNum("alarms", "dynamoThrottles"), "high")
+		metrics, _ = alarmMetrics(rq)
+		var ops []string
+		for _, m := range metrics {
+			if m["metricName"] != "ThrottledRequests" {
+				t.Errorf("%s: %v", env, m)
+			}
+			ops = append(ops, m["dimensions"].(map[string]any)["Operation"].(string))
+		}
+		sort.Strings(ops)
+		if want := []string{"DeleteItem", "GetItem", "PutItem", "UpdateItem"}; !slices.Equal(ops, want) {
+			t.Errorf("%s: throttled-requests alarm watches %v, want %v", env, ops, want)
+		}
+	}
+	// Staging pages earlier than production.
+	st, pr := deploy(t, "staging"), deploy(t, "production")
+	for _, k := range []string{"errorRateLowPercent", "errorRateHighPercent", "authFailures", "initDurationMs"} {
+		if st.yamlNum("alarms", k) >= pr.yamlNum("alarms", k) {
+			t.Errorf("staging %s %v is not below production's %v", k, st.yamlNum("alarms", k), pr.yamlNum("alarms", k))
+		}
+	}
+}
+
+func TestDashboardAndQueries(t *testing.T) {
+	for _, env := range environments {
+		d := deploy(t, env)
+		body := d.one(t, tDashboard, "dashboard").str("dashboardBody")
+		var parsed struct {
+			Widgets []struct {
+				Properties struct {
+					Metrics [][]any `json:"metrics"`
+				} `json:"properties"`
+			} `json:"widgets"`
+		}
+		if err := json.Unmarshal([]byte(body), &parsed); err != nil {
+			t.Fatalf("%s: dashboard body: %v", env, err)
+		}
+		shown := map[string]bool{}
+		for _, w := range parsed.Widgets {
+			for _, m := range w.Properties.Metrics {
+				shown[fmt.Sprint(m[0])+"/"+fmt.Sprint(m[1])] = true
+			}
+		}
+		want := []string{"AWS/Lambda/Errors", "AWS/Lambda/Duration", "AWS/ApiGateway/ConnectCount", "AWS/ApiGateway/MessageCount",
+			"AWS/DynamoDB/ReadThrottleEvents", "AWS/DynamoDB/WriteThrottleEvents", "AWS/DynamoDB/ThrottledRequests"}
+		for _, m := range contract.Metrics() {
+			want = append(want, contract.DefaultMetricsNamespace+"/"+m)
+		}
+		for _, fn := range contract.Functions() {
+			want = append(want, contract.DefaultMetricsNamespace+"/"+stack.InitDurationMetricName(d.one(t, tFunction, "fn-"+fn).str("name")))
+		}
+		for _, w := range want {
+			if !shown[w] {
+				t.Errorf("%s: dashboard lacks %s", env, w)
+			}
+		}
+		if !strings.Contains(body, testAPIID) {
+			t.Errorf("%s: dashboard API metrics are not for this API", env)
+		}
+
+		queries := map[string]string{}
+		for _, q := range d.ofType(tQuery) {
+			queries[q.str("name")] = q.str("queryString")
+			if len(list(q.Inputs["logGroupNames"])) < len(contract.Functions()) {
+				t.Errorf("%s: query %s searches %v", env, q.str("name"), q.Inputs["logGroupNames"])
+			}
+		}
+		prefix := "streamer/" + env + "/"
+		slow := d.yamlNum("slowSendMs")
+		if slow == 0 {
+			slow = stack.DefaultSlowSendMs
+		}
+		for name, must := range map[string]string{
+			"by-correlation-id":       "filter correlation_id =",
+			"by-connection-id":        "filter connection_id =",
+			"auth-failures-by-reason": "by reason",
+			"slow-sends":              fmt.Sprintf("duration_ms > %v", slow),
+		} {
+			if q, ok := queries[prefix+name]; !ok || !strings.Contains(q, must) {
+				t.Errorf("%s: saved query %s = %q, want it to contain %q", env, prefix+name, q, must)
+			}
+		}
+	}
+}
+
+func TestCloudTrail(t *testing.T) {
+	for _, env := range environments {
+		d := deploy(t, env)
+		if !d.yamlBool("cloudTrail") {
+			if len(d.ofType(tTrail)) != 0 {
+				t.Errorf("%s: trail exists with cloudTrail off", env)
+			}
+			continue
+		}
+		table := d.one(t, tTable, "connections").out("arn")
+		trail := d.one(t, tTrail, "table-data-events")
+		sel := fmt.Sprint(trail.Inputs["advancedEventSelectors"])
+		for _, want := range []string{"eventCategory", "Data", "AWS::DynamoDB::Table", table} {
+			if !strings.Contains(sel, want) {
+				t.Errorf("%s: trail selectors %s lack %q", env, sel, want)
+			}
+		}
+		bucket := d.one(t, tBucket, "trail-bucket")
+		if trail.str("s3BucketName") != bucket.str("bucket") {
+			t.Errorf("%s: trail writes to %q, not the stack's bucket %q", env, trail.str("s3BucketName"), bucket.str("bucket"))
+		}
+		pab := d.one(t, tPublicBlock, "trail-bucket")
+		for _, k := range []string{"blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"} {
+			if pab.Inputs[k] != true {
+				t.Errorf("%s: public access block %s = %v", env, k, pab.Inputs[k])
+			}
+		}
+		bp := parseDoc(t, "bucket policy", d.one(t, tBucketPolicy, "trail-bucket").str("policy"))
+		trailArn := fmt.Sprintf("arn:aws:cloudtrail:%s:%s:trail/%s", testRegion, testAccount, trail.str("name"))
+		for _, st := range bp.Statement {
+			if fmt.Sprint(st.Principal) != "map[Service:cloudtrail.amazonaws.com]" || st.Condition["StringEquals"]["aws:SourceArn"] != trailArn {
+				t.Errorf("%s: bucket statement %s open to %v under %v", env, st.Sid, st.Principal, st.Condition)
+			}
+			for _, r := range list(st.Resource) {
+				if !strings.HasPrefix(r, bucket.out("arn")) {
+					t.Errorf("%s: bucket policy resource %q outside the bucket", env, r)
+				}
+			}
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	base := stack.Config{JWT: stack.JWT{Issuer: "i"}}.WithDefaults("dev")
+	if err := base.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	cases := map[string]func(*stack.Config){
+		"streamer:jwt.issuer":         func(c *stack.Config) { c.JWT.Issuer = "" },
+		"streamer:logRetentionDays 4": func(c *stack.Config) { c.LogRetentionDays = 4 },
+		"streamer:logLevel":           func(c *stack.Config) { c.LogLevel = "loud" },
+		"streamer:functions.connect.timeoutSeconds 60": func(c *stack.Config) {
+			c.Functions["connect"] = stack.FunctionConfig{MemoryMB: 256, TimeoutSeconds: 60}
+		},
+		"streamer:functions.conect: unknown function": func(c *stack.Config) { c.Functions["conect"] = stack.FunctionConfig{MemoryMB: 256, TimeoutSeconds: 5} },
+		"errorRateLowPercent (5) must be below":       func(c *stack.Config) { c.Alarms.ErrorRateLowPercent = 5 },
+		"streamer:alarms.periodSeconds 45":            func(c *stack.Config) { c.Alarms.PeriodSeconds = 45 },
+	}
+	for want, mutate := range cases {
+		c := base
+		c.Functions = map[string]stack.FunctionConfig{}
+		for k, v := range base.Functions {
+			c.Functions[k] = v
+		}
+		mutate(&c)
+		err := c.Validate()
+		if !errors.Is(err, stack.ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v", want, err)
+		}
+	}
+}
+
+// TestLoadConfigRejects runs the real program with a broken stack config: the
+// deployment fails before any resource, naming the key.
+func TestLoadConfigRejects(t *testing.T) {
+	cfg, _ := stackConfig(t, "dev")
+	delete(cfg, "streamer:jwt")
+	cfg["streamer:logRetentionDays"] = "three"
+	m := &mocks{}
+	err := pulumi.RunErr(stack.Program, pulumi.WithMocks(stack.ConfigNamespace, "dev", m), withConfig(cfg))
+	if err == nil || !strings.Contains(err.Error(), "streamer:logRetentionDays") {
+		t.Fatalf("got %v, want an error naming streamer:logRetentionDays", err)
+	}
+	cfg["streamer:logRetentionDays"] = "3"
+	err = pulumi.RunErr(stack.Program, pulumi.WithMocks(stack.ConfigNamespace, "dev", m), withConfig(cfg))
+	if err == nil || !strings.Contains(err.Error(), "streamer:jwt.issuer is required") {
+		t.Fatalf("got %v, want the missing issuer named", err)
+	}
+	for _, r := range m.resources {
+		if r.Type != "pulumi:pulumi:Stack" {
+			t.Errorf("resource %s %s registered despite invalid config", r.Type, r.Name)
+		}
+	}
+}
