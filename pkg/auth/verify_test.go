@@ -382,3 +382,22 @@ func BenchmarkVerifyRejectAlgNone(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyRejectsSignatureMalleability: the last base64url character of
+// a 256-byte signature carries 2 significant bits and 4 padding bits.
+// Lenient decoding would accept a second spelling of the same signature;
+// strict decoding must refuse it.
+func TestVerifyRejectsSignatureMalleability(t *testing.T) {
+	k := loadKeys()
+	v := newTestVerifier(t, StaticKey(&k.main.PublicKey), func() time.Time { return testT0 })
+	good := rs256(t, k.main, goodClaims())
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, good[len(good)-1])
+	alt := good[:len(good)-1] + string(alphabet[last^1]) // flips a padding bit only
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), alt); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("same signature, other spelling: err = %v, want ErrMalformed", err)
+	}
+}
