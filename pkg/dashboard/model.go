@@ -90,8 +90,19 @@ func (m *Model) fetch() tea.Cmd {
 
 func (m *Model) schedule() tea.Cmd {
 	m.gen++
-	gen := m.gen
-	return tea.Tick(m.refresh, func(time.Time) tea.Msg { return tickMsg{gen: gen} })
+	gen, ctx, d := m.gen, m.ctx, m.refresh
+	// Not tea.Tick: its timer goroutine outlives the program by up to a
+	// refresh interval; this one ends with Run's context.
+	return func() tea.Msg {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return tickMsg{gen: gen}
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // Update implements tea.Model.

@@ -84,6 +84,9 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Source == nil {
 		return ErrNoSource
 	}
+	// Ends the model's pending ticks and fetches once the program is over.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	opts.ctx = ctx
 	opts = opts.withDefaults()
 	m := NewModel(opts)
