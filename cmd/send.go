@@ -121,7 +121,7 @@ func sendRun(ctx context.Context, opts *SendOptions) error {
 	case errors.Is(err, ErrTargetStale):
 		return fmt.Errorf("connection %s is stale: the gateway answered 410 Gone, so its record was removed", opts.ConnectionID)
 	case err != nil:
-		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("send to %s: %w", opts.ConnectionID, err))
+		return explainSendErr(cfg, fmt.Errorf("send to %s: %w", opts.ConnectionID, err))
 	}
 	if opts.Output == FormatJSON {
 		return writeJSON(f.IO.Out, map[string]any{"connection_id": opts.ConnectionID, "status": StatusSent, "bytes": len(msg)})
@@ -258,7 +258,7 @@ func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 		bar.Done()
 	}
 	if err != nil {
-		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("broadcast to %s: %w", what, err))
+		return explainSendErr(cfg, fmt.Errorf("broadcast to %s: %w", what, err))
 	}
 	if err := printSummary(f, format, sum); err != nil {
 		return err
@@ -494,4 +494,13 @@ func (b *progressBar) Done() {
 		b.draw()
 		fmt.Fprintln(b.w)
 	}
+}
+
+// explainSendErr names the service a failed send could not reach: the
+// Manager checks the store before posting, so either may be down.
+func explainSendErr(cfg Config, err error) error {
+	if strings.Contains(err.Error(), "DynamoDB") {
+		return storeErr(cfg, err)
+	}
+	return explainNetErr("management API", cfg.Endpoint, err)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/logging"
 	"github.com/coder/websocket"
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/store"
@@ -62,7 +63,9 @@ func RealBuilders() Builders {
 // stack does not check signatures); anything else uses the SDK's default
 // chain with the profile, and fails now, with a hint, when it finds nothing.
 func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	// The SDK's own warnings (IMDS fallbacks) would interleave with the
+	// CLI's output; failures still surface as errors.
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region), config.WithLogger(logging.Nop{})}
 	if cfg.Local() {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("streamer-local", "streamer-local", "")))
 	} else if cfg.Profile != "" {
