@@ -26,8 +26,11 @@ type CloudWatchAPI interface {
 // Metric and dimension names the CloudWatch source reads beyond lambda/contract
 // (see the package doc on cold starts).
 const (
-	DefaultColdStartsMetric = "ColdStarts"
-	DimensionFunctionName   = "FunctionName"
+	// DefaultInitDurationMetricPrefix + <function name> is the metric the
+	// deployment's log metric filter writes for every cold start
+	// (deployment/pulumi/stack.InitDurationMetricName): its SampleCount is
+	// the number of cold starts.
+	DefaultInitDurationMetricPrefix = "InitDuration-"
 	// MaxQueriesPerRequest is GetMetricData's limit on queries in one request.
 	MaxQueriesPerRequest = 500
 )
@@ -50,8 +53,9 @@ type CloudWatchConfig struct {
 	LatencyFunction string
 	// AlarmPrefix selects the alarms shown ("" => "streamer-<env>").
 	AlarmPrefix string
-	// ColdStartsMetric is the custom cold-start metric ("" => DefaultColdStartsMetric).
-	ColdStartsMetric string
+	// InitDurationMetricPrefix prefixes a function name to form its
+	// cold-start metric in Namespace ("" => DefaultInitDurationMetricPrefix).
+	InitDurationMetricPrefix string
 	// Period of the datapoints (0 => 60 s, raised so a long window stays
 	// under 1440 points per series; always a multiple of 60 s).
 	Period time.Duration
@@ -88,8 +92,8 @@ func NewCloudWatchSource(client CloudWatchAPI, cfg CloudWatchConfig) *CloudWatch
 	if cfg.AlarmPrefix == "" {
 		cfg.AlarmPrefix = "streamer-" + cfg.Environment
 	}
-	if cfg.ColdStartsMetric == "" {
-		cfg.ColdStartsMetric = DefaultColdStartsMetric
+	if cfg.InitDurationMetricPrefix == "" {
+		cfg.InitDurationMetricPrefix = DefaultInitDurationMetricPrefix
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -179,12 +183,13 @@ func (c *CloudWatchSource) Queries(window time.Duration) []types.MetricDataQuery
 			lambdaQ(idErrPrefix+n, fn, "Errors", "Sum"),
 			lambdaQ(idThrPrefix+n, fn, "Throttles", "Sum"),
 			lambdaQ(idInvPrefix+n, fn, "Invocations", "Sum"),
+			// No dimensions: a metric filter cannot add a constant one,
+			// so the function is in the metric name.
 			types.MetricDataQuery{
-				Id: aws.String(idColdPrefix + n), Label: aws.String(fn + " " + c.cfg.ColdStartsMetric),
+				Id: aws.String(idColdPrefix + n), Label: aws.String(fn + " cold starts"),
 				MetricStat: &types.MetricStat{
-					Metric: &types.Metric{Namespace: aws.String(c.cfg.Namespace), MetricName: aws.String(c.cfg.ColdStartsMetric),
-						Dimensions: []types.Dimension{{Name: aws.String(DimensionFunctionName), Value: aws.String(fn)}}},
-					Period: aws.Int32(period), Stat: aws.String("Sum"),
+					Metric: &types.Metric{Namespace: aws.String(c.cfg.Namespace), MetricName: aws.String(c.cfg.InitDurationMetricPrefix + fn)},
+					Period: aws.Int32(period), Stat: aws.String("SampleCount"),
 				},
 			},
 		)

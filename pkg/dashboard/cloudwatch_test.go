@@ -193,9 +193,9 @@ func TestCloudWatchOneBatchedRequest(t *testing.T) {
 			}
 		}
 		cs := byID[fmt.Sprintf("coldStarts%d", i)].MetricStat
-		if aws.ToString(cs.Metric.MetricName) != DefaultColdStartsMetric || aws.ToString(cs.Metric.Namespace) != contract.DefaultMetricsNamespace ||
-			aws.ToString(cs.Metric.Dimensions[0].Name) != DimensionFunctionName || aws.ToString(cs.Metric.Dimensions[0].Value) != fn {
-			t.Errorf("coldStarts%d: %+v", i, cs.Metric)
+		if aws.ToString(cs.Metric.MetricName) != "InitDuration-"+fn || aws.ToString(cs.Metric.Namespace) != contract.DefaultMetricsNamespace ||
+			len(cs.Metric.Dimensions) != 0 || aws.ToString(cs.Stat) != "SampleCount" {
+			t.Errorf("coldStarts%d: %+v stat %s, want SampleCount of InitDuration-%s without dimensions", i, cs.Metric, aws.ToString(cs.Stat), fn)
 		}
 	}
 	// Metric math for the rates.
@@ -342,7 +342,7 @@ func TestCloudWatchConfig(t *testing.T) {
 	c := src.Config()
 	if c.Environment != "dev" || c.Namespace != contract.DefaultMetricsNamespace || c.AlarmPrefix != "streamer-dev" ||
 		strings.Join(c.Functions, ",") != "streamer-dev-connect,streamer-dev-disconnect,streamer-dev-default" ||
-		c.LatencyFunction != "streamer-dev-default" || c.ColdStartsMetric != "ColdStarts" {
+		c.LatencyFunction != "streamer-dev-default" || c.InitDurationMetricPrefix != "InitDuration-" {
 		t.Errorf("defaults: %+v", c)
 	}
 	custom := NewCloudWatchSource(&fakeCloudWatch{}, CloudWatchConfig{Environment: "qa", Namespace: "Acme/WS", Functions: []string{"a", "b"}})

@@ -14,15 +14,14 @@
 //     GetMetricData request (paginated by NextToken only), and the alarms whose
 //     names start with a prefix through DescribeAlarms.
 //
-// Cold starts. AWS/Lambda has no cold-start metric, so the CloudWatch source
-// reads a custom metric named CloudWatchConfig.ColdStartsMetric ("ColdStarts")
-// in the same namespace with the single dimension FunctionName=<full function
-// name> (which already carries the environment), statistic Sum. The handlers
-// log "cold_start":true and "function":<AWS_LAMBDA_FUNCTION_NAME> on every
-// line, so a producer can be a log metric filter per function log group
-// (value 1, dimension FunctionName from $.function) on the one line each
-// invocation writes, or an EMF metric with that dimension set. Until
-// something emits it the panel says "no data" rather than 0.
+// Cold starts. AWS/Lambda has no cold-start metric. The deployment
+// (deployment/pulumi) puts a log metric filter on each function's log group
+// that turns the "Init Duration" of the platform's REPORT line into the metric
+// "InitDuration-<function name>" in the metrics namespace, without dimensions
+// (a filter cannot add a constant one). The SampleCount of that metric is the
+// number of cold starts, which is what the cold-start panel shows
+// (CloudWatchConfig.InitDurationMetricPrefix). The filter writes only when a
+// cold start happens, so a quiet window reads "no data", not 0.
 //
 // Latency. Locally the latency panel shows the gateway's @connections
 // (management API) latency. CloudWatch has no management-API latency metric
