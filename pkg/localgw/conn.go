@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type conn struct {
 	g       *Gateway
 	info    connInfo
 	ws      atomic.Pointer[websocket.Conn]
+	raw     atomic.Pointer[net.Conn] // the hijacked TCP connection
 	sniffer *frameSniffer
 	ctx     context.Context // cancelled by terminate; bounds writes
 	cancel  context.CancelFunc
@@ -170,7 +172,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	g.metrics.active.Add(1)
 	g.metrics.connects.Add(1)
 
-	ws, err := websocket.Accept(&sniffWriter{ResponseWriter: w, s: c.sniffer}, r, &websocket.AcceptOptions{
+	sw := &sniffWriter{ResponseWriter: w, s: c.sniffer, onHijack: func(nc net.Conn) { c.raw.Store(&nc) }}
+	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
 		Subprotocols:       subprotocols,
 		InsecureSkipVerify: true, // API Gateway does not check Origin
 		OnPingReceived: func(context.Context, []byte) bool {
@@ -300,12 +303,15 @@ func (c *conn) terminate(code int, reason string, server bool) {
 	})
 }
 
-// forceClose drops the socket without a close handshake (Shutdown's hard stop).
+// forceClose drops the socket without waiting for a close handshake
+// (Shutdown's hard stop). It closes the TCP connection itself: a
+// websocket.Conn already inside Close would otherwise keep waiting up to 5 s
+// for a client that does not answer.
 func (c *conn) forceClose() {
 	c.terminate(closeGoingAway, reasonGoingAway, true)
 	c.cancel()
-	if ws := c.ws.Load(); ws != nil {
-		_ = ws.CloseNow()
+	if nc := c.raw.Load(); nc != nil {
+		_ = (*nc).Close()
 	}
 }
 

@@ -3,7 +3,6 @@ package localgw
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -15,10 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/truora/minidyn/server"
 
-	"github.com/pay-theory/streamer/pkg/store/schema"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // maxDynamoRequest bounds a DynamoDB API request body (BatchWriteItem's
@@ -60,40 +58,11 @@ func newEmbeddedDynamo(ctx context.Context, table string) (*embeddedDynamo, erro
 		DisableValidateResponseChecksum: true,
 		RetryMaxAttempts:                1,
 	})
-	_, err := client.CreateTable(ctx, createTableInput(table))
-	var inUse *ddbtypes.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
+	// pkg/store owns the table definition (from pkg/store/schema).
+	if err := store.EnsureTable(ctx, client, table); err != nil {
 		return nil, fmt.Errorf("localgw: create table %q in the embedded DynamoDB: %w", table, err)
 	}
 	return d, nil
-}
-
-// createTableInput builds the connections table from pkg/store/schema, the
-// single definition shared with the store and the IaC.
-func createTableInput(table string) *dynamodb.CreateTableInput {
-	def := schema.Connections()
-	in := &dynamodb.CreateTableInput{
-		TableName:   aws.String(table),
-		BillingMode: ddbtypes.BillingModePayPerRequest,
-		KeySchema:   []ddbtypes.KeySchemaElement{{AttributeName: aws.String(def.HashKey), KeyType: ddbtypes.KeyTypeHash}},
-	}
-	for _, a := range def.Attributes {
-		in.AttributeDefinitions = append(in.AttributeDefinitions, ddbtypes.AttributeDefinition{
-			AttributeName: aws.String(a.Name), AttributeType: ddbtypes.ScalarAttributeType(a.Type),
-		})
-	}
-	for _, ix := range def.Indexes {
-		ks := []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ix.HashKey), KeyType: ddbtypes.KeyTypeHash}}
-		if ix.RangeKey != "" {
-			ks = append(ks, ddbtypes.KeySchemaElement{AttributeName: aws.String(ix.RangeKey), KeyType: ddbtypes.KeyTypeRange})
-		}
-		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, ddbtypes.GlobalSecondaryIndex{
-			IndexName:  aws.String(ix.Name),
-			KeySchema:  ks,
-			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll},
-		})
-	}
-	return in
 }
 
 // handlerTransport serves requests with an http.Handler in process.

@@ -99,7 +99,8 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 // websocket.Accept reads them before the connection.
 type sniffWriter struct {
 	http.ResponseWriter
-	s *frameSniffer
+	s        *frameSniffer
+	onHijack func(net.Conn) // receives the raw connection (for a hard close)
 }
 
 func (w *sniffWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -110,6 +111,9 @@ func (w *sniffWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		w.s.feed(b)
+	}
+	if w.onHijack != nil {
+		w.onHijack(conn)
 	}
 	return &sniffConn{Conn: conn, s: w.s}, brw, nil
 }

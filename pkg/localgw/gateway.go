@@ -76,7 +76,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if cfg.EmbeddedDynamoDB {
-		d, err := newEmbeddedDynamo(g.ctx, cfg.Table)
+		ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
+		d, err := newEmbeddedDynamo(ctx, cfg.Table)
+		cancel()
 		if err != nil {
 			g.cancel()
 			return nil, err

@@ -27,7 +27,7 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func (c *fakeClock) Now() time.Time         { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestManagementPostGetDelete(t *testing.T) {
@@ -313,4 +313,48 @@ func TestSlowClientDoesNotBlockOthers(t *testing.T) {
 		t.Errorf("GetConnection of the slow client: %v", err)
 	}
 	_ = slow.CloseNow()
+}
+
+// TestRawErrorBodies checks the wire format itself: status, x-amzn-ErrorType
+// and a JSON {"message"} body, as API Gateway sends them.
+func TestRawErrorBodies(t *testing.T) {
+	s, connects, _, _ := limitsGateway(t, localgw.Config{})
+	_, id := connect(t, s, connects)
+	const sig = "AWS4-HMAC-SHA256 Credential=local/20250101/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=0"
+	for _, tc := range []struct {
+		name, method, id string
+		body             []byte
+		status           int
+		errType, msgPart string
+	}{
+		{"unknown id", http.MethodPost, "L0SM9cOFvHcCIhw%3D", []byte("x"), 410, "GoneException", "L0SM9cOFvHcCIhw="},
+		{"too large", http.MethodPost, id, bytes.Repeat([]byte("x"), localgw.MaxMessageBytes+1), 413, "PayloadTooLargeException", "128 KB"},
+	} {
+		req, _ := http.NewRequest(tc.method, s.ManagementEndpoint+"/@connections/"+strings.ReplaceAll(strings.ReplaceAll(tc.id, "+", "%2B"), "/", "%2F"), bytes.NewReader(tc.body))
+		req.Header.Set("Authorization", sig)
+		resp, err := s.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var msg struct{ Message string }
+		if resp.StatusCode != tc.status || resp.Header.Get("x-amzn-ErrorType") != tc.errType ||
+			resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &msg) != nil || !strings.Contains(msg.Message, tc.msgPart) {
+			t.Errorf("%s: %d %q %s", tc.name, resp.StatusCode, resp.Header.Get("x-amzn-ErrorType"), b)
+		}
+		if resp.Header.Get("x-amzn-RequestId") == "" {
+			t.Errorf("%s: no x-amzn-RequestId", tc.name)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPut, s.ManagementEndpoint+"/@connections/x", nil)
+	req.Header.Set("Authorization", sig)
+	resp, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("PUT = %d", resp.StatusCode)
+	}
 }
