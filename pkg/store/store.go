@@ -1,5 +1,3 @@
-// Package store keeps connection records in DynamoDB (or any endpoint that
-// speaks the DynamoDB API: minidyn, dynalite, DynamoDB Local).
 package store
 
 import (

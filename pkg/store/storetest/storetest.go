@@ -398,7 +398,7 @@ func testStorm(t *testing.T, ep *dynamotest.Endpoint) {
 	ctx := ctxFor(t)
 	s := ep.Store
 	const keepN, goneN, neverN = 100, 100, 50
-	const touchers, touches, sends = 2, 5, 3
+	const touchers, touches, sends = 2, 3, 3
 	keep, gone, never := ids("keep", keepN), ids("gone", goneN), ids("never", neverN)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
@@ -409,8 +409,10 @@ func testStorm(t *testing.T, ep *dynamotest.Endpoint) {
 		}
 	}
 	start := make(chan struct{})
-	pause := func() bool {
-		tm := time.NewTimer(2 * time.Millisecond)
+	// pause backs off a toucher waiting for its record's save to land;
+	// growing waits keep hundreds of pollers from swamping the endpoint.
+	pause := func(n int) bool {
+		tm := time.NewTimer(time.Duration(min(1<<n, 50)) * time.Millisecond)
 		defer tm.Stop()
 		select {
 		case <-tm.C:
@@ -435,13 +437,13 @@ func testStorm(t *testing.T, ep *dynamotest.Endpoint) {
 		for k := range touchers { // touchers: ErrNotFound until the save lands
 			wg.Go(func() {
 				<-start
-				for done := 0; done < touches; {
+				for done, misses := 0, 0; done < touches; {
 					err := s.Touch(ctx, id, base.Add(time.Duration(k*touches+done+1)*time.Millisecond), 1)
 					switch {
 					case err == nil:
 						done++
 					case errors.Is(err, store.ErrNotFound):
-						if !pause() {
+						if misses++; !pause(misses) {
 							fail(ctx.Err())
 							return
 						}
