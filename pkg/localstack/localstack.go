@@ -1,0 +1,293 @@
+// Package localstack runs the whole streamer stack in one process: the API
+// Gateway emulator (pkg/localgw) with its embedded DynamoDB-API endpoint, the
+// real $connect/$disconnect/$default handlers in-process, and a development
+// key pair for RS256 tokens. It is what `streamer local` and
+// `streamer smoke --local` run, and what integration tests start.
+//
+// Everything talks over the real protocols: the handlers reach the store
+// through the AWS SDK against the gateway's own DynamoDB endpoint, exactly as
+// they reach DynamoDB on AWS; only endpoints differ.
+package localstack
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/pay-theory/streamer/lambda/connect"
+	defaultroute "github.com/pay-theory/streamer/lambda/default"
+	"github.com/pay-theory/streamer/lambda/disconnect"
+	"github.com/pay-theory/streamer/lambda/shared/observability"
+	"github.com/pay-theory/streamer/pkg/auth"
+	"github.com/pay-theory/streamer/pkg/localgw"
+	"github.com/pay-theory/streamer/pkg/store"
+	"github.com/pay-theory/streamer/pkg/store/schema"
+)
+
+// Defaults of a local stack; the CLI's defaults point at the same place so a
+// running `streamer local` needs no flags.
+const (
+	DefaultListen = "127.0.0.1:4510"
+	DefaultStage  = "local"
+	DefaultIssuer = "streamer-local"
+)
+
+// ErrConfig reports an invalid Config (wrapped with the field at fault).
+var ErrConfig = errors.New("localstack: invalid configuration")
+
+// DefaultKeyDir is where `streamer local` keeps its development key pair and
+// where `streamer token mint` looks by default: <user config dir>/streamer/keys.
+func DefaultKeyDir() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("localstack: no user config directory (%w); pass a key directory explicitly", err)
+	}
+	return filepath.Join(dir, "streamer", "keys"), nil
+}
+
+// Config configures Start. Every zero value means the documented default.
+type Config struct {
+	// Listen is the TCP address; "" => DefaultListen. "127.0.0.1:0" picks a
+	// free port.
+	Listen string
+	// Stage is the API stage; "" => DefaultStage.
+	Stage string
+	// KeyDir holds jwt-private.pem / jwt-public.pem, created on first use;
+	// "" => DefaultKeyDir().
+	KeyDir string
+	// Issuer is the iss the $connect handler requires; "" => DefaultIssuer.
+	Issuer string
+	// Audience, when set, is the aud the $connect handler requires.
+	Audience string
+	// Table is the connections table; "" => schema.DefaultTableName.
+	Table string
+	// HandlerLogs receives the handlers' JSON log lines and EMF documents,
+	// exactly as Lambda would send them to CloudWatch; nil => discarded.
+	HandlerLogs io.Writer
+	// Logger receives the gateway's diagnostics; nil => discard.
+	Logger *slog.Logger
+	// Integrations replace the in-process handlers per route key (e.g.
+	// localgw.LambdaInvoke to run the built bootstraps under the Runtime
+	// Interface Emulator). Routes not present keep the in-process handler.
+	Integrations map[string]localgw.Integration
+	// Gateway tunes the emulator (timeouts, faults, rate limits). Stage,
+	// Table, EmbeddedDynamoDB and Routes are set by Start.
+	Gateway localgw.Config
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	// BaseURL is http://HOST:PORT; it also serves the DynamoDB API.
+	BaseURL string
+	// WebSocketURL is ws://HOST:PORT/{stage}.
+	WebSocketURL string
+	// ManagementEndpoint is http://HOST:PORT/{stage}, the @connections base.
+	ManagementEndpoint string
+	// DynamoDBEndpoint is the embedded DynamoDB-API endpoint (== BaseURL).
+	DynamoDBEndpoint string
+	// MetricsURL is the JSON metrics endpoint.
+	MetricsURL string
+	Stage      string
+	Table      string
+	Issuer     string
+	Audience   string
+	// KeyDir and the key pair in it; KeyCreated says Start generated it.
+	KeyDir     string
+	PrivateKey *rsa.PrivateKey
+	KeyCreated bool
+
+	Gateway *localgw.Gateway
+	// DynamoDB is an SDK client for the embedded endpoint; Store uses it.
+	DynamoDB *dynamodb.Client
+	Store    *store.Dynamo
+
+	listener net.Listener
+	served   chan error
+}
+
+// Start starts a local stack and returns once it accepts connections.
+// Close (or ctx's cancellation is not enough: call Close) stops it.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	priv, created, err := auth.EnsureKeyPair(cfg.KeyDir)
+	if err != nil {
+		return nil, fmt.Errorf("localstack: key pair in %s: %w", cfg.KeyDir, err)
+	}
+
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("localstack: cannot listen on %s: %w (is another `streamer local` running? choose another address with --listen)", cfg.Listen, err)
+	}
+	base := "http://" + l.Addr().String()
+
+	gcfg := cfg.Gateway
+	gcfg.Stage = cfg.Stage
+	gcfg.Table = cfg.Table
+	gcfg.EmbeddedDynamoDB = true
+	if gcfg.Logger == nil {
+		gcfg.Logger = cfg.Logger
+	}
+	gcfg.Routes = nil
+	gw, err := localgw.New(gcfg)
+	if err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("localstack: %w", err)
+	}
+	s := &Stack{
+		BaseURL:            base,
+		WebSocketURL:       "ws://" + l.Addr().String() + "/" + cfg.Stage,
+		ManagementEndpoint: base + "/" + cfg.Stage,
+		DynamoDBEndpoint:   base,
+		MetricsURL:         base + "/metrics.json",
+		Stage:              cfg.Stage,
+		Table:              cfg.Table,
+		Issuer:             cfg.Issuer,
+		Audience:           cfg.Audience,
+		KeyDir:             cfg.KeyDir,
+		PrivateKey:         priv,
+		KeyCreated:         created,
+		Gateway:            gw,
+		listener:           l,
+		served:             make(chan error, 1),
+	}
+	go func() { s.served <- gw.Serve(l) }()
+
+	fail := func(err error) (*Stack, error) {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Close(sctx)
+		return nil, err
+	}
+	s.DynamoDB, err = store.NewDynamoClient(ctx, store.ClientConfig{Endpoint: base})
+	if err != nil {
+		return fail(fmt.Errorf("localstack: DynamoDB client: %w", err))
+	}
+	s.Store = store.New(s.DynamoDB, store.Config{Table: cfg.Table})
+
+	routes, err := s.handlers(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	for key, in := range routes {
+		gw.SetRoute(key, in)
+	}
+	for key, in := range cfg.Integrations {
+		gw.SetRoute(key, in)
+	}
+	return s, nil
+}
+
+// handlers builds the real in-process handlers, wired as their Lambda
+// bootstraps wire them, but against the embedded endpoint.
+func (s *Stack) handlers(cfg Config) (map[string]localgw.Integration, error) {
+	logs := cfg.HandlerLogs
+	if logs == nil {
+		logs = io.Discard
+	}
+	logger := func(fn string) *slog.Logger {
+		return observability.NewLogger(observability.LogConfig{Writer: logs, Function: fn})
+	}
+	emf := func(fn string) *observability.EMF {
+		return observability.NewEMF(observability.EMFConfig{Writer: logs, Environment: "local", Function: fn})
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{
+		Keys:     auth.StaticKey(&s.PrivateKey.PublicKey),
+		Issuer:   cfg.Issuer,
+		Audience: cfg.Audience,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("localstack: verifier: %w", err)
+	}
+	ch, err := connect.New(connect.Deps{Verifier: verifier, Store: s.Store, Logger: logger("connect"), Metrics: emf("connect")}, connect.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("localstack: $connect handler: %w", err)
+	}
+	dh, err := disconnect.New(disconnect.Deps{Store: s.Store, Logger: logger("disconnect"), Metrics: emf("disconnect")}, disconnect.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("localstack: $disconnect handler: %w", err)
+	}
+	mh, err := defaultroute.New(defaultroute.Deps{Store: s.Store, Logger: logger("default"), Metrics: emf("default")}, defaultroute.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("localstack: $default handler: %w", err)
+	}
+	return map[string]localgw.Integration{
+		localgw.RouteConnect:    localgw.HandlerFunc(ch.Handle),
+		localgw.RouteDisconnect: localgw.HandlerFunc(dh.Handle),
+		localgw.RouteDefault:    localgw.HandlerFunc(mh.Handle),
+	}, nil
+}
+
+// Mint signs a token for this stack (its issuer, audience and key).
+func (s *Stack) Mint(opts auth.MintOptions) (string, error) {
+	if opts.Issuer == "" {
+		opts.Issuer = s.Issuer
+	}
+	if len(opts.Audience) == 0 && s.Audience != "" {
+		opts.Audience = []string{s.Audience}
+	}
+	return auth.Mint(s.PrivateKey, opts)
+}
+
+// Close shuts the gateway down (clients get 1001 and their $disconnect runs)
+// and waits for it until ctx is done.
+func (s *Stack) Close(ctx context.Context) error {
+	err := s.Gateway.Shutdown(ctx)
+	select {
+	case <-s.served:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	if s.DynamoDB != nil {
+		// Idle keep-alive connections of the SDK client would otherwise
+		// outlive the stack.
+		type idleCloser interface{ CloseIdleConnections() }
+		if c, ok := s.DynamoDB.Options().HTTPClient.(idleCloser); ok {
+			c.CloseIdleConnections()
+		}
+	}
+	return err
+}
+
+func withDefaults(cfg Config) (Config, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return cfg, fmt.Errorf("%w: listen address %q: want HOST:PORT, e.g. %s", ErrConfig, cfg.Listen, DefaultListen)
+	}
+	if cfg.Stage == "" {
+		cfg.Stage = DefaultStage
+	}
+	if strings.ContainsAny(cfg.Stage, "/?#@ ") {
+		return cfg, fmt.Errorf("%w: stage %q: use letters, digits, - and _", ErrConfig, cfg.Stage)
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = DefaultIssuer
+	}
+	if cfg.Table == "" {
+		cfg.Table = schema.DefaultTableName
+	}
+	if cfg.KeyDir == "" {
+		dir, err := DefaultKeyDir()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.KeyDir = dir
+	}
+	return cfg, nil
+}
