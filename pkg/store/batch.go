@@ -60,11 +60,11 @@ feed:
 	if len(errs) == 0 {
 		return ctx.Err()
 	}
-	// Workers cancelled by a sibling's failure report context.Canceled; keep
-	// only the root causes unless that is all there is.
+	// Workers cancelled by a sibling's failure (or by the caller) report
+	// context errors; keep only the root causes unless that is all there is.
 	var root []error
 	for _, e := range errs {
-		if !errors.Is(e, context.Canceled) {
+		if !isCtxErr(e) {
 			root = append(root, e)
 		}
 	}
