@@ -2,7 +2,7 @@
 GO          ?= go
 GOTESTFLAGS ?= -race -timeout 25m
 
-.PHONY: test test-go lint tools build clean
+.PHONY: test test-go lint tools build clean lambdas
 
 ## test: install test tools if missing, start dynalite, run every test suite
 test: lint
@@ -22,6 +22,10 @@ tools:
 
 build:
 	$(GO) build -o bin/streamer .
+
+## lambdas: Lambda bootstrap zips in dist/ (ARCH=amd64 for x86_64)
+lambdas:
+	scripts/build-lambdas.sh --arch $(or $(ARCH),arm64) --out dist
 
 clean:
 	rm -rf bin dist
