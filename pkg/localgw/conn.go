@@ -171,6 +171,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	g.mu.Unlock()
 	g.metrics.active.Add(1)
 	g.metrics.connects.Add(1)
+	g.cfg.Logger.Debug("localgw: connected", "connectionId", info.id, "sourceIp", info.sourceIP)
 
 	sw := &sniffWriter{ResponseWriter: w, s: c.sniffer, onHijack: func(nc net.Conn) { c.raw.Store(&nc) }}
 	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
@@ -466,6 +467,7 @@ func (c *conn) finish() {
 
 func (g *Gateway) runDisconnect(info connInfo, code int, reason string) {
 	g.metrics.disconnects.Add(1)
+	g.cfg.Logger.Debug("localgw: disconnected", "connectionId", info.id, "code", code, "reason", reason)
 	in := g.route(RouteDisconnect)
 	if in == nil {
 		return

@@ -358,3 +358,47 @@ func TestRawErrorBodies(t *testing.T) {
 		t.Errorf("PUT = %d", resp.StatusCode)
 	}
 }
+
+func TestClientThatStopsReadingIsDisconnected(t *testing.T) {
+	s, connects, disconnects, _ := limitsGateway(t, localgw.Config{WriteTimeout: 100 * time.Millisecond})
+	_, id := connect(t, s, connects) // never reads
+	api := s.ManagementClient()
+	ctx := testCtx(t)
+	payload := bytes.Repeat([]byte("w"), localgw.MaxMessageBytes)
+	var gone *types.GoneException
+	for {
+		err := post(ctx, api, id, payload)
+		if errors.As(err, &gone) {
+			break
+		}
+		var limited *types.LimitExceededException
+		if err != nil && !errors.As(err, &limited) {
+			t.Fatalf("post: %v", err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("a client that never reads was never disconnected")
+		}
+		if limited != nil {
+			time.Sleep(10 * time.Millisecond) // buffer full: let the write time out
+		}
+	}
+	assertDisconnect(t, disconnects, id, 1006, "Write to client failed")
+}
+
+func TestClientPingCountsAsActivity(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, connects, _, _ := limitsGateway(t, localgw.Config{Now: clock.Now})
+	c, id := connect(t, s, connects)
+	ctx := c.CloseRead(testCtx(t)) // a reader, so Ping gets its pong
+	clock.Advance(time.Minute)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.ManagementClient().GetConnection(testCtx(t), &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.LastActiveAt.Equal(clock.Now()) {
+		t.Errorf("lastActiveAt %v after a ping at %v", out.LastActiveAt, clock.Now())
+	}
+}

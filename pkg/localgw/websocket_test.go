@@ -543,3 +543,18 @@ func keys(m map[string]any) string {
 	sort.Strings(ks)
 	return strings.Join(ks, ",")
 }
+
+func TestStartErrors(t *testing.T) {
+	s := localgwtest.Start(t, localgw.Config{})
+	g, _ := localgw.New(localgw.Config{})
+	_, err := g.Start(strings.TrimPrefix(s.BaseURL, "http://"))
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("Start on a taken port: %v", err)
+	}
+	if err := g.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Gateway.Start("127.0.0.1:0"); !errors.Is(err, localgw.ErrAlreadyServing) {
+		t.Errorf("second Start: %v", err)
+	}
+}

@@ -50,6 +50,7 @@ func Start(t testing.TB, cfg localgw.Config) *Server {
 		t.Fatalf("localgwtest: %v", err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 100 // concurrent test clients reuse connections
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
