@@ -230,14 +230,14 @@ func (s *series) sorted() []float64 {
 
 func last(vs []float64) Value {
 	if len(vs) == 0 {
-		return NoData
+		return Value{}
 	}
 	return Some(vs[len(vs)-1])
 }
 
 func total(vs []float64) Value {
 	if len(vs) == 0 {
-		return NoData
+		return Value{}
 	}
 	t := 0.0
 	for _, v := range vs {

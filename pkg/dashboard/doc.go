@@ -32,4 +32,15 @@
 // Breaker state lives in the process that sends (pkg/connection.Manager); the
 // local gateway reports it when a manager reporter is attached, CloudWatch
 // never does (shown as n/a).
+//
+// Wiring (the `streamer dashboard` command stays thin):
+//
+//	src := dashboard.NewLocalSource("http://127.0.0.1:4510")
+//	// or dashboard.NewCloudWatchSource(cloudwatch.NewFromConfig(awsCfg),
+//	//        dashboard.CloudWatchConfig{Environment: env})
+//	opts := dashboard.Options{Source: src, Refresh: refresh, Window: rng, In: in, Out: out}
+//	if once || !outIsTTY {
+//		return dashboard.Once(ctx, opts) // plain "name: value" lines
+//	}
+//	return dashboard.Run(ctx, opts) // returns nil on q, ctrl+c or ctx cancel
 package dashboard

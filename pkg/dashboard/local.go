@@ -196,7 +196,7 @@ func restarted(prev, cur localSample) bool {
 
 func ptrValue(p *float64) Value {
 	if p == nil {
-		return NoData
+		return Value{}
 	}
 	return Some(*p)
 }

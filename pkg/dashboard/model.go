@@ -120,6 +120,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.err = nil
 			m.snap, m.have = msg.snap, true
 			m.updated = m.now()
+			// A source may report fewer panels than before.
+			m.focus = min(m.focus, len(m.panels())-1)
 		}
 		return m, m.schedule()
 	case tickMsg:

@@ -351,3 +351,20 @@ func TestFetchUsesTimeout(t *testing.T) {
 		t.Errorf("timeout not shown:\n%s", m.View())
 	}
 }
+
+func TestFocusClampsWhenPanelsGoAway(t *testing.T) {
+	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}, {snap: localSnapshot()}}}
+	m := sized(t, src, 100, 30)
+	runFetch(t, m, m.Init())
+	deliver(t, m, keyMsg("shift+tab")) // the last cloud panel (alarms)
+	if m.Focus() != 10 {
+		t.Fatalf("focus = %d", m.Focus())
+	}
+	runFetch(t, m, deliver(t, m, keyMsg("r")))
+	if m.Focus() != 6 {
+		t.Errorf("focus = %d after the local snapshot, want the last of 7 panels", m.Focus())
+	}
+	if !strings.Contains(m.View(), "┃ Circuit breaker") {
+		t.Errorf("the clamped focus should be drawn:\n%s", m.View())
+	}
+}

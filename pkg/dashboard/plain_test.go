@@ -67,7 +67,7 @@ func TestRenderPlainWriteError(t *testing.T) {
 
 func TestOnce(t *testing.T) {
 	first := localSnapshot()
-	first.ConnectionsPerMinute = NoData
+	first.ConnectionsPerMinute = Value{}
 	src := &fakeSource{results: []fakeResult{{snap: first}, {snap: localSnapshot()}}}
 	var b strings.Builder
 	if err := Once(context.Background(), Options{Source: src, Out: &b, Window: 15 * time.Minute}); err != nil {
@@ -128,9 +128,9 @@ func nan() float64 { z := 0.0; return z / z }
 
 func TestValueFormats(t *testing.T) {
 	cases := []struct{ got, want string }{
-		{NoData.Count(), "—"}, {Some(3).Count(), "3"}, {Some(2.5).Count(), "2.5"}, {Some(12.4).Count(), "12"},
-		{Some(1.2987).Percent(), "1.30%"}, {NoData.Percent(), "—"},
-		{Some(0.25).Millis(), "0.250 ms"}, {Some(12.5).Millis(), "12.5 ms"}, {NoData.Millis(), "—"},
+		{Value{}.Count(), "—"}, {Some(3).Count(), "3"}, {Some(2.5).Count(), "2.5"}, {Some(12.4).Count(), "12"},
+		{Some(1.2987).Percent(), "1.30%"}, {Value{}.Percent(), "—"},
+		{Some(0.25).Millis(), "0.250 ms"}, {Some(12.5).Millis(), "12.5 ms"}, {Value{}.Millis(), "—"},
 		{Some(nan()).Count(), "—"},
 	}
 	for i, c := range cases {

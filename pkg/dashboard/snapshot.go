@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Value is one metric reading that can say "no data" (OK false): a first poll
+// Value is one metric reading that can say "no data" (OK false; the zero
+// Value): a first poll
 // has no rate yet, CloudWatch may hold no datapoints, a source may not measure
 // the metric at all.
 type Value struct {
@@ -21,9 +22,6 @@ func Some(v float64) Value {
 	}
 	return Value{V: v, OK: true}
 }
-
-// NoData is the Value of a metric without a reading.
-var NoData = Value{}
 
 // noDataText is what a missing value looks like on screen.
 const noDataText = "—"

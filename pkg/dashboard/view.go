@@ -151,9 +151,6 @@ func (m *Model) View() string {
 		return ansi.Truncate("streamer dashboard: terminal too small", w, "…")
 	}
 	ps := m.panels()
-	if m.focus >= len(ps) {
-		m.focus = len(ps) - 1
-	}
 
 	status := m.statusLine(w)
 	var helpLines []string
@@ -198,7 +195,7 @@ func (m *Model) grid(ps []panel, w, avail int) (lines []string, above, below int
 		end := min(start+cols, len(ps))
 		rows = append(rows, m.row(ps[start:end], start, w, cols))
 	}
-	focusRow := m.focus / cols
+	focusRow := min(m.focus, len(ps)-1) / cols
 	first, used := focusRow, len(rows[focusRow])
 	for first > 0 && used+len(rows[first-1]) <= avail {
 		first--
