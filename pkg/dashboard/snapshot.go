@@ -7,9 +7,8 @@ import (
 )
 
 // Value is one metric reading that can say "no data" (OK false; the zero
-// Value): a first poll
-// has no rate yet, CloudWatch may hold no datapoints, a source may not measure
-// the metric at all.
+// Value): a first poll has no rate yet, CloudWatch may hold no datapoints, a
+// source may not measure the metric at all.
 type Value struct {
 	V  float64
 	OK bool
