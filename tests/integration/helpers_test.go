@@ -176,3 +176,7 @@ func envOrFail(t *testing.T, name string) string {
 	}
 	return v
 }
+
+func benchMint(user, tenant string) auth.MintOptions {
+	return auth.MintOptions{UserID: user, TenantID: tenant, TTL: time.Hour}
+}

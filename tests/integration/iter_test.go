@@ -19,3 +19,14 @@ func storeAll(ctx context.Context, s *localstack.Stack, tenant string) iter.Seq2
 		}
 	}
 }
+
+// storeAllByUser lists every connection id of a user.
+func storeAllByUser(ctx context.Context, s *localstack.Stack, user string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for c, err := range store.All(ctx, s.Store, store.ListQuery{UserID: user}) {
+			if !yield(c.ConnectionID, err) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package integration_test
+
+import (
+	"bufio"
+	"context"
+
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	"github.com/pay-theory/streamer/pkg/localstack"
+)
+
+// TestWscatReceivesSDKPost: wscat (npm), a client nobody here wrote,
+// connects with a minted token and receives a message posted through the
+// plain AWS SDK management client, configured as a user would for AWS with
+// only the endpoint changed.
+func TestWscatReceivesSDKPost(t *testing.T) {
+	wscat := envOrFail(t, "STREAMER_TEST_WSCAT")
+	s := startStack(t, localstack.Config{})
+	tok := mint(t, s, "wscat-user", "tenant-w")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wscat, "-c", s.WebSocketURL+"?Authorization="+tok)
+	stdin, err := cmd.StdinPipe() // wscat exits at stdin EOF: keep it open
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start wscat: %v", err)
+	}
+	lines := make(chan string, 64)
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	defer func() {
+		_ = stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		readers.Wait()
+	}()
+
+	// The record appears once $connect has accepted the upgrade.
+	var id string
+	deadline := time.Now().Add(30 * time.Second)
+	for id == "" {
+		for c, err := range storeAllByUser(ctx, s, "wscat-user") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			id = c
+		}
+		if id == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("wscat never connected (no record)")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	api := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(s.ManagementEndpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", ""),
+	})
+	if _, err := api.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
+		ConnectionId: aws.String(id), Data: []byte("hello from the SDK"),
+	}); err != nil {
+		t.Fatalf("PostToConnection: %v", err)
+	}
+	var seen []string
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("wscat exited before the message arrived; output: %q", seen)
+			}
+			seen = append(seen, line)
+			if strings.Contains(line, "hello from the SDK") {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("message not received by wscat; output: %q", seen)
+		}
+	}
+}
