@@ -109,7 +109,7 @@ func BenchmarkPostToConnection(b *testing.B) {
 				}
 			}()
 			defer func() { _ = c.CloseNow(); <-drained }()
-			ids := s.Gateway.ActiveConnections()
+			ids := s.Gateway.ConnectionIDs()
 			if len(ids) != 1 {
 				b.Fatalf("active connections %v", ids)
 			}

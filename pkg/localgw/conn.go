@@ -389,8 +389,16 @@ func (c *conn) writeLoop() {
 			if !ok {
 				break
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.WriteTimeout)
+			// Our own timer rather than a ctx deadline: it records why the
+			// connection ends before coder/websocket drops the socket, so the
+			// reader's error cannot claim the close first.
+			ctx, cancel := context.WithCancel(c.ctx)
+			timer := time.AfterFunc(c.g.cfg.WriteTimeout, func() {
+				c.terminate(closeAbnormal, reasonWriteFailed, false)
+				cancel()
+			})
 			err := ws.Write(ctx, websocket.MessageText, m)
+			timer.Stop()
 			cancel()
 			c.release(len(m))
 			if err != nil {

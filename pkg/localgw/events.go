@@ -3,6 +3,7 @@ package localgw
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -66,7 +67,7 @@ func (g *Gateway) connectEvent(ci connInfo, r *http.Request, now time.Time) even
 	headers := map[string]string{}
 	multi := map[string][]string{}
 	for k, vs := range r.Header {
-		if len(vs) == 0 {
+		if len(vs) == 0 || k == "Connection" || k == "Upgrade" { // hop-by-hop: API Gateway drops them
 			continue
 		}
 		if aws, ok := awsHeaderCase[k]; ok {
@@ -85,6 +86,7 @@ func (g *Gateway) connectEvent(ci connInfo, r *http.Request, now time.Time) even
 	multi["Host"] = []string{r.Host}
 	setDefault("X-Forwarded-For", ci.sourceIP)
 	setDefault("X-Forwarded-Proto", "http")
+	setDefault("X-Amzn-Trace-Id", traceID(now))
 	if _, port, err := net.SplitHostPort(localAddr(r)); err == nil {
 		setDefault("X-Forwarded-Port", port)
 	}
@@ -128,6 +130,14 @@ func (g *Gateway) disconnectEvent(ci connInfo, code int, reason string, now time
 		},
 		RequestContext: rc,
 	}
+}
+
+// traceID returns an X-Ray trace header like API Gateway adds:
+// Root=1-{epoch seconds, 8 hex}-{96 random bits, 24 hex}.
+func traceID(now time.Time) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("Root=1-%08x-%x", now.Unix(), b)
 }
 
 func sourceIP(r *http.Request) string {

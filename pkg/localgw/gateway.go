@@ -32,12 +32,12 @@ type Gateway struct {
 	routesMu sync.RWMutex
 	routes   map[string]Integration
 
-	mu       sync.Mutex
-	conns    map[string]*conn
-	closing  bool
-	connWG   sync.WaitGroup // one per registered connection, done after its $disconnect
-	srv      *http.Server
-	serveErr chan error // Start's Serve result
+	mu        sync.Mutex
+	conns     map[string]*conn
+	closing   bool
+	connWG    sync.WaitGroup // one per registered connection, done after its $disconnect
+	srv       *http.Server
+	serveDone chan struct{} // closed when Start's Serve returns
 
 	// ctx bounds integrations; cancelled when Shutdown's ctx ends early.
 	ctx    context.Context
@@ -123,8 +123,8 @@ func (g *Gateway) SetFaults(f Faults) error {
 	return nil
 }
 
-// ActiveConnections returns the ids of the established connections.
-func (g *Gateway) ActiveConnections() []string {
+// ConnectionIDs returns the ids of the established connections.
+func (g *Gateway) ConnectionIDs() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ids := make([]string, 0, len(g.conns))
@@ -177,15 +177,20 @@ func (g *Gateway) Start(addr string) (string, error) {
 		return "", fmt.Errorf("localgw: listen on %s: %w (is the port already in use? choose another address)", addr, err)
 	}
 	g.mu.Lock()
-	if g.serveErr != nil || g.srv != nil {
+	if g.serveDone != nil || g.srv != nil {
 		g.mu.Unlock()
 		_ = l.Close()
 		return "", ErrAlreadyServing
 	}
-	ch := make(chan error, 1)
-	g.serveErr = ch
+	done := make(chan struct{})
+	g.serveDone = done
 	g.mu.Unlock()
-	go func() { ch <- g.Serve(l) }()
+	go func() {
+		defer close(done)
+		if err := g.Serve(l); err != nil && !errors.Is(err, ErrClosed) {
+			g.cfg.Logger.Error("localgw: serve failed", "err", err)
+		}
+	}()
 	return "http://" + l.Addr().String(), nil
 }
 
@@ -202,7 +207,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	srv := g.srv
-	serveErr := g.serveErr
+	serveDone := g.serveDone
 	g.mu.Unlock()
 
 	for _, c := range conns {
@@ -230,9 +235,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			_ = srv.Close()
 		}
 	}
-	if serveErr != nil {
+	if serveDone != nil {
 		select {
-		case <-serveErr:
+		case <-serveDone:
 		case <-ctx.Done():
 			if err == nil {
 				err = ctx.Err()

@@ -133,3 +133,16 @@ func contains(t testing.TB, s, sub string) {
 		t.Errorf("%q does not contain %q", s, sub)
 	}
 }
+
+// eventually polls cond until it holds or waitTimeout passes. For counters
+// updated just after a frame is written (the client can read it first).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

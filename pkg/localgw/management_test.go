@@ -124,7 +124,7 @@ func TestManagementErrorsAreTypedSDKErrors(t *testing.T) {
 		t.Errorf("unsigned SDK post: %v, want *types.ForbiddenException", err)
 	}
 	// And on the wire, exactly: status, header, JSON body.
-	req, _ := http.NewRequest(http.MethodPost, s.ManagementEndpoint+"/@connections/"+strings.ReplaceAll(id, "=", "%3D"), strings.NewReader("x"))
+	req, _ := http.NewRequest(http.MethodPost, s.ManagementEndpoint+"/@connections/"+escapeID(id), strings.NewReader("x"))
 	resp, err := s.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -327,10 +327,10 @@ func TestRawErrorBodies(t *testing.T) {
 		status           int
 		errType, msgPart string
 	}{
-		{"unknown id", http.MethodPost, "L0SM9cOFvHcCIhw%3D", []byte("x"), 410, "GoneException", "L0SM9cOFvHcCIhw="},
+		{"unknown id", http.MethodPost, "L0SM9cOFvHcCIhw=", []byte("x"), 410, "GoneException", "L0SM9cOFvHcCIhw="},
 		{"too large", http.MethodPost, id, bytes.Repeat([]byte("x"), localgw.MaxMessageBytes+1), 413, "PayloadTooLargeException", "128 KB"},
 	} {
-		req, _ := http.NewRequest(tc.method, s.ManagementEndpoint+"/@connections/"+strings.ReplaceAll(strings.ReplaceAll(tc.id, "+", "%2B"), "/", "%2F"), bytes.NewReader(tc.body))
+		req, _ := http.NewRequest(tc.method, s.ManagementEndpoint+"/@connections/"+escapeID(tc.id), bytes.NewReader(tc.body))
 		req.Header.Set("Authorization", sig)
 		resp, err := s.HTTPClient().Do(req)
 		if err != nil {
@@ -401,4 +401,9 @@ func TestClientPingCountsAsActivity(t *testing.T) {
 	if !out.LastActiveAt.Equal(clock.Now()) {
 		t.Errorf("lastActiveAt %v after a ping at %v", out.LastActiveAt, clock.Now())
 	}
+}
+
+// escapeID percent-encodes an id for a path, as the SDK does.
+func escapeID(id string) string {
+	return strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(id)
 }

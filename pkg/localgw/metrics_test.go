@@ -36,7 +36,8 @@ func TestMetricsEndpoints(t *testing.T) {
 	_ = c1.Write(ctx, websocket.MessageText, []byte("in"))
 	defaults.next(t)
 	_ = post(ctx, api, id2, []byte("out"))
-	readText(t, c2) // written, so counted
+	readText(t, c2)
+	eventually(t, "messages_out_total 1", func() bool { return s.Gateway.Metrics().MessagesOutTotal == 1 })
 	_ = post(ctx, api, "L0SM9cOFvHcCIhw=", []byte("gone"))
 	_ = c1.Close(websocket.StatusNormalClosure, "")
 	assertDisconnect(t, disconnects, id1, 1000, "")

@@ -75,6 +75,12 @@ func TestConnectEventHasAPIGatewayShape(t *testing.T) {
 	if ev.Headers["Host"] != host || ev.Headers["Sec-WebSocket-Key"] == "" || ev.Headers["X-Forwarded-For"] != "127.0.0.1" {
 		t.Errorf("headers missing Host/Sec-WebSocket-Key/X-Forwarded-For: %v", ev.Headers)
 	}
+	if _, ok := ev.Headers["Connection"]; ok {
+		t.Error("hop-by-hop Connection header passed to $connect")
+	}
+	if !regexp.MustCompile(`^Root=1-[0-9a-f]{8}-[0-9a-f]{24}$`).MatchString(ev.Headers["X-Amzn-Trace-Id"]) {
+		t.Errorf("X-Amzn-Trace-Id %q", ev.Headers["X-Amzn-Trace-Id"])
+	}
 	if ev.QueryStringParameters["token"] != "abc" || ev.QueryStringParameters["x"] != "2" ||
 		strings.Join(ev.MultiValueQueryStringParameters["x"], ",") != "1,2" {
 		t.Errorf("query %v / %v", ev.QueryStringParameters, ev.MultiValueQueryStringParameters)
@@ -239,6 +245,7 @@ func TestMessageRouting(t *testing.T) {
 			t.Errorf("%s: frame %q, want API Gateway's internal error frame", action, got)
 		}
 	}
+	eventually(t, "messages_out_total 3", func() bool { return s.Gateway.Metrics().MessagesOutTotal == 3 })
 	if m := s.Gateway.Metrics(); m.MessagesInTotal != 8 || m.IntegrationErrorsTotal != 2 || m.MessagesOutTotal != 3 {
 		t.Errorf("messages in/out/integration errors = %d/%d/%d, want 8/3/2", m.MessagesInTotal, m.MessagesOutTotal, m.IntegrationErrorsTotal)
 	}
@@ -450,6 +457,9 @@ func TestShutdownClosesClientsWith1001(t *testing.T) {
 	}
 	if _, _, err := websocket.Dial(testCtx(t), wsURL, nil); err == nil {
 		t.Error("dial after Shutdown succeeded")
+	}
+	if err := g.Shutdown(testCtx(t)); err != nil {
+		t.Errorf("second Shutdown: %v", err)
 	}
 	if err := g.Serve(nil); !errors.Is(err, localgw.ErrClosed) {
 		t.Errorf("Serve after Shutdown: %v", err)
