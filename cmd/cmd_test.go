@@ -16,7 +16,7 @@ import (
 )
 
 func TestResolveConfig(t *testing.T) {
-	ucd := func() (string, error) { return "/home/u/.config", nil }
+	ucd := func() (string, error) { return "/home/u/.config/streamer/keys", nil }
 	env := map[string]string{}
 	getenv := func(k string) string { return env[k] }
 

@@ -4,27 +4,25 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
 // Defaults: with nothing configured every command targets a running
 // `streamer local` on its default port.
 const (
-	DefaultEndpoint         = "http://127.0.0.1:4510/local"
-	DefaultWSURL            = "ws://127.0.0.1:4510/local"
-	DefaultIssuer           = "streamer-local"
-	DefaultTimeout          = 10 * time.Second
-	DefaultLocalRegion      = "us-east-1"
-	keyDirEnv               = "STREAMER_KEY_DIR"
-	timeoutEnv              = "STREAMER_TIMEOUT"
-	issuerEnv               = "STREAMER_ISSUER"
-	dynamoDBEndpointEnv     = "AWS_ENDPOINT_URL_DYNAMODB"
-	defaultKeySubdirSegment = "streamer"
+	DefaultEndpoint     = "http://" + localstack.DefaultListen + "/" + localstack.DefaultStage
+	DefaultWSURL        = "ws://" + localstack.DefaultListen + "/" + localstack.DefaultStage
+	DefaultIssuer       = localstack.DefaultIssuer
+	DefaultTimeout      = 10 * time.Second
+	DefaultLocalRegion  = "us-east-1"
+	keyDirEnv           = "STREAMER_KEY_DIR"
+	timeoutEnv          = "STREAMER_TIMEOUT"
+	issuerEnv           = "STREAMER_ISSUER"
+	dynamoDBEndpointEnv = "AWS_ENDPOINT_URL_DYNAMODB"
 )
 
 // GlobalFlags are the raw values of the root's persistent flags. Empty (or
@@ -61,8 +59,10 @@ type Config struct {
 func (c Config) Local() bool { return isLoopbackURL(c.Endpoint) }
 
 // ResolveConfig applies flag > environment > default for every setting.
-// userConfigDir is os.UserConfigDir in production.
-func ResolveConfig(fl GlobalFlags, getenv func(string) string, userConfigDir func() (string, error)) (Config, error) {
+// defaultKeyDir is localstack.DefaultKeyDir in production (one definition,
+// so `streamer local` and `streamer token mint` agree); when it fails (no
+// home directory) KeyDir stays "" and the commands that need keys say so.
+func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir func() (string, error)) (Config, error) {
 	pick := func(flag, env, def string) string {
 		if flag != "" {
 			return flag
@@ -119,22 +119,14 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, userConfigDir fun
 		return Config{}, &UsageError{Err: fmt.Errorf("--timeout must be positive, got %s", c.Timeout)}
 	}
 	if c.KeyDir == "" {
-		c.KeyDir = DefaultKeyDir(userConfigDir)
+		if defaultKeyDir == nil {
+			defaultKeyDir = localstack.DefaultKeyDir
+		}
+		if dir, err := defaultKeyDir(); err == nil {
+			c.KeyDir = dir
+		}
 	}
 	return c, nil
-}
-
-// DefaultKeyDir is where `streamer token keygen` writes keys and where
-// `streamer local` keeps its key pair: <user config dir>/streamer/keys.
-func DefaultKeyDir(userConfigDir func() (string, error)) string {
-	if userConfigDir == nil {
-		userConfigDir = os.UserConfigDir
-	}
-	dir, err := userConfigDir()
-	if err != nil || dir == "" {
-		dir = "."
-	}
-	return filepath.Join(dir, defaultKeySubdirSegment, "keys")
 }
 
 // regionFromHost extracts the region of an execute-api host name

@@ -123,7 +123,7 @@ type WSConn interface {
 type WSDialer func(ctx context.Context, url string, header http.Header) (conn WSConn, status int, err error)
 
 // LocalStack is an embedded `streamer local` started for one command
-// (`smoke --local`). Phase 2 provides it through Factory.StartLocal.
+// (`smoke --local`), provided through Factory.StartLocal.
 type LocalStack interface {
 	// Config points every client at the stack (endpoint, ws url, dynamodb
 	// endpoint, table, key dir holding the stack's signing key, issuer).

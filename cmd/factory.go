@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pay-theory/streamer/pkg/localstack"
 	"golang.org/x/term"
 )
 
@@ -43,8 +44,9 @@ type Factory struct {
 	Getenv func(string) string
 	// Now is the clock (ages, token times, smoke timings).
 	Now func() time.Time
-	// UserConfigDir locates the default key directory (os.UserConfigDir).
-	UserConfigDir func() (string, error)
+	// DefaultKeyDir locates the key directory used when neither --key-dir
+	// nor STREAMER_KEY_DIR is given (localstack.DefaultKeyDir).
+	DefaultKeyDir func() (string, error)
 	// Flags receives the root's persistent flags when the command line is
 	// parsed; Config resolves them (with the environment) on first use.
 	Flags GlobalFlags
@@ -52,8 +54,8 @@ type Factory struct {
 	Auth  AuthKit
 	// Dial opens client WebSockets (smoke).
 	Dial WSDialer
-	// StartLocal starts an embedded local stack (`smoke --local`). nil
-	// until phase 2 wires pkg/localgw + the handlers in.
+	// StartLocal starts an embedded local stack (`smoke --local`);
+	// StartLocalStack in production.
 	StartLocal func(ctx context.Context) (LocalStack, error)
 
 	mu       sync.Mutex
@@ -75,11 +77,11 @@ func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
 		},
 		Getenv:        os.Getenv,
 		Now:           time.Now,
-		UserConfigDir: os.UserConfigDir,
+		DefaultKeyDir: localstack.DefaultKeyDir,
 		Build:         RealBuilders(),
 		Auth:          RealAuth(),
 		Dial:          DialWebSocket,
-		StartLocal:    nil,
+		StartLocal:    StartLocalStack,
 	}
 }
 
@@ -89,7 +91,7 @@ func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
 func (f *Factory) WithConfig(cfg Config) *Factory {
 	c := cfg
 	return &Factory{
-		IO: f.IO, Getenv: f.Getenv, Now: f.Now, UserConfigDir: f.UserConfigDir,
+		IO: f.IO, Getenv: f.Getenv, Now: f.Now, DefaultKeyDir: f.DefaultKeyDir,
 		Flags: f.Flags, Build: f.Build, Auth: f.Auth, Dial: f.Dial, StartLocal: f.StartLocal,
 		fixed: &c,
 	}
@@ -112,7 +114,7 @@ func (f *Factory) Config() (Config, error) {
 		return *f.fixed, nil
 	}
 	if f.cfg == nil && f.cfgErr == nil {
-		c, err := ResolveConfig(f.Flags, f.Getenv, f.UserConfigDir)
+		c, err := ResolveConfig(f.Flags, f.Getenv, f.DefaultKeyDir)
 		if err != nil {
 			f.cfgErr = err
 		} else {
@@ -181,16 +183,33 @@ func (f *Factory) Messenger(ctx context.Context, opts MessengerOptions) (Messeng
 	return f.msgr, nil
 }
 
+// KeyDir is the resolved key directory; it fails, with what to do, when
+// none was given and the default cannot be located (no home directory).
+func (f *Factory) KeyDir() (string, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return "", err
+	}
+	if cfg.KeyDir != "" {
+		return cfg.KeyDir, nil
+	}
+	_, err = f.defaultKeyDir()
+	if err == nil {
+		err = errors.New("no default key directory")
+	}
+	return "", fmt.Errorf("%w; pass --key-dir DIR or set %s", err, keyDirEnv)
+}
+
 // SigningKey loads the private key from keyFile, or from the configured key
 // directory when keyFile is "". A missing key gets a hint.
 func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
 	path := keyFile
 	if path == "" {
-		cfg, err := f.Config()
+		dir, err := f.KeyDir()
 		if err != nil {
 			return nil, err
 		}
-		path = filepath.Join(cfg.KeyDir, PrivateKeyFile)
+		path = filepath.Join(dir, PrivateKeyFile)
 	}
 	k, err := f.Auth.LoadPrivateKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -207,11 +226,11 @@ func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
 func (f *Factory) PublicKey(keyFile string) (*rsa.PublicKey, error) {
 	path := keyFile
 	if path == "" {
-		cfg, err := f.Config()
+		dir, err := f.KeyDir()
 		if err != nil {
 			return nil, err
 		}
-		path = filepath.Join(cfg.KeyDir, PublicKeyFile)
+		path = filepath.Join(dir, PublicKeyFile)
 	}
 	k, err := f.Auth.LoadPublicKey(path)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -48,7 +48,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		IO:            IOStreams{In: strings.NewReader(""), Out: te.out, ErrOut: te.errOut},
 		Getenv:        func(k string) string { return te.env[k] },
 		Now:           func() time.Time { return testNow },
-		UserConfigDir: func() (string, error) { return t.TempDir(), nil },
+		DefaultKeyDir: func() (string, error) { return t.TempDir(), nil },
 		Auth:          RealAuth(),
 		Build: Builders{
 			Store:      func(context.Context, Config) (ConnStore, error) { return te.store, nil },

@@ -126,6 +126,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 		NewCmdSend(f, nil),
 		NewCmdBroadcast(f, nil),
 		NewCmdSmoke(f, nil),
+		NewCmdLocal(f, nil),
 	)
 	return root
 }

@@ -99,6 +99,13 @@ func smokeRun(ctx context.Context, opts *SmokeOptions) error {
 		if f.StartLocal == nil {
 			return fmt.Errorf("smoke --local: the embedded local stack is %w yet; start `streamer local` in another terminal and run `streamer smoke` without --local", ErrNotWired)
 		}
+		if opts.KeyFile != "" {
+			return &UsageError{Err: errors.New("--key cannot be used with --local: the embedded stack trusts only the key pair it creates for the run")}
+		}
+		parent, err := f.Config()
+		if err != nil {
+			return err
+		}
 		stack, err := f.StartLocal(ctx)
 		if err != nil {
 			return fmt.Errorf("start the local stack: %w", err)
@@ -108,7 +115,10 @@ func smokeRun(ctx context.Context, opts *SmokeOptions) error {
 			defer cancel()
 			_ = stack.Close(cctx)
 		}()
-		sub := f.WithConfig(stack.Config())
+		lc := stack.Config()
+		lc.Timeout = parent.Timeout // --timeout / STREAMER_TIMEOUT still apply
+		fmt.Fprintf(f.IO.ErrOut, "started a local stack at %s for this run\n", lc.WSURL)
+		sub := f.WithConfig(lc)
 		defer func() { _ = sub.Close(context.WithoutCancel(ctx)) }()
 		o := *opts
 		o.F, o.Local = sub, false

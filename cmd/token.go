@@ -342,11 +342,10 @@ func tokenKeygenRun(opts *TokenKeygenOptions) error {
 	}
 	dir := opts.Dir
 	if dir == "" {
-		cfg, err := f.Config()
-		if err != nil {
+		var err error
+		if dir, err = f.KeyDir(); err != nil {
 			return err
 		}
-		dir = cfg.KeyDir
 	}
 	priv, pub, err := f.Auth.WriteKeyPair(dir, opts.Force)
 	if errors.Is(err, ErrKeyExists) {
