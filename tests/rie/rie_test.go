@@ -1,0 +1,382 @@
+package rie
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/pkg/auth"
+	"github.com/pay-theory/streamer/pkg/store"
+	"github.com/pay-theory/streamer/pkg/store/dynamotest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const issuer = "https://auth.example.com"
+
+func rieBinary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("STREAMER_TEST_RIE")
+	if p == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("STREAMER_TEST_RIE is not set: CI must run the Runtime Interface Emulator test (scripts/with-dynalite.sh sets it; scripts/tools.sh installs aws-lambda-rie)")
+		}
+		t.Skip("STREAMER_TEST_RIE is not set; run make test")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("STREAMER_TEST_RIE=%s: %v (run scripts/tools.sh)", p, err)
+	}
+	return p
+}
+
+// buildBootstraps runs scripts/build-lambdas.sh for the host architecture,
+// so the emulator runs exactly the artifacts a deployment zips, and logs
+// each zip's size.
+func buildBootstraps(t *testing.T, ctx context.Context) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		t.Skipf("Lambda has no %s runtime", runtime.GOARCH)
+	}
+	cmd := exec.CommandContext(ctx, "bash", "scripts/build-lambdas.sh", "--arch", runtime.GOARCH, "--out", dir)
+	cmd.Dir = filepath.Join("..", "..")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/build-lambdas.sh: %v\n%s", err, b)
+	}
+	out := map[string]string{}
+	for _, fn := range contract.Functions() {
+		out[fn] = filepath.Join(dir, fn, "bootstrap")
+		zst, err := os.Stat(filepath.Join(dir, fn+".zip"))
+		if err != nil {
+			t.Fatalf("no zip for %s: %v", fn, err)
+		}
+		bst, err := os.Stat(out[fn])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: bootstrap %d bytes, %s.zip %d bytes (linux/%s)", fn, bst.Size(), fn, zst.Size(), runtime.GOARCH)
+	}
+	return out
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// function is one bootstrap served by its own emulator process.
+type function struct {
+	name string
+	url  string
+	log  *syncBuffer
+}
+
+// start runs aws-lambda-rie on loopback ports for bootstrap with env, and
+// kills its process group (the emulator and the bootstrap it spawned) when
+// the test ends.
+func start(t *testing.T, ctx context.Context, rie, name, bootstrap string, env []string) *function {
+	t.Helper()
+	p, q := freePort(t), freePort(t)
+	cmd := exec.Command(rie,
+		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", p),
+		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", q),
+		bootstrap)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	f := &function{name: name, url: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", p), log: &syncBuffer{}}
+	cmd.Stdout, cmd.Stderr = f.log, f.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", rie, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		if t.Failed() {
+			t.Logf("%s emulator log:\n%s", name, f.log.String())
+		}
+	})
+	// The emulator listens at once; the bootstrap starts on the first invoke.
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second)
+		if err == nil {
+			c.Close()
+			return f
+		}
+		select {
+		case <-done:
+			t.Fatalf("%s: aws-lambda-rie exited before listening:\n%s", name, f.log.String())
+		case <-ctx.Done():
+			t.Fatalf("%s: aws-lambda-rie not listening: %v", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+type proxyResponse struct {
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Body       string            `json:"body"`
+}
+
+func (f *function) invoke(t *testing.T, ctx context.Context, event map[string]any) (proxyResponse, []byte) {
+	t.Helper()
+	b, err := json.Marshal(event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("invoke %s: %v", f.name, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr proxyResponse
+	_ = json.Unmarshal(raw, &pr)
+	return pr, raw
+}
+
+// The emulator logs the runtime's init phase as "INIT REPORT(durationMs: N)"
+// (the cold start: process start to the first /next call) and a REPORT line
+// with "Init Duration", which this emulator version fills with its own
+// bookkeeping figure; both are logged.
+var (
+	initReport   = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+	initDuration = regexp.MustCompile(`Init Duration: ([0-9.]+ ms)`)
+)
+
+func event(route, eventType, connID string, extra func(m map[string]any)) map[string]any {
+	rc := map[string]any{
+		"routeKey": route, "eventType": eventType, "messageDirection": "IN", "stage": "prod",
+		"requestId": "req-" + strings.ToLower(eventType), "extendedRequestId": "ext-" + strings.ToLower(eventType),
+		"connectedAt": time.Now().Add(-time.Second).UnixMilli(), "requestTimeEpoch": time.Now().UnixMilli(),
+		"identity":     map[string]any{"sourceIp": "127.0.0.1", "userAgent": "rie-test/1.0"},
+		"domainName":   "abc123.execute-api.us-east-1.amazonaws.com",
+		"connectionId": connID, "apiId": "abc123",
+	}
+	m := map[string]any{"requestContext": rc, "isBase64Encoded": false}
+	if extra != nil {
+		extra(m)
+	}
+	return m
+}
+
+func TestBootstrapsUnderRuntimeInterfaceEmulator(t *testing.T) {
+	rie := rieBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bins := buildBootstraps(t, ctx)
+	t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, ctx, rie, bins) })
+	t.Run("missing configuration", func(t *testing.T) { testMissingConfig(t, ctx, rie, bins["connect"]) })
+}
+
+func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[string]string) {
+
+	ep := dynamotest.Start(t) // minidyn on loopback, reached by the bootstraps over HTTP
+	defer http.DefaultClient.CloseIdleConnections()
+	key, err := auth.GenerateKeyPair(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := auth.EncodePublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		contract.EnvConnectionsTable + "=" + ep.Table,
+		contract.EnvJWTIssuer + "=" + issuer,
+		contract.EnvJWTPublicKey + "=" + string(pub),
+		contract.EnvEnvironment + "=rie",
+		"AWS_ENDPOINT_URL_DYNAMODB=" + ep.URL,
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=local",
+		"AWS_SECRET_ACCESS_KEY=local",
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+	fns := map[string]*function{}
+	for _, fn := range contract.Functions() {
+		fns[fn] = start(t, ctx, rie, fn, bins[fn], env)
+	}
+	mint := func(o auth.MintOptions) string {
+		o.Issuer = issuer
+		tok, err := auth.Mint(key, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	withToken := func(tok string) func(map[string]any) {
+		return func(m map[string]any) {
+			m["queryStringParameters"] = map[string]string{"Authorization": tok}
+			m["headers"] = map[string]string{"User-Agent": "rie-test/1.0", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
+		}
+	}
+
+	// $connect with a valid token: 200 and the record exists.
+	const id = "RIEconn1Abc="
+	resp, raw := fns["connect"].invoke(t, ctx, event("$connect", "CONNECT", id, withToken(mint(auth.MintOptions{UserID: "u-rie", TenantID: "t-rie"}))))
+	if resp.StatusCode != 200 {
+		t.Fatalf("$connect valid = %s, want statusCode 200", raw)
+	}
+	rec, err := ep.Store.Get(ctx, id)
+	if err != nil || rec.UserID != "u-rie" || rec.TenantID != "t-rie" || rec.Endpoint != "https://abc123.execute-api.us-east-1.amazonaws.com/prod" {
+		t.Fatalf("record after $connect = %+v, %v", rec, err)
+	}
+
+	// $connect with an expired token: 401 and no record.
+	const expiredID = "RIEconn2Xyz="
+	resp, raw = fns["connect"].invoke(t, ctx, event("$connect", "CONNECT", expiredID, withToken(mint(auth.MintOptions{UserID: "u", TenantID: "t", Expired: true}))))
+	if resp.StatusCode != 401 || resp.Body != "Unauthorized" {
+		t.Fatalf("$connect expired = %s, want 401 Unauthorized", raw)
+	}
+	if _, err := ep.Store.Get(ctx, expiredID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired token left a record: %v", err)
+	}
+
+	// $default ping: touched and answered with a pong.
+	resp, raw = fns["default"].invoke(t, ctx, event("$default", "MESSAGE", id, func(m map[string]any) { m["body"] = `{"action":"ping"}` }))
+	if resp.StatusCode != 200 || !strings.Contains(resp.Body, `"action":"pong"`) {
+		t.Fatalf("$default ping = %s, want 200 pong", raw)
+	}
+	if rec, err := ep.Store.Get(ctx, id); err != nil || rec.MessagesReceived != 1 {
+		t.Fatalf("record after ping = %+v, %v; want messages_received 1", rec, err)
+	}
+
+	// $disconnect: 200 and the record is gone.
+	resp, raw = fns["disconnect"].invoke(t, ctx, event("$disconnect", "DISCONNECT", id, func(m map[string]any) {
+		m["requestContext"].(map[string]any)["disconnectStatusCode"] = 1000
+		m["requestContext"].(map[string]any)["disconnectReason"] = "Client closed"
+	}))
+	if resp.StatusCode != 200 {
+		t.Fatalf("$disconnect = %s, want 200", raw)
+	}
+	if _, err := ep.Store.Get(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("record still present after $disconnect: %v", err)
+	}
+
+	for _, fn := range contract.Functions() {
+		log := fns[fn].log.String()
+		r, d := initReport.FindStringSubmatch(log), initDuration.FindStringSubmatch(log)
+		if r == nil && d == nil {
+			t.Errorf("%s: no init report in the emulator log:\n%s", fn, log)
+			continue
+		}
+		var rs, ds string
+		if r != nil {
+			rs = r[1] + " ms"
+		}
+		if d != nil {
+			ds = d[1]
+		}
+		t.Logf("%s: cold start INIT REPORT durationMs %s; REPORT Init Duration %s", fn, rs, ds)
+		checkLogs(t, fn, log)
+	}
+	if !strings.Contains(fns["disconnect"].log.String(), `"msg":"connection closed"`) {
+		t.Error("no $disconnect summary line in the function log")
+	}
+	if !strings.Contains(fns["connect"].log.String(), `"AuthenticationFailures":1`) {
+		t.Error("no AuthenticationFailures EMF document in the $connect log")
+	}
+}
+
+// checkLogs asserts that everything the bootstrap wrote (the lines that are
+// JSON objects; the emulator's own lines are plain text) carries the
+// function name, and that nothing from the SDK leaked as plain text.
+func checkLogs(t *testing.T, fn, log string) {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.Contains(line, "SDK ") && strings.Contains(line, "WARN") {
+			t.Errorf("%s: the AWS SDK printed a plain-text warning: %s", fn, line)
+		}
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("%s: broken JSON line: %s", fn, line)
+			continue
+		}
+		n++
+		if _, emf := m["_aws"]; !emf && m["function"] == nil {
+			t.Errorf("%s: log line without function: %s", fn, line)
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: the bootstrap wrote no JSON line", fn)
+	}
+}
+
+// testMissingConfig runs the $connect bootstrap without CONNECTIONS_TABLE:
+// the invocation fails and the log names the variable.
+func testMissingConfig(t *testing.T, ctx context.Context, rie, bin string) {
+	f := start(t, ctx, rie, "connect", bin, []string{contract.EnvJWTIssuer + "=x", contract.EnvJWTPublicKey + "=x", "AWS_REGION=us-east-1"})
+	defer http.DefaultClient.CloseIdleConnections()
+	resp, raw := f.invoke(t, ctx, event("$connect", "CONNECT", "c=", nil))
+	if resp.StatusCode == 200 {
+		t.Fatalf("invocation succeeded without configuration: %s", raw)
+	}
+	// The line is written before the process exits; the emulator relays it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(f.log.String(), `"missing":["CONNECTIONS_TABLE"]`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no cold-start line naming CONNECTIONS_TABLE in:\n%s", f.log.String())
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Logf("emulator answered %s", bytes.TrimSpace(raw))
+}
