@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -241,6 +242,23 @@ func newCloudWatchClient(ctx context.Context, cfg Config) (dashboard.CloudWatchA
 	return cloudwatch.NewFromConfig(ac), nil
 }
 
+// dashboardLocalURL is the metrics URL the local source polls, for messages.
+func dashboardLocalURL(opts *DashboardOptions) string {
+	cfg, err := opts.F.Config()
+	if err != nil {
+		return opts.MetricsURL
+	}
+	u, err := dashboardMetricsURL(opts, cfg)
+	if err != nil {
+		return opts.MetricsURL
+	}
+	// LocalSource takes a gateway base URL or its metrics URL.
+	if u = strings.TrimRight(u, "/"); !strings.HasSuffix(u, "/metrics.json") {
+		u += "/metrics.json"
+	}
+	return u
+}
+
 // explainDashboardErr adds what to do to a failed --once fetch.
 func explainDashboardErr(opts *DashboardOptions, err error) error {
 	if errors.Is(err, context.Canceled) {
@@ -252,8 +270,14 @@ func explainDashboardErr(opts *DashboardOptions, err error) error {
 		if errors.Is(err, dashboard.ErrBadResponse) {
 			hint = "that URL answered, but not with the local gateway's metrics; point --endpoint / --metrics-url at a running `streamer local`"
 		}
-		if errors.As(err, &fe) {
-			return fmt.Errorf("no metrics from the local gateway: %w\nhint: %s", err, hint)
+		target := dashboardLocalURL(opts)
+		var opErr *net.OpError
+		switch {
+		case errors.As(err, &opErr):
+			// The package's message repeats the URL; the dial error says it all.
+			return fmt.Errorf("cannot reach the local gateway's metrics at %s: %w\nhint: %s", target, opErr, hint)
+		case errors.As(err, &fe):
+			return fmt.Errorf("no metrics from the local gateway at %s: %w\nhint: %s", target, err, hint)
 		}
 		return err
 	}
