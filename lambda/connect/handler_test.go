@@ -39,6 +39,11 @@ type env struct {
 // st replaces the store.
 func setup(t *testing.T, st connect.Store) *env {
 	t.Helper()
+	return setupWith(t, st, dynamotest.Start)
+}
+
+func setupWith(t *testing.T, st connect.Store, start func(testing.TB) *dynamotest.Endpoint) *env {
+	t.Helper()
 	key, err := auth.GenerateKeyPair(0)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +55,7 @@ func setup(t *testing.T, st connect.Store) *env {
 	e := &env{key: key, logs: &lambdatest.Buffer{}, metrics: &lambdatest.Buffer{}, spans: tracetest.NewInMemoryExporter(),
 		now: time.Now().UTC().Truncate(time.Millisecond)}
 	if st == nil {
-		e.ep = dynamotest.Start(t)
+		e.ep = start(t)
 		st = e.ep.Store
 	}
 	e.tracing, err = observability.NewTracing(context.Background(), observability.TracingConfig{ServiceName: "connect", Exporter: e.spans})
@@ -369,5 +374,21 @@ func TestToken(t *testing.T) {
 func TestNewRequiresDependencies(t *testing.T) {
 	if _, err := connect.New(connect.Deps{}, connect.Config{}); !errors.Is(err, connect.ErrMissingDependency) {
 		t.Errorf("New with no deps = %v, want ErrMissingDependency", err)
+	}
+}
+
+// TestValidTokenAgainstDynalite repeats the happy path on the second,
+// independent DynamoDB-API implementation (STREAMER_TEST_DYNAMODB_ENDPOINT).
+func TestValidTokenAgainstDynalite(t *testing.T) {
+	e := setupWith(t, nil, dynamotest.Dynalite)
+	tok := e.mint(t, auth.MintOptions{UserID: "user-d", TenantID: "tenant-d", Permissions: []string{"read"}})
+	req := lambdatest.Event(t, "testdata/connect-query.json", map[string]string{"TOKEN": tok, "CONNECTION_ID": "DynaliteConn="})
+	if resp, err := e.h.Handle(context.Background(), req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Handle = %d, %v; want 200", resp.StatusCode, err)
+	}
+	got, err := e.ep.Store.Get(context.Background(), "DynaliteConn=")
+	if err != nil || got.UserID != "user-d" || got.TenantID != "tenant-d" || !got.ConnectedAt.Equal(e.now) ||
+		got.TTL != e.now.Add(24*time.Hour).Unix() || got.Metadata.IPAddress != "49.105.91.154" {
+		t.Fatalf("record = %+v, %v", got, err)
 	}
 }

@@ -212,9 +212,13 @@ func event(route, eventType, connID string, extra func(m map[string]any)) map[st
 
 func TestBootstrapsUnderRuntimeInterfaceEmulator(t *testing.T) {
 	rie := rieBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// A cold build cache on a busy 2-core machine needs minutes to compile
+	// the AWS SDK and OpenTelemetry; the invocations themselves take seconds.
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancelBuild()
+	bins := buildBootstraps(t, buildCtx)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	bins := buildBootstraps(t, ctx)
 	t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, ctx, rie, bins) })
 	t.Run("missing configuration", func(t *testing.T) { testMissingConfig(t, ctx, rie, bins["connect"]) })
 }
