@@ -1,0 +1,186 @@
+package e2e_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestErrorCases: bad input gets a clear message and the documented exit
+// code (1 error, 2 usage, 3 partial failure).
+func TestErrorCases(t *testing.T) {
+	s := startLocal(t)
+	env := s.env()
+	c := s.dial(t, s.mint(t, "--tenant", "errs"), "")
+	r := run(t, env, "", "conn", "ls", "--tenant", "errs")
+	rows := plainRows(r.stdout)
+	if r.code != 0 || len(rows) != 1 {
+		t.Fatalf("conn ls: %s", r)
+	}
+	live := rows[0][0]
+	const unknown = "Tm9TdWNoSWQ="
+
+	expect := func(name string, r result, code int, wants ...string) {
+		t.Helper()
+		if r.code != code {
+			t.Errorf("%s: exit %d, want %d\n%s", name, r.code, code, r)
+			return
+		}
+		for _, w := range wants {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q\n%s", name, w, r)
+			}
+		}
+	}
+
+	t.Run("unknown connection id", func(t *testing.T) {
+		expect("send", run(t, env, "", "send", unknown, "hi"), 1, "connection "+unknown+" not found", "streamer conn ls")
+		expect("inspect", run(t, env, "", "conn", "inspect", unknown), 1, "unknown connection "+unknown)
+		expect("kick", run(t, env, "", "conn", "kick", unknown), 1, "unknown connection "+unknown)
+	})
+
+	t.Run("message over 128 KB refused before sending", func(t *testing.T) {
+		big := filepath.Join(t.TempDir(), "big.json")
+		if err := os.WriteFile(big, []byte(strings.Repeat("x", 128*1024+1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := s.metrics(t)
+		expect("send @big", run(t, env, "", "send", live, "@"+big), 2, "larger than API Gateway's 128 KB message limit", "nothing was sent")
+		expect("broadcast @big", run(t, env, "", "broadcast", "--tenant", "errs", "@"+big), 2, "128 KB")
+		expect("send - big", run(t, env, strings.Repeat("y", 128*1024+1), "send", live, "-"), 2, "stdin is larger")
+		if after := s.metrics(t); after.Management.RequestsTotal != before.Management.RequestsTotal {
+			t.Errorf("management requests went from %d to %d: an oversized message reached the gateway",
+				before.Management.RequestsTotal, after.Management.RequestsTotal)
+		}
+		// Exactly 128 KB is allowed and arrives.
+		ok := filepath.Join(t.TempDir(), "ok.json")
+		if err := os.WriteFile(ok, []byte(strings.Repeat("z", 128*1024)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.c.SetReadLimit(256 << 10)
+		if r := run(t, env, "", "send", live, "@"+ok); r.code != 0 {
+			t.Fatalf("send 128 KB: %s", r)
+		}
+		if got := c.read(); len(got) != 128*1024 {
+			t.Errorf("received %d bytes", len(got))
+		}
+	})
+
+	t.Run("message file missing", func(t *testing.T) {
+		missing := filepath.Join(t.TempDir(), "nope.json")
+		expect("send @missing", run(t, env, "", "send", live, "@"+missing), 2, "message file "+missing+" does not exist")
+	})
+
+	t.Run("no key", func(t *testing.T) {
+		empty := t.TempDir()
+		e := append(append([]string(nil), env...), "STREAMER_KEY_DIR="+empty)
+		expect("mint", run(t, e, "", "token", "mint"), 1,
+			"no signing key at "+filepath.Join(empty, "jwt-private.pem"), "streamer token keygen", "streamer local")
+		expect("verify", run(t, e, "", "token", "verify", "a.b.c"), 1, "no public key", "streamer token keygen")
+	})
+
+	t.Run("unreachable endpoint", func(t *testing.T) {
+		// A listener that accepts and never answers: only the timeout ends
+		// the call. runTimeout bounds the whole run.
+		hole := blackhole(t)
+		e := append(cleanEnv(t), "STREAMER_ENDPOINT=http://"+hole+"/local", "STREAMER_KEY_DIR="+s.KeyDir, "STREAMER_TIMEOUT=1s")
+		expect("conn ls", run(t, e, "", "conn", "ls", "--tenant", "t"), 1, "cannot reach the DynamoDB API at http://"+hole, "streamer local")
+		expect("send", run(t, e, "", "send", live, "hi"), 1, "http://"+hole)
+		expect("inspect", run(t, e, "", "conn", "inspect", live), 1, "http://"+hole)
+		// Nothing listening at all: refused at once, still named.
+		closed := closedPort(t)
+		e = append(cleanEnv(t), "STREAMER_ENDPOINT=http://"+closed+"/local")
+		expect("broadcast", run(t, e, "", "broadcast", "--tenant", "t", "hi"), 1, "cannot reach the DynamoDB API at http://"+closed)
+		expect("kick", run(t, e, "", "conn", "kick", live), 1, "cannot reach the management API at http://"+closed+"/local")
+	})
+
+	t.Run("bad flags", func(t *testing.T) {
+		expect("unknown flag", run(t, env, "", "conn", "ls", "--bogus"), 2, "unknown flag: --bogus", "--help")
+		expect("no target", run(t, env, "", "broadcast", "hi"), 2, "give exactly one target")
+		expect("bad ttl", run(t, env, "", "token", "mint", "--ttl", "soon"), 2, "invalid argument")
+		expect("bad endpoint", run(t, env, "", "conn", "ls", "--tenant", "t", "--endpoint", "nope"), 2, `--endpoint "nope"`)
+		expect("unknown command", run(t, env, "", "frobnicate"), 2, "unknown command")
+		expect("local --listen", run(t, env, "", "local", "--listen", "nonsense"), 2, `--listen "nonsense"`)
+	})
+
+	t.Run("broadcast partial failure", func(t *testing.T) {
+		r := run(t, env, "", "broadcast", "--ids", live+","+unknown, "partial")
+		sum := kv(r.stdout)
+		if r.code != 3 || sum["total"] != "2" || sum["sent"] != "1" || sum["not_found"] != "1" {
+			t.Fatalf("broadcast --ids live,unknown: %s", r)
+		}
+		if !strings.Contains(r.stderr, unknown+" not_found") || !strings.Contains(r.stderr, "1 of 2 connections did not receive the message") {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+		if got := c.read(); got != "partial" {
+			t.Errorf("live target received %q", got)
+		}
+	})
+
+	t.Run("local on a taken port", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addr := l.Addr().String()
+		r := run(t, cleanEnv(t), "", "local", "--listen", addr, "--key-dir", t.TempDir())
+		expect("local", r, 1, "cannot listen on "+addr, "address already in use", "--listen")
+		if r.stdout != "" {
+			t.Errorf("stdout must stay empty when the stack did not start: %q", r.stdout)
+		}
+	})
+}
+
+// blackhole returns the address of a listener that accepts connections and
+// never answers; cleanup closes it and every accepted connection.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}

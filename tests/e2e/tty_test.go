@@ -1,0 +1,149 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ttyClients is how many connections the terminal broadcast reaches: above
+// the CLI's progress-bar threshold (50), small enough to stay quick.
+const ttyClients = 200
+
+// TestBroadcastProgressOnTerminal runs `streamer broadcast` on a real
+// terminal (tmux) and reads the screen as a person would: the progress bar
+// drew on stderr and the summary table printed, and every client received
+// the message.
+func TestBroadcastProgressOnTerminal(t *testing.T) {
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is not installed; CI must run the terminal test (apt-get install tmux)")
+		}
+		t.Skip("tmux is not installed; run make test")
+	}
+	s := startLocal(t)
+	tok := s.mint(t, "--user", "tty", "--tenant", "tty")
+
+	clients := make([]*client, ttyClients)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 10)
+	for i := range clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			clients[i] = s.dial(t, tok, "")
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	sock := fmt.Sprintf("streamer-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
+	tm := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, tmux, append([]string{"-L", sock}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { _, _ = tm("kill-server") })
+
+	// A script file keeps the typed command short; its environment points
+	// the CLI at this stack.
+	dir := t.TempDir()
+	var lines []string
+	for _, kv := range s.env() {
+		if strings.HasPrefix(kv, "STREAMER_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			k, v, _ := strings.Cut(kv, "=")
+			lines = append(lines, "export "+k+"="+shq(v))
+		}
+	}
+	lines = append(lines, "unset NO_COLOR", shq(bin)+" broadcast --tenant tty tty-hello", "echo EXIT=$?")
+	scriptPath := filepath.Join(dir, "run.sh")
+	if err := os.WriteFile(scriptPath, []byte(strings.Join(lines, "\n")+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(dir, "pane.raw")
+	if out, err := tm("new-session", "-d", "-x", "100", "-y", "30", "-s", "e2e", "sh"); err != nil {
+		t.Fatalf("tmux new-session: %v\n%s", err, out)
+	}
+	// pipe-pane records the bytes the program wrote, before the terminal
+	// interprets them: every redraw of the bar is in there.
+	if out, err := tm("pipe-pane", "-t", "e2e", "cat > "+shq(raw)); err != nil {
+		t.Fatalf("tmux pipe-pane: %v\n%s", err, out)
+	}
+	if out, err := tm("send-keys", "-t", "e2e", "sh "+shq(scriptPath), "Enter"); err != nil {
+		t.Fatalf("tmux send-keys: %v\n%s", err, out)
+	}
+
+	exitRe := regexp.MustCompile(`EXIT=[0-9]+`)
+	var screen string
+	deadline := time.Now().Add(runTimeout)
+	for {
+		screen, err = tm("capture-pane", "-p", "-t", "e2e")
+		if err != nil {
+			t.Fatalf("tmux capture-pane: %v\n%s", err, screen)
+		}
+		if exitRe.MatchString(screen) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broadcast did not finish on the terminal within %s:\n%s", runTimeout, screen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("terminal:\n%s", screen)
+	want := []string{
+		fmt.Sprintf("broadcast [%s] %d/%d 100%%", strings.Repeat("=", 30), ttyClients, ttyClients),
+		"EXIT=0",
+	}
+	for _, w := range want {
+		if !strings.Contains(screen, w) {
+			t.Errorf("terminal lacks %q", w)
+		}
+	}
+	// The summary is a table on a terminal: a bordered row per count.
+	if !tableRow(screen, "sent", fmt.Sprint(ttyClients)) || !tableRow(screen, "total", fmt.Sprint(ttyClients)) || !tableRow(screen, "failed", "0") {
+		t.Errorf("no summary table with sent/total %d", ttyClients)
+	}
+	// The raw stream: the bar was drawn more than once, first partway.
+	rawOut, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	draws := regexp.MustCompile(`\rbroadcast \[[=> ]{30}\] ([0-9]+)/`+fmt.Sprint(ttyClients)).FindAllStringSubmatch(string(rawOut), -1)
+	if len(draws) < 2 || draws[0][1] == fmt.Sprint(ttyClients) || draws[len(draws)-1][1] != fmt.Sprint(ttyClients) {
+		t.Fatalf("progress redraws %v: want a partial draw first and %d/%d last", draws, ttyClients, ttyClients)
+	}
+	t.Logf("%d progress draws, first at %s/%d", len(draws), draws[0][1], ttyClients)
+	for i, c := range clients {
+		if got := c.read(); got != "tty-hello" {
+			t.Fatalf("client %d received %q", i, got)
+		}
+	}
+}
+
+// tableRow reports whether a screen line holds the cells name and value,
+// between table borders.
+func tableRow(screen, name, value string) bool {
+	for _, l := range strings.Split(screen, "\n") {
+		f := strings.FieldsFunc(l, func(r rune) bool { return r == '│' || r == '|' || r == ' ' })
+		if len(f) == 2 && f[0] == name && f[1] == value && (strings.ContainsRune(l, '│') || strings.ContainsRune(l, '|')) {
+			return true
+		}
+	}
+	return false
+}
+
+// shq single-quotes s for sh.
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
