@@ -1,0 +1,384 @@
+// Package dashboard_test runs the real streamer binary: `streamer dashboard`
+// on a real terminal (tmux) and through a pipe, against a real
+// `streamer local --simulate` subprocess.
+package dashboard_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Bounds of the waits (liveness, not performance: each wait polls and
+// ends as soon as its condition holds).
+const (
+	startTimeout    = 30 * time.Second // `streamer local` answering /health
+	screenTimeout   = 20 * time.Second // the dashboard drawing data
+	changeTimeout   = 20 * time.Second // the numbers moving
+	exitTimeout     = 10 * time.Second // the dashboard exiting after q
+	shutdownTimeout = 30 * time.Second // `streamer local` exiting after SIGINT (its own bound is 10 s)
+	simulated       = 20
+)
+
+// bin is the streamer binary TestMain builds.
+var bin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "streamer-dashboard-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin = filepath.Join(dir, "streamer")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// requireDashboardCommand fails when the binary has no `dashboard` command
+// (cmd/root.go must register NewCmdDashboard).
+func requireDashboardCommand(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command(bin, "dashboard", "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--source") {
+		t.Fatalf("the binary has no `streamer dashboard` (cmd/root.go must add NewCmdDashboard(f, nil)): %v\n%s", err, out)
+	}
+}
+
+// syncBuffer collects a subprocess's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// localStack is a running `streamer local --simulate` subprocess.
+type localStack struct {
+	base     string // http://127.0.0.1:PORT
+	endpoint string // management endpoint with the stage
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startLocal runs `streamer local --simulate N` on a free port with a
+// throwaway key directory until the test ends; cleanup interrupts it and
+// requires a clean exit within shutdownTimeout.
+func startLocal(t *testing.T, clients int) *localStack {
+	t.Helper()
+	addr := freeAddr(t)
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	c := exec.Command(bin, "local", "--listen", addr, "--key-dir", t.TempDir(), "--simulate", fmt.Sprint(clients))
+	c.Stdout, c.Stderr = stdout, stderr
+	if err := c.Start(); err != nil {
+		t.Fatalf("start streamer local: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	t.Cleanup(func() {
+		if err := c.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Errorf("interrupt streamer local: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("streamer local exited with %v after SIGINT\nstderr:\n%s", err, stderr)
+			}
+		case <-time.After(shutdownTimeout):
+			_ = c.Process.Kill()
+			<-done
+			t.Errorf("streamer local did not exit within %s of SIGINT\nstderr:\n%s", shutdownTimeout, stderr)
+		}
+	})
+	s := &localStack{base: "http://" + addr, endpoint: "http://" + addr + "/local"}
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("streamer local exited early: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+		default:
+		}
+		resp, err := client.Get(s.base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(stderr.String(), "ready") {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("streamer local not ready within %s (last error %v)\nstderr:\n%s", startTimeout, err, stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// dashboardCLI runs `streamer dashboard args...` with stdout a pipe (not a
+// terminal) and returns its output and exit code.
+func dashboardCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	c := exec.CommandContext(ctx, bin, append([]string{"dashboard"}, args...)...)
+	c.Stdout, c.Stderr = &out, &errOut
+	err := c.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run streamer dashboard: %v", err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+var metricLine = regexp.MustCompile(`(?m)^([a-z_0-9]+): (.*)$`)
+
+func plainMetrics(out string) map[string]string {
+	m := map[string]string{}
+	for _, g := range metricLine.FindAllStringSubmatch(out, -1) {
+		m[g[1]] = g[2]
+	}
+	return m
+}
+
+// panelTitles are what a person sees on the local dashboard.
+var panelTitles = []string{"Active connections", "Connections / min", "Auth failures", "Messages sent / min", "Error rate", "Latency", "Circuit breaker"}
+
+func TestDashboardAgainstSimulatedLocal(t *testing.T) {
+	requireDashboardCommand(t)
+	s := startLocal(t, simulated)
+
+	t.Run("once plain snapshot", func(t *testing.T) {
+		// stdout is a pipe: plain "name: value" lines even without --once.
+		for _, args := range [][]string{{"--once", "--endpoint", s.endpoint}, {"--endpoint", s.endpoint}} {
+			out, errOut, code := dashboardCLI(t, args...)
+			if code != 0 {
+				t.Fatalf("%v: exit %d\nstderr: %s", args, code, errOut)
+			}
+			m := plainMetrics(out)
+			if m["source"] != "local "+s.base+"/metrics.json" {
+				t.Errorf("%v: source %q", args, m["source"])
+			}
+			for _, name := range []string{"active_connections", "connections_per_minute", "authentication_failures",
+				"messages_sent_per_minute", "error_rate", "latency_p50", "latency_p99", "breaker_state"} {
+				if _, ok := m[name]; !ok {
+					t.Errorf("%v: no %s line in:\n%s", args, name, out)
+				}
+			}
+			// The simulated clients are connected: a number, not "n/a".
+			if v := m["active_connections"]; v == "" || v == "n/a" || v == "0" {
+				t.Errorf("%v: active_connections %q with %d simulated clients", args, v, simulated)
+			}
+			if strings.ContainsRune(out, '\x1b') {
+				t.Errorf("%v: escape sequences in plain output: %q", args, out)
+			}
+		}
+	})
+
+	t.Run("tmux", func(t *testing.T) { dashboardOnTerminal(t, s) })
+}
+
+// dashboardOnTerminal drives the dashboard on a real terminal as a person
+// would: panels appear, the numbers move, q exits 0.
+func dashboardOnTerminal(t *testing.T, s *localStack) {
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is not installed; CI must run the terminal test (apt-get install tmux)")
+		}
+		t.Skip("tmux is not installed; run make test")
+	}
+	sock := fmt.Sprintf("streamer-dashboard-%d-%d", os.Getpid(), time.Now().UnixNano())
+	tm := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// -f /dev/null: no user configuration changes what the test sees.
+		out, err := exec.CommandContext(ctx, tmux, append([]string{"-L", sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { _, _ = tm("kill-server") })
+
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	script := fmt.Sprintf("%s dashboard --endpoint %s --refresh 1s; echo $? > %s",
+		shq(bin), shq(s.endpoint), shq(exitFile))
+	if out, err := tm("new-session", "-d", "-x", "100", "-y", "30", "-s", "dash", script); err != nil {
+		t.Fatalf("tmux new-session: %v\n%s", err, out)
+	}
+	capture := func() string {
+		t.Helper()
+		out, err := tm("capture-pane", "-p", "-t", "dash")
+		if err != nil {
+			if code, ok := readExit(exitFile); ok {
+				t.Fatalf("the dashboard exited with %d before the test was done", code)
+			}
+			t.Fatalf("tmux capture-pane: %v\n%s", err, out)
+		}
+		return out
+	}
+
+	// First screen: every panel, with data. Six numbers means the second
+	// poll is in (active, auth failures and latency p50/p99 come with the
+	// first; connections and messages per minute need two); the error rate
+	// reads "—" whenever no @connections call fell between two polls.
+	var first string
+	for deadline := time.Now().Add(screenTimeout); ; {
+		first = capture()
+		if hasAll(first, panelTitles) && strings.Contains(first, "updated") && len(panelNumbers(first)) >= 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete dashboard within %s:\n%s", screenTimeout, first)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("first capture:\n%s", first)
+
+	// A later screen whose numbers differ: the simulation keeps them moving.
+	var second string
+	for deadline := time.Now().Add(changeTimeout); ; {
+		time.Sleep(2 * time.Second)
+		second = capture()
+		if a, b := panelNumbers(first), panelNumbers(second); hasAll(second, panelTitles) && !equal(a, b) {
+			t.Logf("numbers %v -> %v", a, b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the numbers did not change within %s:\nfirst:\n%s\nlast:\n%s", changeTimeout, first, second)
+		}
+	}
+	t.Logf("second capture:\n%s", second)
+
+	if out, err := tm("send-keys", "-t", "dash", "q"); err != nil {
+		t.Fatalf("tmux send-keys: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(exitTimeout); ; {
+		if code, ok := readExit(exitFile); ok {
+			if code != 0 {
+				t.Fatalf("the dashboard exited %d after q", code)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dashboard did not exit within %s of q:\n%s", exitTimeout, capture())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func readExit(path string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
+		return 0, false
+	}
+	var code int
+	if _, err := fmt.Sscan(string(b), &code); err != nil {
+		return 0, false
+	}
+	return code, true
+}
+
+var number = regexp.MustCompile(`\b\d+(?:\.\d+)?\b`)
+
+// panelNumbers are the numbers inside the panels: the header (the URL's
+// port), the status line (the clock) and the digits of titles ("p50") are
+// left out, so a change means the data changed.
+func panelNumbers(screen string) []string {
+	var out []string
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.HasPrefix(l, "streamer dashboard") || strings.HasPrefix(l, "updated") || strings.Contains(l, "quit") {
+			continue
+		}
+		out = append(out, number.FindAllString(l, -1)...)
+	}
+	return out
+}
+
+func hasAll(screen string, want []string) bool {
+	for _, w := range want {
+		if !strings.Contains(screen, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// TestDashboardLocalDown: with nothing listening, --once exits 1 naming
+// the URL and what to start.
+func TestDashboardLocalDown(t *testing.T) {
+	requireDashboardCommand(t)
+	addr := freeAddr(t)
+	out, errOut, code := dashboardCLI(t, "--once", "--endpoint", "http://"+addr+"/local")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "http://"+addr+"/metrics.json") || !strings.Contains(errOut, "streamer local") {
+		t.Errorf("stderr should name the URL and suggest `streamer local`: %s", errOut)
+	}
+}
