@@ -9,7 +9,17 @@ test: lint
 	scripts/with-dynalite.sh $(MAKE) --no-print-directory test-go
 
 test-go:
-	$(GO) test $(GOTESTFLAGS) ./...
+	$(GO) test $(GOTESTFLAGS) ./... && $(MAKE) --no-print-directory test-deploy
+
+## test-deploy: vet and test the Pulumi program under mocks (its own module,
+## deployment/pulumi; no pulumi CLI or AWS needed). No -race: compiling the
+## pulumi-aws SDK with the race detector costs minutes; the program adds no concurrency of its own.
+test-deploy:
+	cd deployment/pulumi && $(GO) vet ./... && $(GO) test -timeout 20m ./...
+
+## deploy: build the Lambda zips and `pulumi up` a stack: make deploy STACK=dev
+deploy:
+	scripts/deploy.sh $(STACK)
 
 ## lint: gofmt and go vet
 lint:

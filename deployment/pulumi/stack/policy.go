@@ -21,7 +21,7 @@ type Statement struct {
 	Effect    string                       `json:"Effect"`
 	Principal map[string]any               `json:"Principal,omitempty"`
 	Action    []string                     `json:"Action"`
-	Resource  []string                     `json:"Resource"`
+	Resource  []string                     `json:"Resource,omitempty"` // absent in trust policies
 	Condition map[string]map[string]string `json:"Condition,omitempty"`
 }
 

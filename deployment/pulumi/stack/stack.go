@@ -395,7 +395,7 @@ func (d *deployed) rolePolicy(spec functionSpec, tableArn, secretArn, keyArn, lo
 func (d *deployed) deployFunctions(ctx *pulumi.Context) error {
 	trust, err := policy(Statement{
 		Effect: "Allow", Principal: map[string]any{"Service": "lambda.amazonaws.com"},
-		Action: []string{"sts:AssumeRole"}, Resource: nil,
+		Action:    []string{"sts:AssumeRole"},
 		Condition: map[string]map[string]string{"StringEquals": {"aws:SourceAccount": d.acct.ID}},
 	}).JSON()
 	if err != nil {

@@ -415,6 +415,9 @@ func TestFunctionPolicies(t *testing.T) {
 				}
 				actions := list(st.Action)
 				got = append(got, actions...)
+				if len(list(st.Resource)) == 0 {
+					t.Errorf("%s/%s: statement %q has no Resource", env, fn, st.Sid)
+				}
 				for _, a := range actions {
 					svc, _, _ := strings.Cut(a, ":")
 					for _, res := range list(st.Resource) {
@@ -437,6 +440,9 @@ func TestFunctionPolicies(t *testing.T) {
 				t.Errorf("%s/%s: role allows %v, handler calls exactly %v", env, fn, got, want)
 			}
 			trust := parseDoc(t, role.Name, role.str("assumeRolePolicy"))
+			if trust.Statement[0].Resource != nil {
+				t.Errorf("%s/%s: trust policy has a Resource (IAM rejects it): %v", env, fn, trust.Statement[0].Resource)
+			}
 			if p := fmt.Sprint(trust.Statement[0].Principal); p != "map[Service:lambda.amazonaws.com]" || len(trust.Statement) != 1 {
 				t.Errorf("%s/%s: trust policy %v, want lambda.amazonaws.com only", env, fn, trust.Statement)
 			}
