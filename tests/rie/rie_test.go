@@ -5,23 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/pay-theory/streamer/internal/rietest"
 	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/store"
@@ -31,159 +24,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const issuer = "https://auth.example.com"
-
-func rieBinary(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("STREAMER_TEST_RIE")
-	if p == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("STREAMER_TEST_RIE is not set: CI must run the Runtime Interface Emulator test (scripts/with-dynalite.sh sets it; scripts/tools.sh installs aws-lambda-rie)")
-		}
-		t.Skip("STREAMER_TEST_RIE is not set; run make test")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("STREAMER_TEST_RIE=%s: %v (run scripts/tools.sh)", p, err)
-	}
-	return p
-}
-
-// buildBootstraps runs scripts/build-lambdas.sh for the host architecture,
-// so the emulator runs exactly the artifacts a deployment zips, and logs
-// each zip's size.
-func buildBootstraps(t *testing.T, ctx context.Context) map[string]string {
-	t.Helper()
-	dir := t.TempDir()
-	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
-		t.Skipf("Lambda has no %s runtime", runtime.GOARCH)
-	}
-	cmd := exec.CommandContext(ctx, "bash", "scripts/build-lambdas.sh", "--arch", runtime.GOARCH, "--out", dir)
-	cmd.Dir = filepath.Join("..", "..")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/build-lambdas.sh: %v\n%s", err, b)
-	}
-	out := map[string]string{}
-	for _, fn := range contract.Functions() {
-		out[fn] = filepath.Join(dir, fn, "bootstrap")
-		zst, err := os.Stat(filepath.Join(dir, fn+".zip"))
-		if err != nil {
-			t.Fatalf("no zip for %s: %v", fn, err)
-		}
-		bst, err := os.Stat(out[fn])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: bootstrap %d bytes, %s.zip %d bytes (linux/%s)", fn, bst.Size(), fn, zst.Size(), runtime.GOARCH)
-	}
-	return out
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// function is one bootstrap served by its own emulator process.
-type function struct {
-	name string
-	url  string
-	log  *syncBuffer
-}
-
-// start runs aws-lambda-rie on loopback ports for bootstrap with env, and
-// kills its process group (the emulator and the bootstrap it spawned) when
-// the test ends.
-func start(t *testing.T, ctx context.Context, rie, name, bootstrap string, env []string) *function {
-	t.Helper()
-	p, q := freePort(t), freePort(t)
-	cmd := exec.Command(rie,
-		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", p),
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", q),
-		bootstrap)
-	cmd.Dir = filepath.Dir(bootstrap)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	f := &function{name: name, url: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", p), log: &syncBuffer{}}
-	cmd.Stdout, cmd.Stderr = f.log, f.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", rie, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		if t.Failed() {
-			t.Logf("%s emulator log:\n%s", name, f.log.String())
-		}
-	})
-	// The emulator listens at once; the bootstrap starts on the first invoke.
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second)
-		if err == nil {
-			c.Close()
-			return f
-		}
-		select {
-		case <-done:
-			t.Fatalf("%s: aws-lambda-rie exited before listening:\n%s", name, f.log.String())
-		case <-ctx.Done():
-			t.Fatalf("%s: aws-lambda-rie not listening: %v", name, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-type proxyResponse struct {
-	StatusCode int               `json:"statusCode"`
-	Headers    map[string]string `json:"headers"`
-	Body       string            `json:"body"`
-}
-
-func (f *function) invoke(t *testing.T, ctx context.Context, event map[string]any) (proxyResponse, []byte) {
-	t.Helper()
-	b, err := json.Marshal(event)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("invoke %s: %v", f.name, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pr proxyResponse
-	_ = json.Unmarshal(raw, &pr)
-	return pr, raw
-}
 
 // The emulator logs the runtime's init phase as "INIT REPORT(durationMs: N)"
 // (the cold start: process start to the first /next call) and a REPORT line
@@ -211,12 +51,12 @@ func event(route, eventType, connID string, extra func(m map[string]any)) map[st
 }
 
 func TestBootstrapsUnderRuntimeInterfaceEmulator(t *testing.T) {
-	rie := rieBinary(t)
+	rie := rietest.Binary(t)
 	// A cold build cache on a busy 2-core machine needs minutes to compile
 	// the AWS SDK and OpenTelemetry; the invocations themselves take seconds.
 	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancelBuild()
-	bins := buildBootstraps(t, buildCtx)
+	bins := rietest.BuildBootstraps(t, buildCtx, filepath.Join("..", ".."))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, ctx, rie, bins) })
@@ -246,9 +86,9 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 		"AWS_SECRET_ACCESS_KEY=local",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
-	fns := map[string]*function{}
+	fns := map[string]*rietest.Function{}
 	for _, fn := range contract.Functions() {
-		fns[fn] = start(t, ctx, rie, fn, bins[fn], env)
+		fns[fn] = rietest.Start(t, ctx, rie, fn, bins[fn], env)
 	}
 	mint := func(o auth.MintOptions) string {
 		o.Issuer = issuer
@@ -267,7 +107,7 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 
 	// $connect with a valid token: 200 and the record exists.
 	const id = "RIEconn1Abc="
-	resp, raw := fns["connect"].invoke(t, ctx, event("$connect", "CONNECT", id, withToken(mint(auth.MintOptions{UserID: "u-rie", TenantID: "t-rie"}))))
+	resp, raw := fns["connect"].Invoke(t, ctx, event("$connect", "CONNECT", id, withToken(mint(auth.MintOptions{UserID: "u-rie", TenantID: "t-rie"}))))
 	if resp.StatusCode != 200 {
 		t.Fatalf("$connect valid = %s, want statusCode 200", raw)
 	}
@@ -278,7 +118,7 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 
 	// $connect with an expired token: 401 and no record.
 	const expiredID = "RIEconn2Xyz="
-	resp, raw = fns["connect"].invoke(t, ctx, event("$connect", "CONNECT", expiredID, withToken(mint(auth.MintOptions{UserID: "u", TenantID: "t", Expired: true}))))
+	resp, raw = fns["connect"].Invoke(t, ctx, event("$connect", "CONNECT", expiredID, withToken(mint(auth.MintOptions{UserID: "u", TenantID: "t", Expired: true}))))
 	if resp.StatusCode != 401 || resp.Body != "Unauthorized" {
 		t.Fatalf("$connect expired = %s, want 401 Unauthorized", raw)
 	}
@@ -287,7 +127,7 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 	}
 
 	// $default ping: touched and answered with a pong.
-	resp, raw = fns["default"].invoke(t, ctx, event("$default", "MESSAGE", id, func(m map[string]any) { m["body"] = `{"action":"ping"}` }))
+	resp, raw = fns["default"].Invoke(t, ctx, event("$default", "MESSAGE", id, func(m map[string]any) { m["body"] = `{"action":"ping"}` }))
 	if resp.StatusCode != 200 || !strings.Contains(resp.Body, `"action":"pong"`) {
 		t.Fatalf("$default ping = %s, want 200 pong", raw)
 	}
@@ -296,7 +136,7 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 	}
 
 	// $disconnect: 200 and the record is gone.
-	resp, raw = fns["disconnect"].invoke(t, ctx, event("$disconnect", "DISCONNECT", id, func(m map[string]any) {
+	resp, raw = fns["disconnect"].Invoke(t, ctx, event("$disconnect", "DISCONNECT", id, func(m map[string]any) {
 		m["requestContext"].(map[string]any)["disconnectStatusCode"] = 1000
 		m["requestContext"].(map[string]any)["disconnectReason"] = "Client closed"
 	}))
@@ -308,7 +148,7 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 	}
 
 	for _, fn := range contract.Functions() {
-		log := fns[fn].log.String()
+		log := fns[fn].Log.String()
 		r, d := initReport.FindStringSubmatch(log), initDuration.FindStringSubmatch(log)
 		if r == nil && d == nil {
 			t.Errorf("%s: no init report in the emulator log:\n%s", fn, log)
@@ -324,10 +164,10 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 		t.Logf("%s: cold start INIT REPORT durationMs %s; REPORT Init Duration %s", fn, rs, ds)
 		checkLogs(t, fn, log)
 	}
-	if !strings.Contains(fns["disconnect"].log.String(), `"msg":"connection closed"`) {
+	if !strings.Contains(fns["disconnect"].Log.String(), `"msg":"connection closed"`) {
 		t.Error("no $disconnect summary line in the function log")
 	}
-	if !strings.Contains(fns["connect"].log.String(), `"AuthenticationFailures":1`) {
+	if !strings.Contains(fns["connect"].Log.String(), `"AuthenticationFailures":1`) {
 		t.Error("no AuthenticationFailures EMF document in the $connect log")
 	}
 }
@@ -364,17 +204,17 @@ func checkLogs(t *testing.T, fn, log string) {
 // testMissingConfig runs the $connect bootstrap without CONNECTIONS_TABLE:
 // the invocation fails and the log names the variable.
 func testMissingConfig(t *testing.T, ctx context.Context, rie, bin string) {
-	f := start(t, ctx, rie, "connect", bin, []string{contract.EnvJWTIssuer + "=x", contract.EnvJWTPublicKey + "=x", "AWS_REGION=us-east-1"})
+	f := rietest.Start(t, ctx, rie, "connect", bin, []string{contract.EnvJWTIssuer + "=x", contract.EnvJWTPublicKey + "=x", "AWS_REGION=us-east-1"})
 	defer http.DefaultClient.CloseIdleConnections()
-	resp, raw := f.invoke(t, ctx, event("$connect", "CONNECT", "c=", nil))
+	resp, raw := f.Invoke(t, ctx, event("$connect", "CONNECT", "c=", nil))
 	if resp.StatusCode == 200 {
 		t.Fatalf("invocation succeeded without configuration: %s", raw)
 	}
 	// The line is written before the process exits; the emulator relays it.
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(f.log.String(), `"missing":["CONNECTIONS_TABLE"]`) {
+	for !strings.Contains(f.Log.String(), `"missing":["CONNECTIONS_TABLE"]`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no cold-start line naming CONNECTIONS_TABLE in:\n%s", f.log.String())
+			t.Fatalf("no cold-start line naming CONNECTIONS_TABLE in:\n%s", f.Log.String())
 		}
 		select {
 		case <-ctx.Done():

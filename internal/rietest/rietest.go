@@ -1,0 +1,183 @@
+// Package rietest runs built Lambda bootstraps under the AWS Lambda Runtime
+// Interface Emulator for tests: build the artifacts exactly as a deployment
+// zips them, start one emulator per function on loopback ports, invoke.
+package rietest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pay-theory/streamer/lambda/contract"
+)
+
+// Binary returns the aws-lambda-rie path from STREAMER_TEST_RIE: missing
+// fails under CI and skips elsewhere (run `make test`).
+func Binary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("STREAMER_TEST_RIE")
+	if p == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("STREAMER_TEST_RIE is not set: CI must run the Runtime Interface Emulator test (scripts/with-dynalite.sh sets it; scripts/tools.sh installs aws-lambda-rie)")
+		}
+		t.Skip("STREAMER_TEST_RIE is not set; run make test")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("STREAMER_TEST_RIE=%s: %v (run scripts/tools.sh)", p, err)
+	}
+	return p
+}
+
+// BuildBootstraps runs scripts/build-lambdas.sh for the host architecture,
+// so the emulator runs exactly the artifacts a deployment zips, and logs
+// each zip's size.
+func BuildBootstraps(t *testing.T, ctx context.Context, repoRoot string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		t.Skipf("Lambda has no %s runtime", runtime.GOARCH)
+	}
+	cmd := exec.CommandContext(ctx, "bash", "scripts/build-lambdas.sh", "--arch", runtime.GOARCH, "--out", dir)
+	cmd.Dir = repoRoot
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/build-lambdas.sh: %v\n%s", err, b)
+	}
+	out := map[string]string{}
+	for _, fn := range contract.Functions() {
+		out[fn] = filepath.Join(dir, fn, "bootstrap")
+		zst, err := os.Stat(filepath.Join(dir, fn+".zip"))
+		if err != nil {
+			t.Fatalf("no zip for %s: %v", fn, err)
+		}
+		bst, err := os.Stat(out[fn])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: bootstrap %d bytes, %s.zip %d bytes (linux/%s)", fn, bst.Size(), fn, zst.Size(), runtime.GOARCH)
+	}
+	return out
+}
+
+// FreePort returns a free loopback port.
+func FreePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// SyncBuffer is a bytes.Buffer safe for a process writing while a test reads.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Function is one bootstrap served by its own emulator process.
+type Function struct {
+	Name string
+	URL  string // the Lambda Invoke URL
+	Log  *SyncBuffer
+}
+
+// Start runs aws-lambda-rie on loopback ports for bootstrap with env, and
+// kills its process group (the emulator and the bootstrap it spawned) when
+// the test ends.
+func Start(t *testing.T, ctx context.Context, rie, name, bootstrap string, env []string) *Function {
+	t.Helper()
+	p, q := FreePort(t), FreePort(t)
+	cmd := exec.Command(rie,
+		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", p),
+		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", q),
+		bootstrap)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	f := &Function{Name: name, URL: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", p), Log: &SyncBuffer{}}
+	cmd.Stdout, cmd.Stderr = f.Log, f.Log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", rie, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		if t.Failed() {
+			t.Logf("%s emulator log:\n%s", name, f.Log.String())
+		}
+	})
+	// The emulator listens at once; the bootstrap starts on the first invoke.
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second)
+		if err == nil {
+			c.Close()
+			return f
+		}
+		select {
+		case <-done:
+			t.Fatalf("%s: aws-lambda-rie exited before listening:\n%s", name, f.Log.String())
+		case <-ctx.Done():
+			t.Fatalf("%s: aws-lambda-rie not listening: %v", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ProxyResponse is the API Gateway proxy response a handler returns.
+type ProxyResponse struct {
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Body       string            `json:"body"`
+}
+
+// Invoke posts event to the function and returns its response and raw body.
+func (f *Function) Invoke(t *testing.T, ctx context.Context, event map[string]any) (ProxyResponse, []byte) {
+	t.Helper()
+	b, err := json.Marshal(event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("invoke %s: %v", f.Name, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr ProxyResponse
+	_ = json.Unmarshal(raw, &pr)
+	return pr, raw
+}
