@@ -73,9 +73,10 @@ func functionSpecs() []functionSpec {
 		},
 		{
 			Name: contract.FunctionDisconnect, RouteKey: "$disconnect",
-			// GetItem reads the record for the summary log line, DeleteItem
-			// removes it, UpdateItem decrements the active-connections counter.
-			TableActions: []string{"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
+			// DeleteItem removes the record and returns it (ReturnValues
+			// ALL_OLD) for the summary log line, so no GetItem is needed;
+			// UpdateItem decrements the active-connections counter.
+			TableActions: []string{"dynamodb:DeleteItem", "dynamodb:UpdateItem"},
 		},
 		{
 			Name: contract.FunctionDefault, RouteKey: "$default",
