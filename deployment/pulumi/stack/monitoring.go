@@ -289,8 +289,9 @@ func (d *deployed) queries() map[string]string {
 		"auth-failures-by-reason": `filter operation = "connect" and ispresent(reason)
 | stats count(*) as failures by reason
 | sort failures desc`,
-		"slow-sends": fmt.Sprintf(`fields @timestamp, @log, connection_id, correlation_id, duration_ms, outcome, error
-| filter operation = "send" and duration_ms > %d
+		// Handlers log operation=send; pkg/connection's Manager logs op=send|broadcast.
+		"slow-sends": fmt.Sprintf(`fields @timestamp, @log, coalesce(operation, op) as what, connection_id, correlation_id, duration_ms, outcome, error
+| filter (operation = "send" or op = "send" or op = "broadcast") and duration_ms > %d
 | sort duration_ms desc
 | limit 100`, d.cfg.SlowSendMs),
 	}
