@@ -254,7 +254,8 @@ func dashboardOnTerminal(t *testing.T, s *localStack) {
 	exitFile := filepath.Join(t.TempDir(), "exit")
 	script := fmt.Sprintf("%s dashboard --endpoint %s --refresh 1s; echo $? > %s",
 		shq(bin), shq(s.endpoint), shq(exitFile))
-	if out, err := tm("new-session", "-d", "-x", "100", "-y", "30", "-s", "dash", script); err != nil {
+	// sh explicitly: the user's $SHELL may not speak POSIX ($? in fish).
+	if out, err := tm("new-session", "-d", "-x", "100", "-y", "30", "-s", "dash", "sh", "-c", script); err != nil {
 		t.Fatalf("tmux new-session: %v\n%s", err, out)
 	}
 	capture := func() string {
