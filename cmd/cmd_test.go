@@ -384,6 +384,17 @@ func TestConnKick(t *testing.T) {
 		t.Errorf("plain: %q", te.out)
 	}
 
+	// $disconnect removes the record before kick's own delete: still
+	// "removed", whoever won.
+	te.store.put(conn("d=", "u", "t", time.Hour))
+	te.mgmt.live["d="] = true
+	te.mgmt.onDelete = func(id string) { _, _, _ = te.store.Delete(context.Background(), id) }
+	te.out.Reset()
+	if code := te.run("conn", "kick", "d="); code != ExitOK || te.out.String() != "gateway\tdisconnected\nrecord\tremoved\n" {
+		t.Errorf("kick racing $disconnect: exit %d %q", code, te.out)
+	}
+	te.mgmt.onDelete = nil
+
 	te.errOut.Reset()
 	if code := te.run("conn", "kick", "r="); code != ExitError || !strings.Contains(te.errOut.String(), "unknown connection r=") {
 		t.Errorf("unknown: exit %d %s", code, te.errOut)

@@ -394,7 +394,18 @@ func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 		Record       string `json:"record"`
 	}{ConnectionID: id, Gateway: "disconnected", Record: "removed"}
 
+	// Read the record first: DeleteConnection runs $disconnect, which may
+	// remove it before this command does, and "removed" must not depend on
+	// who won.
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	_, getErr := st.Get(cctx, id)
+	cancel()
+	existed := getErr == nil
+	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
+		return storeErr(cfg, getErr)
+	}
+
+	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 	_, err = mg.DeleteConnection(cctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(id)})
 	cancel()
 	var gone *types.GoneException
@@ -405,13 +416,14 @@ func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("DeleteConnection %s: %w", id, err))
 	}
 	// Remove the record even after a successful disconnect: $disconnect
-	// does it too, but not before this command returns.
+	// does it too, but perhaps not yet.
 	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 	_, found, err := st.Delete(cctx, id)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("gateway: %s; but deleting the record failed: %w", res.Gateway, storeErr(cfg, err))
 	}
+	found = found || existed
 	if !found {
 		res.Record = "absent"
 	}
@@ -427,7 +439,7 @@ func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 	}
 	rec := "removed"
 	if !found {
-		rec = "no record (already removed)"
+		rec = "no record"
 	}
 	rows := [][]string{{"gateway", gw}, {"record", rec}}
 	if format == FormatTable {

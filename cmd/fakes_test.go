@@ -192,6 +192,9 @@ type fakeMgmt struct {
 	live    map[string]bool
 	deleted []string
 	err     error
+	// onDelete runs after a successful DeleteConnection, like the gateway
+	// running $disconnect.
+	onDelete func(id string)
 }
 
 func (m *fakeMgmt) GetConnection(_ context.Context, in *apigatewaymanagementapi.GetConnectionInput, _ ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.GetConnectionOutput, error) {
@@ -221,6 +224,9 @@ func (m *fakeMgmt) DeleteConnection(_ context.Context, in *apigatewaymanagementa
 	}
 	delete(m.live, id)
 	m.deleted = append(m.deleted, id)
+	if m.onDelete != nil {
+		m.onDelete(id)
+	}
 	return &apigatewaymanagementapi.DeleteConnectionOutput{}, nil
 }
 

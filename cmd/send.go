@@ -429,7 +429,12 @@ func printSummary(f *Factory, format string, s BroadcastSummary) error {
 			break
 		}
 		msg := o.Status
-		if o.Err != nil {
+		switch {
+		case o.Status == StatusNotFound:
+			msg += ": no record (disconnected or never existed)"
+		case o.Status == StatusStale:
+			msg += ": the gateway answered 410 Gone; record removed"
+		case o.Err != nil:
 			msg += ": " + o.Err.Error()
 		}
 		fmt.Fprintf(f.IO.ErrOut, "%s %s %s\n", p.Red("✗"), o.ConnectionID, msg)

@@ -94,7 +94,11 @@ func TestErrorCases(t *testing.T) {
 		closed := closedPort(t)
 		e = append(cleanEnv(t), "STREAMER_ENDPOINT=http://"+closed+"/local")
 		expect("broadcast", run(t, e, "", "broadcast", "--tenant", "t", "hi"), 1, "cannot reach the DynamoDB API at http://"+closed)
+		expect("kick", run(t, e, "", "conn", "kick", live), 1, "cannot reach the DynamoDB API at http://"+closed)
+		// The store answers, the management API does not.
+		e = append(e, "AWS_ENDPOINT_URL_DYNAMODB="+s.DynamoDBEndpoint)
 		expect("kick", run(t, e, "", "conn", "kick", live), 1, "cannot reach the management API at http://"+closed+"/local")
+		expect("inspect", run(t, e, "", "conn", "inspect", live), 1, "cannot reach the management API at http://"+closed+"/local")
 	})
 
 	t.Run("bad flags", func(t *testing.T) {
@@ -112,7 +116,7 @@ func TestErrorCases(t *testing.T) {
 		if r.code != 3 || sum["total"] != "2" || sum["sent"] != "1" || sum["not_found"] != "1" {
 			t.Fatalf("broadcast --ids live,unknown: %s", r)
 		}
-		if !strings.Contains(r.stderr, unknown+" not_found") || !strings.Contains(r.stderr, "1 of 2 connections did not receive the message") {
+		if !strings.Contains(r.stderr, unknown+" not_found: no record") || !strings.Contains(r.stderr, "1 of 2 connections did not receive the message") {
 			t.Errorf("stderr:\n%s", r.stderr)
 		}
 		if got := c.read(); got != "partial" {
