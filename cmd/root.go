@@ -127,6 +127,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 		NewCmdBroadcast(f, nil),
 		NewCmdSmoke(f, nil),
 		NewCmdLocal(f, nil),
+		NewCmdDashboard(f, nil),
 	)
 	return root
 }
