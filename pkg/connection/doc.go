@@ -1,0 +1,76 @@
+// Package connection delivers messages to API Gateway WebSocket clients: the
+// library backend Lambdas call to Send, Broadcast and check IsActive.
+//
+// A Manager wraps the API Gateway Management API (POST/GET/DELETE
+// /{stage}/@connections/{id}, through the aws-sdk-go-v2 client or anything
+// implementing ManagementAPI) and the connection store:
+//
+//	api := connection.NewManagementClient("https://"+domain+"/"+stage, connection.ClientOptions{})
+//	m, err := connection.New(api, dynamoStore, connection.Config{})  // zero Config = documented defaults
+//	defer m.Shutdown(ctx)
+//	err = m.Send(ctx, connectionID, map[string]any{"type": "greeting"})
+//	res, err := m.Broadcast(ctx, ids, []byte(`{"type":"tick"}`))
+//
+// # Behaviour
+//
+//   - Messages are encoded once ([]byte, json.RawMessage and string pass
+//     through, anything else is JSON) and rejected over 128 KB before any
+//     network call (ErrPayloadTooLarge).
+//   - The store is asked first: no record, or an expired one, is
+//     ErrConnectionNotFound with no request. Broadcast asks in batches of 100
+//     (one BatchGetItem each), never one read per id.
+//   - 410 Gone removes the record and returns ErrConnectionStale; Broadcast
+//     removes stale records in batches of 25.
+//   - 5xx, 429 and network errors (refused, reset, EOF, per-attempt timeout)
+//     are retried 3 times (MaxAttempts 4 = the first attempt + 3 retries):
+//     100 ms, 200 ms, 400 ms (×2, capped at 5 s, ±25% jitter); no wait after
+//     the last attempt; every wait is a Clock timer raced against ctx. Other
+//     4xx are not retried. The SDK's retryer is off, so one attempt is one
+//     HTTP request.
+//   - A circuit breaker (sony/gobreaker) opens after 5 consecutive endpoint
+//     failures (5xx, network); 410 and other 4xx count as successes, 429 and
+//     cancellations as neither. Open => ErrCircuitOpen at once; after 30 s one
+//     probe is let through (half-open).
+//   - A connection whose deliveries fail 3 times in a row is unhealthy:
+//     Broadcast skips it (StatusSkipped) until 30 s after its last failure,
+//     then lets one single-attempt probe through. Only failing connections
+//     are remembered, in an LRU capped at 10000 entries.
+//   - Broadcast runs Workers (10) goroutines fed through a channel with jobs
+//     of up to 25 ids; each worker writes its own slot of the result, so
+//     collecting never blocks. Every id gets an Outcome; an optional progress
+//     callback is called serially. Cancelling ctx, or a Shutdown whose
+//     deadline passes, ends it promptly with the rest StatusCancelled.
+//   - IsActive checks the record and GetConnection; it never posts.
+//   - messages_sent counts are added up in memory and written with one
+//     Store.AddSent per FlushInterval (5 s), on Flush, and on Shutdown.
+//   - Errors are *SendError values wrapping this package's sentinels; AWS SDK
+//     error types never reach callers. Every operation logs (log/slog) its
+//     correlation_id (WithCorrelationID, else generated), connection_id,
+//     attempt, duration_ms and outcome.
+//   - Metrics returns counters, a latency histogram (p50/p90/p99; lock-free,
+//     O(1) record, ~38 ns under parallel load), error counts by type and the
+//     breaker state; an Observer receives each outcome for EMF export.
+//
+// # Performance
+//
+// Measured on the 2-core shared development VM (Go 1.26, loopback server,
+// 100-byte messages; `go test -run '^$' -bench . ./pkg/connection/`), each
+// next to a raw baseline of plain net/http POSTs in the same run:
+//
+//	Send, one at a time           p50 86 µs, p99 1.1 ms   (raw p50 16 µs: 5.4×)
+//	Broadcast to 100, 10 workers  p50 7.1 ms, p99 18 ms   (raw 1.9 ms: 3.7×)
+//	1000 goroutines sending       10.4k msgs/s, p99 243 ms, 0 errors (raw 41.8k msgs/s: 0.25×)
+//	Broadcast 1000, +20 ms/request:
+//	  10 workers                  2125 ms (ideal 2000, raw 2092: 1.02×)
+//	  50 workers                   472 ms (ideal  400, raw  433: 1.09×)
+//	  100 workers                  252 ms (ideal  200, raw  228: 1.11×)
+//
+// On loopback the cost is CPU in the SDK (middleware stack, SigV4 signing:
+// ~35 µs per request), so concurrent throughput is a quarter of raw HTTP.
+// Against AWS, where a request takes ~20 ms, the overhead disappears (within
+// 2–11% of raw) and the worker count decides throughput: ≈ Workers / latency.
+// See docs/decisions.md.
+//
+// Package connectiontest provides a Recorder implementing Sender for tests
+// of code that sends.
+package connection
