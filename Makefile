@@ -15,7 +15,7 @@ test-go:
 ## deployment/pulumi; no pulumi CLI or AWS needed). No -race: compiling the
 ## pulumi-aws SDK with the race detector costs minutes; the program adds no concurrency of its own.
 test-deploy:
-	cd deployment/pulumi && $(GO) vet ./... && $(GO) test -timeout 20m ./...
+	cd deployment/pulumi && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 ## deploy: build the Lambda zips and `pulumi up` a stack: make deploy STACK=dev
 deploy:

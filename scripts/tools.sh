@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the external programs the tests drive, into .tools/ (git-ignored),
-# only when missing: dynalite and wscat from npm, the AWS Lambda Runtime
-# Interface Emulator from the Go module proxy. Prints nothing on a warm cache.
+# Installs the external programs the tests drive, only when missing: dynalite
+# and wscat from npm and the AWS Lambda Runtime Interface Emulator from the Go
+# module proxy into .tools/ (git-ignored), and tmux from Debian packages.
+# Prints nothing on a warm machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -9,6 +10,17 @@ TOOLS=$ROOT/.tools
 DYNALITE_VERSION=4.0.0
 WSCAT_VERSION=6.1.0
 RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d
+
+# tmux drives the terminal tests (progress bar, dashboard) as a person sees them.
+if ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tools: installing tmux (apt-get)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >&2
+  else
+    echo "tools: tmux is required for the terminal tests: install it (e.g. apt-get install tmux)" >&2
+    exit 1
+  fi
+fi
 
 need_npm=0
 [ -x "$TOOLS/node/node_modules/.bin/dynalite" ] || need_npm=1
