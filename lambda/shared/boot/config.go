@@ -1,8 +1,9 @@
 // Package boot is the cold-start wiring the Lambda entry points share:
 // configuration from the environment (names from lambda/contract), the
 // logger, tracing, the AWS SDK config with OpenTelemetry instrumentation, the
-// DynamoDB client and the JWT verifier. It never exits the process: each
-// main decides what to do with an error (log it once, exit 1).
+// DynamoDB client and the JWT verifier; Main runs all of it for an entry
+// point. It never exits the process: Main returns the exit code (1 after a
+// failed cold start, logged once) for main to pass to os.Exit.
 package boot
 
 import (
