@@ -41,9 +41,7 @@ type Store interface {
 }
 
 // Metrics receives EMF metric sets (*observability.EMF).
-type Metrics interface {
-	Emit(ctx context.Context, metrics []observability.Metric, props map[string]any) error
-}
+type Metrics = observability.Emitter
 
 // ErrMissingDependency is returned by New when a required dependency is nil.
 var ErrMissingDependency = errors.New("connect: missing dependency")
@@ -101,17 +99,14 @@ func New(d Deps, cfg Config) (*Handler, error) {
 // with no way to tell the client why, so every outcome is a status code.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
-	ctx, inv := observability.Begin(ctx, observability.BeginOptions{
-		Operation:    observability.OpConnect,
-		RequestID:    rc.RequestID,
-		ConnectionID: rc.ConnectionID,
-		ColdStart:    !h.invoked.Swap(true),
-		Now:          h.d.Now,
+	ctx, inv, span := observability.BeginRoute(ctx, h.d.Tracer, observability.RouteInvocation{
+		Operation:   observability.OpConnect,
+		Route:       "$connect",
+		Request:     rc,
+		TraceHeader: header(req, "X-Amzn-Trace-Id"),
+		ColdStart:   !h.invoked.Swap(true),
+		Now:         h.d.Now,
 	})
-	ctx, span := observability.StartSpan(ctx, h.d.Tracer, "websocket $connect", header(req, "X-Amzn-Trace-Id"),
-		observability.AttrRoute.String(routeKey(rc.RouteKey)),
-		observability.AttrConnectionID.String(rc.ConnectionID),
-		observability.AttrColdStart.Bool(inv.Fields().ColdStart))
 	defer span.End()
 
 	if rc.ConnectionID == "" {
@@ -127,7 +122,8 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 		reason := auth.Reason(err)
 		h.d.Logger.WarnContext(ctx, "connect rejected: authentication failed",
 			slog.String("reason", reason), observability.ErrAttr(err))
-		h.emit(ctx, []observability.Metric{observability.Count(contract.MetricAuthenticationFailures, 1)},
+		observability.Emit(ctx, h.d.Metrics, h.d.Logger,
+			[]observability.Metric{observability.Count(contract.MetricAuthenticationFailures, 1)},
 			map[string]any{"reason": reason})
 		span.SetAttributes(observability.AttrAuthFailure.String(reason))
 		span.SetStatus(codes.Error, "authentication failed: "+reason)
@@ -141,7 +137,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 		ConnectionID: rc.ConnectionID,
 		UserID:       claims.UserID,
 		TenantID:     claims.TenantID,
-		Endpoint:     Endpoint(rc.DomainName, rc.Stage),
+		Endpoint:     Endpoint(req),
 		ConnectedAt:  now,
 		LastPing:     now,
 		Metadata: store.Metadata{
@@ -169,7 +165,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	} else {
 		metrics = append(metrics, observability.Gauge(contract.MetricActiveConnections, active))
 	}
-	h.emit(ctx, metrics, nil)
+	observability.Emit(ctx, h.d.Metrics, h.d.Logger, metrics, nil)
 	h.d.Logger.InfoContext(ctx, "connection accepted",
 		slog.String("endpoint", conn.Endpoint),
 		slog.Int("permissions", len(conn.Permissions)))
@@ -182,15 +178,6 @@ func (h *Handler) authenticate(ctx context.Context, req events.APIGatewayWebsock
 		return auth.Claims{}, auth.ErrMissingToken
 	}
 	return h.d.Verifier.Verify(ctx, token)
-}
-
-func (h *Handler) emit(ctx context.Context, ms []observability.Metric, props map[string]any) {
-	if h.d.Metrics == nil {
-		return
-	}
-	if err := h.d.Metrics.Emit(ctx, ms, props); err != nil {
-		h.d.Logger.WarnContext(ctx, "metrics not written", observability.ErrAttr(err))
-	}
 }
 
 // Token returns the connection token: the Authorization query string
@@ -213,9 +200,22 @@ func Token(req events.APIGatewayWebsocketProxyRequest) string {
 	return t
 }
 
-// Endpoint is the management API endpoint of the connection's API stage.
-func Endpoint(domainName, stage string) string {
-	return "https://" + domainName + "/" + stage
+// Endpoint is the management API endpoint of the connection's API stage:
+// {scheme}://{domainName}/{stage}, with the scheme of Scheme.
+func Endpoint(req events.APIGatewayWebsocketProxyRequest) string {
+	return Scheme(req) + "://" + req.RequestContext.DomainName + "/" + req.RequestContext.Stage
+}
+
+// Scheme is the scheme the client reached the gateway with, from the
+// X-Forwarded-Proto header the gateway adds: always "https" on AWS, "http"
+// on the local gateway (pkg/localgw) unless it serves TLS. Only "http" and
+// "https" (any case) are accepted; anything else, or no header, is "https".
+func Scheme(req events.APIGatewayWebsocketProxyRequest) string {
+	switch p := strings.ToLower(strings.TrimSpace(header(req, "X-Forwarded-Proto"))); p {
+	case "http", "https":
+		return p
+	}
+	return "https"
 }
 
 // header looks name up case-insensitively in Headers, then MultiValueHeaders.
@@ -250,13 +250,6 @@ func truncate(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-func routeKey(k string) string {
-	if k == "" {
-		return "$connect"
-	}
-	return k
 }
 
 func respond(status int, body string) events.APIGatewayProxyResponse {

@@ -371,6 +371,40 @@ func TestToken(t *testing.T) {
 	}
 }
 
+func TestEndpointSchemeFromXForwardedProto(t *testing.T) {
+	const host = "dl7ptocha9.execute-api.ap-northeast-1.amazonaws.com/prod"
+	for _, c := range []struct {
+		name    string
+		headers map[string]string
+		multi   map[string][]string
+		want    string
+	}{
+		{"absent", nil, nil, "https://" + host},
+		{"https", map[string]string{"X-Forwarded-Proto": "https"}, nil, "https://" + host},
+		{"http (the local gateway)", map[string]string{"X-Forwarded-Proto": "http"}, nil, "http://" + host},
+		{"any header case", map[string]string{"x-forwarded-proto": "HTTP"}, nil, "http://" + host},
+		{"multi-value only", nil, map[string][]string{"X-Forwarded-Proto": {"http"}}, "http://" + host},
+		{"unknown scheme", map[string]string{"X-Forwarded-Proto": "ftp"}, nil, "https://" + host},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := setup(t, nil)
+			id := "R1kmxc2VNjMCFIA="
+			req := lambdatest.Event(t, "testdata/connect-query.json",
+				map[string]string{"TOKEN": e.mint(t, auth.MintOptions{UserID: "u", TenantID: "t"}), "CONNECTION_ID": id})
+			req.Headers, req.MultiValueHeaders = c.headers, c.multi
+			if got := connect.Endpoint(req); got != c.want {
+				t.Errorf("Endpoint = %q, want %q", got, c.want)
+			}
+			if resp, err := e.h.Handle(context.Background(), req); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("Handle = %d, %v", resp.StatusCode, err)
+			}
+			if rec, err := e.ep.Store.Get(context.Background(), id); err != nil || rec.Endpoint != c.want {
+				t.Errorf("recorded endpoint %q (%v), want %q", rec.Endpoint, err, c.want)
+			}
+		})
+	}
+}
+
 func TestNewRequiresDependencies(t *testing.T) {
 	if _, err := connect.New(connect.Deps{}, connect.Config{}); !errors.Is(err, connect.ErrMissingDependency) {
 		t.Errorf("New with no deps = %v, want ErrMissingDependency", err)

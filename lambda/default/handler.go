@@ -35,9 +35,7 @@ type Store interface {
 }
 
 // Metrics receives EMF metric sets (*observability.EMF).
-type Metrics interface {
-	Emit(ctx context.Context, metrics []observability.Metric, props map[string]any) error
-}
+type Metrics = observability.Emitter
 
 // ErrMissingDependency is returned by New when a required dependency is nil.
 var ErrMissingDependency = errors.New("defaultroute: missing dependency")
@@ -88,21 +86,17 @@ type Pong struct {
 // store failure is 500 with a generic body.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
-	ctx, inv := observability.Begin(ctx, observability.BeginOptions{
-		Operation:    observability.OpMessage,
-		RequestID:    rc.RequestID,
-		ConnectionID: rc.ConnectionID,
-		ColdStart:    !h.invoked.Swap(true),
-		Now:          h.d.Now,
-	})
 	route := rc.RouteKey
 	if route == "" {
 		route = "$default"
 	}
-	ctx, span := observability.StartSpan(ctx, h.d.Tracer, "websocket "+route, "",
-		observability.AttrRoute.String(route),
-		observability.AttrConnectionID.String(rc.ConnectionID),
-		observability.AttrColdStart.Bool(inv.Fields().ColdStart))
+	ctx, _, span := observability.BeginRoute(ctx, h.d.Tracer, observability.RouteInvocation{
+		Operation: observability.OpMessage,
+		Route:     route,
+		Request:   rc,
+		ColdStart: !h.invoked.Swap(true),
+		Now:       h.d.Now,
+	})
 	defer span.End()
 
 	ping := route == RoutePing || isPing(req)
@@ -140,12 +134,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 }
 
 func (h *Handler) emit(ctx context.Context, ms []observability.Metric) {
-	if h.d.Metrics == nil {
-		return
-	}
-	if err := h.d.Metrics.Emit(ctx, ms, map[string]any{"operation": observability.OpMessage}); err != nil {
-		h.d.Logger.WarnContext(ctx, "metrics not written", observability.ErrAttr(err))
-	}
+	observability.Emit(ctx, h.d.Metrics, h.d.Logger, ms, map[string]any{"operation": observability.OpMessage})
 }
 
 // isPing reports whether the body is a JSON object with "action":"ping".

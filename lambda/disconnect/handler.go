@@ -46,9 +46,7 @@ type NoSubscriptions struct{}
 func (NoSubscriptions) CancelSubscriptions(context.Context, store.Connection) error { return nil }
 
 // Metrics receives EMF metric sets (*observability.EMF).
-type Metrics interface {
-	Emit(ctx context.Context, metrics []observability.Metric, props map[string]any) error
-}
+type Metrics = observability.Emitter
 
 // ErrMissingDependency is returned by New when a required dependency is nil.
 var ErrMissingDependency = errors.New("disconnect: missing dependency")
@@ -108,17 +106,13 @@ const (
 // Failures are logged and counted (StoreErrors).
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
-	ctx, inv := observability.Begin(ctx, observability.BeginOptions{
-		Operation:    observability.OpDisconnect,
-		RequestID:    rc.RequestID,
-		ConnectionID: rc.ConnectionID,
-		ColdStart:    !h.invoked.Swap(true),
-		Now:          h.d.Now,
+	ctx, inv, span := observability.BeginRoute(ctx, h.d.Tracer, observability.RouteInvocation{
+		Operation: observability.OpDisconnect,
+		Route:     "$disconnect",
+		Request:   rc,
+		ColdStart: !h.invoked.Swap(true),
+		Now:       h.d.Now,
 	})
-	ctx, span := observability.StartSpan(ctx, h.d.Tracer, "websocket $disconnect", "",
-		observability.AttrRoute.String("$disconnect"),
-		observability.AttrConnectionID.String(rc.ConnectionID),
-		observability.AttrColdStart.Bool(inv.Fields().ColdStart))
 	defer span.End()
 
 	now := h.d.Now()
@@ -185,10 +179,6 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	}
 	h.d.Logger.InfoContext(ctx, SummaryMessage, attrs...)
 
-	if h.d.Metrics != nil && len(metrics) > 0 {
-		if err := h.d.Metrics.Emit(ctx, metrics, map[string]any{"operation": observability.OpDisconnect}); err != nil {
-			h.d.Logger.WarnContext(ctx, "metrics not written", observability.ErrAttr(err))
-		}
-	}
+	observability.Emit(ctx, h.d.Metrics, h.d.Logger, metrics, map[string]any{"operation": observability.OpDisconnect})
 	return events.APIGatewayProxyResponse{StatusCode: 200, Body: BodyDisconnected}, nil
 }

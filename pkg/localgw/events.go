@@ -62,7 +62,9 @@ var awsHeaderCase = map[string]string{
 }
 
 // connectEvent builds the $connect event from the upgrade request, with the
-// headers API Gateway adds (X-Forwarded-*) when the client did not send them.
+// headers API Gateway adds: X-Forwarded-Proto always (the gateway's own
+// scheme, "http" on a plain listener), X-Forwarded-For, X-Forwarded-Port and
+// X-Amzn-Trace-Id when the client did not send them.
 func (g *Gateway) connectEvent(ci connInfo, r *http.Request, now time.Time) events.APIGatewayWebsocketProxyRequest {
 	headers := map[string]string{}
 	multi := map[string][]string{}
@@ -82,10 +84,16 @@ func (g *Gateway) connectEvent(ci connInfo, r *http.Request, now time.Time) even
 			multi[k] = []string{v}
 		}
 	}
-	headers["Host"] = r.Host
-	multi["Host"] = []string{r.Host}
+	set := func(k, v string) {
+		headers[k] = v
+		multi[k] = []string{v}
+	}
+	set("Host", r.Host)
+	// How the client reached the gateway is the gateway's to say (API
+	// Gateway: always https), never the client's: the $connect handler
+	// builds the connection's endpoint from it.
+	set("X-Forwarded-Proto", scheme(r))
 	setDefault("X-Forwarded-For", ci.sourceIP)
-	setDefault("X-Forwarded-Proto", "http")
 	setDefault("X-Amzn-Trace-Id", traceID(now))
 	if _, port, err := net.SplitHostPort(localAddr(r)); err == nil {
 		setDefault("X-Forwarded-Port", port)
@@ -138,6 +146,15 @@ func traceID(now time.Time) string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("Root=1-%08x-%x", now.Unix(), b)
+}
+
+// scheme is the scheme the client used: the gateway serves plain http
+// unless it was given a TLS listener.
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func sourceIP(r *http.Request) string {
