@@ -10,9 +10,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/simulate"
 	"github.com/spf13/cobra"
@@ -85,10 +85,7 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 			default:
 				return &UsageError{Err: fmt.Errorf("unknown --output %q: use table, json or plain", opts.Output)}
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return localRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, localRun)
 		},
 	}
 	c.Flags().StringVar(&opts.Listen, "listen", localstack.DefaultListen, "TCP address to serve on (127.0.0.1:0 picks a free port)")
@@ -126,7 +123,7 @@ func localRun(ctx context.Context, opts *LocalOptions) error {
 	if err != nil {
 		return err
 	}
-	errOut := &lockedWriter{w: f.IO.ErrOut}
+	errOut := syncbuf.NewWriter(f.IO.ErrOut)
 	// Gateway diagnostics (integration failures) always reach stderr; the
 	// per-connection lines only with --handler-logs.
 	level := slog.LevelWarn
@@ -283,19 +280,6 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// lockedWriter serialises writes from the handlers' loggers, the gateway's
-// logger and the command's messages, so lines never interleave.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // ---- smoke --local

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -13,34 +12,16 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/localstack"
 )
 
-// syncBuffer is a bytes.Buffer safe for the stack's goroutines to write
-// while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runLocal runs `streamer local args...` in-process until the returned
 // stop is called; ready receives the stack once it serves.
-func runLocal(t *testing.T, te *testEnv, args ...string) (stack *localstack.Stack, out, errOut *syncBuffer, stop func() int) {
+func runLocal(t *testing.T, te *testEnv, args ...string) (stack *localstack.Stack, out, errOut *syncbuf.Buffer, stop func() int) {
 	t.Helper()
-	out, errOut = &syncBuffer{}, &syncBuffer{}
+	out, errOut = &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	te.f.IO.Out, te.f.IO.ErrOut = out, errOut
 	ready := make(chan *localstack.Stack, 1)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,11 +15,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pay-theory/streamer/internal/freeport"
+	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/lambda/contract"
 )
 
@@ -70,40 +71,11 @@ func BuildBootstraps(t *testing.T, ctx context.Context, repoRoot string) map[str
 	return out
 }
 
-// FreePort returns a free loopback port.
-func FreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// SyncBuffer is a bytes.Buffer safe for a process writing while a test reads.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Function is one bootstrap served by its own emulator process.
 type Function struct {
 	Name string
 	URL  string // the Lambda Invoke URL
-	Log  *SyncBuffer
+	Log  *syncbuf.Buffer
 }
 
 // Start runs aws-lambda-rie on loopback ports for bootstrap with env, and
@@ -111,14 +83,14 @@ type Function struct {
 // the test ends.
 func Start(t *testing.T, ctx context.Context, rie, name, bootstrap string, env []string) *Function {
 	t.Helper()
-	p, q := FreePort(t), FreePort(t)
+	p, q := freeport.Port(t), freeport.Port(t)
 	cmd := exec.Command(rie,
 		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", p),
 		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", q),
 		bootstrap)
 	cmd.Dir = filepath.Dir(bootstrap)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	f := &Function{Name: name, URL: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", p), Log: &SyncBuffer{}}
+	f := &Function{Name: name, URL: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", p), Log: &syncbuf.Buffer{}}
 	cmd.Stdout, cmd.Stderr = f.Log, f.Log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

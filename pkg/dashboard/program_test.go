@@ -12,6 +12,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/pay-theory/streamer/internal/syncbuf"
 	"go.uber.org/goleak"
 )
 
@@ -96,7 +97,7 @@ func TestRunQuitsWhenContextEnds(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	src := &counting{}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	opts := Options{Source: src, Refresh: 20 * time.Millisecond, In: pr, Out: &out,
@@ -127,7 +128,7 @@ func TestRunQuitsOnQ(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	src := &counting{}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	opts := Options{Source: src, In: pr, Out: &out, NoAltScreen: true, Getenv: func(string) string { return "" }}
 	go func() { done <- Run(context.Background(), opts) }()
@@ -156,21 +157,4 @@ func TestRunAndOnceNeedASource(t *testing.T) {
 	if err := Once(context.Background(), Options{}); !errors.Is(err, ErrNoSource) {
 		t.Errorf("Once without source = %v", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -9,10 +9,10 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/pay-theory/streamer/internal/syncbuf"
 )
 
 // Event reads testdata/<name>, replaces each "{{KEY}}" of repl, and decodes
@@ -34,23 +34,7 @@ func Event(t testing.TB, path string, repl map[string]string) events.APIGatewayW
 }
 
 // Buffer is a concurrency-safe bytes.Buffer to capture output.
-type Buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns what was written.
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type Buffer = syncbuf.Buffer
 
 // Lines decodes every line of s as a JSON object; a line that is not one
 // fails the test (every line a handler writes must be JSON).
