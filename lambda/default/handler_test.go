@@ -122,11 +122,8 @@ func TestPingIsAnsweredWithPong(t *testing.T) {
 			if got := e.record(t); got.MessagesReceived != 1 {
 				t.Errorf("a ping is a message too: messages_received = %d", got.MessagesReceived)
 			}
-			docs := lambdatest.EMF(t, e.metrics.String())
-			if len(docs) != 1 {
-				t.Fatalf("want one EMF document, got %d", len(docs))
-			}
-			if v, _ := docs[0].Value(contract.MetricMessagesSentPerMinute); v != 1 {
+			doc := lambdatest.OneEMF(t, e.metrics.String())
+			if v, _ := doc.Value(contract.MetricMessagesSentPerMinute); v != 1 {
 				t.Errorf("MessagesSentPerMinute = %v, want 1 (the pong)", v)
 			}
 		})
@@ -178,11 +175,8 @@ func TestStoreFailureIs500WithoutInternals(t *testing.T) {
 	if err != nil || resp.StatusCode != 500 || resp.Body != defaultroute.BodyInternal {
 		t.Fatalf("Handle = %d %q, %v; want 500 generic", resp.StatusCode, resp.Body, err)
 	}
-	docs := lambdatest.EMF(t, e.metrics.String())
-	if len(docs) != 1 {
-		t.Fatalf("want one EMF document, got %d", len(docs))
-	}
-	if v, _ := docs[0].Value(contract.MetricStoreErrors); v != 1 {
+	doc := lambdatest.OneEMF(t, e.metrics.String())
+	if v, _ := doc.Value(contract.MetricStoreErrors); v != 1 {
 		t.Errorf("StoreErrors = %v", v)
 	}
 }

@@ -100,11 +100,8 @@ func TestDisconnectDeletesRecordAndSummarises(t *testing.T) {
 			t.Errorf("summary %s = %v (%T), want %v", k, s[k], s[k], v)
 		}
 	}
-	docs := lambdatest.EMF(t, e.metrics.String())
-	if len(docs) != 1 {
-		t.Fatalf("want one EMF document, got %d", len(docs))
-	}
-	if v, _ := docs[0].Value(contract.MetricActiveConnections); v != 3 {
+	doc := lambdatest.OneEMF(t, e.metrics.String())
+	if v, _ := doc.Value(contract.MetricActiveConnections); v != 3 {
 		t.Errorf("ActiveConnections = %v, want 3 (4 - this one)", v)
 	}
 	if len(e.subs.got) != 1 || e.subs.got[0].UserID != "user-1" {
@@ -174,11 +171,8 @@ func TestDisconnectStoreFailureIs200AndCounted(t *testing.T) {
 	if s := summary(t, e); s["error"] == nil || s["record_found"] != false {
 		t.Errorf("summary must carry the error: %v", s)
 	}
-	docs := lambdatest.EMF(t, e.metrics.String())
-	if len(docs) != 1 {
-		t.Fatalf("want one EMF document, got %d", len(docs))
-	}
-	if v, _ := docs[0].Value(contract.MetricStoreErrors); v != 1 {
+	doc := lambdatest.OneEMF(t, e.metrics.String())
+	if v, _ := doc.Value(contract.MetricStoreErrors); v != 1 {
 		t.Errorf("StoreErrors = %v, want 1", v)
 	}
 }
