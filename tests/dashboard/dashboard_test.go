@@ -5,66 +5,32 @@ package dashboard_test
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/pay-theory/streamer/internal/clitest"
+	"github.com/pay-theory/streamer/internal/freeport"
 )
 
 // Bounds of the waits (liveness, not performance: each wait polls and
 // ends as soon as its condition holds).
 const (
-	startTimeout    = 30 * time.Second // `streamer local` answering /health
-	screenTimeout   = 20 * time.Second // the dashboard drawing data
-	changeTimeout   = 20 * time.Second // the numbers moving
-	exitTimeout     = 10 * time.Second // the dashboard exiting after q
-	shutdownTimeout = 30 * time.Second // `streamer local` exiting after SIGINT (its own bound is 10 s)
-	simulated       = 20
+	screenTimeout = 20 * time.Second // the dashboard drawing data
+	changeTimeout = 20 * time.Second // the numbers moving
+	exitTimeout   = 10 * time.Second // the dashboard exiting after q
+	simulated     = 20
 )
 
 // bin is the streamer binary TestMain builds.
 var bin string
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "streamer-dashboard-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin = filepath.Join(dir, "streamer")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		return 1
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	return code
-}
+func TestMain(m *testing.M) { os.Exit(clitest.Main(m, &bin)) }
 
 // requireDashboardCommand fails when the binary has no `dashboard` command
 // (cmd/root.go must register NewCmdDashboard).
@@ -76,112 +42,26 @@ func requireDashboardCommand(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a subprocess's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // localStack is a running `streamer local --simulate` subprocess.
 type localStack struct {
 	base     string // http://127.0.0.1:PORT
 	endpoint string // management endpoint with the stage
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startLocal runs `streamer local --simulate N` on a free port with a
-// throwaway key directory until the test ends; cleanup interrupts it and
-// requires a clean exit within shutdownTimeout.
+// startLocal runs `streamer local --simulate N` with a throwaway key
+// directory until the test ends (see clitest.StartLocal).
 func startLocal(t *testing.T, clients int) *localStack {
 	t.Helper()
-	addr := freeAddr(t)
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	c := exec.Command(bin, "local", "--listen", addr, "--key-dir", t.TempDir(), "--simulate", fmt.Sprint(clients))
-	c.Stdout, c.Stderr = stdout, stderr
-	if err := c.Start(); err != nil {
-		t.Fatalf("start streamer local: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Wait() }()
-	t.Cleanup(func() {
-		if err := c.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Errorf("interrupt streamer local: %v", err)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("streamer local exited with %v after SIGINT\nstderr:\n%s", err, stderr)
-			}
-		case <-time.After(shutdownTimeout):
-			_ = c.Process.Kill()
-			<-done
-			t.Errorf("streamer local did not exit within %s of SIGINT\nstderr:\n%s", shutdownTimeout, stderr)
-		}
-	})
-	s := &localStack{base: "http://" + addr, endpoint: "http://" + addr + "/local"}
-	client := &http.Client{Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("streamer local exited early: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
-		default:
-		}
-		resp, err := client.Get(s.base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(stderr.String(), "ready") {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("streamer local not ready within %s (last error %v)\nstderr:\n%s", startTimeout, err, stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	l := clitest.StartLocal(t, bin, "--key-dir", t.TempDir(), "--simulate", fmt.Sprint(clients))
+	return &localStack{base: l.BaseURL, endpoint: l.ManagementEndpoint}
 }
 
 // dashboardCLI runs `streamer dashboard args...` with stdout a pipe (not a
 // terminal) and returns its output and exit code.
 func dashboardCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	c := exec.CommandContext(ctx, bin, append([]string{"dashboard"}, args...)...)
-	c.Stdout, c.Stderr = &out, &errOut
-	err := c.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run streamer dashboard: %v", err)
-	}
-	return out.String(), errOut.String(), code
+	r := clitest.Run(t, bin, nil, "", append([]string{"dashboard"}, args...)...)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 var metricLine = regexp.MustCompile(`(?m)^([a-z_0-9]+): (.*)$`)
@@ -234,33 +114,18 @@ func TestDashboardAgainstSimulatedLocal(t *testing.T) {
 // dashboardOnTerminal drives the dashboard on a real terminal as a person
 // would: panels appear, the numbers move, q exits 0.
 func dashboardOnTerminal(t *testing.T, s *localStack) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux is not installed; CI must run the terminal test (apt-get install tmux)")
-		}
-		t.Skip("tmux is not installed; run make test")
-	}
-	sock := fmt.Sprintf("streamer-dashboard-%d-%d", os.Getpid(), time.Now().UnixNano())
-	tm := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		// -f /dev/null: no user configuration changes what the test sees.
-		out, err := exec.CommandContext(ctx, tmux, append([]string{"-L", sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
-		return string(out), err
-	}
-	t.Cleanup(func() { _, _ = tm("kill-server") })
+	tmux := clitest.NewTmux(t)
 
 	exitFile := filepath.Join(t.TempDir(), "exit")
 	script := fmt.Sprintf("%s dashboard --endpoint %s --refresh 1s; echo $? > %s",
-		shq(bin), shq(s.endpoint), shq(exitFile))
+		clitest.ShellQuote(bin), clitest.ShellQuote(s.endpoint), clitest.ShellQuote(exitFile))
 	// sh explicitly: the user's $SHELL may not speak POSIX ($? in fish).
-	if out, err := tm("new-session", "-d", "-x", "100", "-y", "30", "-s", "dash", "sh", "-c", script); err != nil {
+	if out, err := tmux.Run("new-session", "-d", "-x", "100", "-y", "30", "-s", "dash", "sh", "-c", script); err != nil {
 		t.Fatalf("tmux new-session: %v\n%s", err, out)
 	}
 	capture := func() string {
 		t.Helper()
-		out, err := tm("capture-pane", "-p", "-t", "dash")
+		out, err := tmux.Run("capture-pane", "-p", "-t", "dash")
 		if err != nil {
 			if code, ok := readExit(exitFile); ok {
 				t.Fatalf("the dashboard exited with %d before the test was done", code)
@@ -302,7 +167,7 @@ func dashboardOnTerminal(t *testing.T, s *localStack) {
 	}
 	t.Logf("second capture:\n%s", second)
 
-	if out, err := tm("send-keys", "-t", "dash", "q"); err != nil {
+	if out, err := tmux.Run("send-keys", "-t", "dash", "q"); err != nil {
 		t.Fatalf("tmux send-keys: %v\n%s", err, out)
 	}
 	for deadline := time.Now().Add(exitTimeout); ; {
@@ -368,13 +233,11 @@ func equal(a, b []string) bool {
 	return true
 }
 
-func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
 // TestDashboardLocalDown: with nothing listening, --once exits 1 naming
 // the URL and what to start.
 func TestDashboardLocalDown(t *testing.T) {
 	requireDashboardCommand(t)
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	out, errOut, code := dashboardCLI(t, "--once", "--endpoint", "http://"+addr+"/local")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", code, out, errOut)

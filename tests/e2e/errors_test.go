@@ -7,30 +7,33 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pay-theory/streamer/internal/clitest"
+	"github.com/pay-theory/streamer/internal/freeport"
 )
 
 // TestErrorCases: bad input gets a clear message and the documented exit
 // code (1 error, 2 usage, 3 partial failure).
 func TestErrorCases(t *testing.T) {
 	s := startLocal(t)
-	env := s.env()
+	env := s.Env()
 	c := s.dial(t, s.mint(t, "--tenant", "errs"), "")
 	r := run(t, env, "", "conn", "ls", "--tenant", "errs")
-	rows := plainRows(r.stdout)
-	if r.code != 0 || len(rows) != 1 {
+	rows := plainRows(r.Stdout)
+	if r.Code != 0 || len(rows) != 1 {
 		t.Fatalf("conn ls: %s", r)
 	}
 	live := rows[0][0]
 	const unknown = "Tm9TdWNoSWQ="
 
-	expect := func(name string, r result, code int, wants ...string) {
+	expect := func(name string, r clitest.Result, code int, wants ...string) {
 		t.Helper()
-		if r.code != code {
-			t.Errorf("%s: exit %d, want %d\n%s", name, r.code, code, r)
+		if r.Code != code {
+			t.Errorf("%s: exit %d, want %d\n%s", name, r.Code, code, r)
 			return
 		}
 		for _, w := range wants {
-			if !strings.Contains(r.stderr, w) {
+			if !strings.Contains(r.Stderr, w) {
 				t.Errorf("%s: stderr lacks %q\n%s", name, w, r)
 			}
 		}
@@ -61,7 +64,7 @@ func TestErrorCases(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.c.SetReadLimit(256 << 10)
-		if r := run(t, env, "", "send", live, "@"+ok); r.code != 0 {
+		if r := run(t, env, "", "send", live, "@"+ok); r.Code != 0 {
 			t.Fatalf("send 128 KB: %s", r)
 		}
 		if got := c.read(); len(got) != 128*1024 {
@@ -84,15 +87,15 @@ func TestErrorCases(t *testing.T) {
 
 	t.Run("unreachable endpoint", func(t *testing.T) {
 		// A listener that accepts and never answers: only the timeout ends
-		// the call. runTimeout bounds the whole run.
+		// the call. clitest.RunTimeout bounds the whole run.
 		hole := blackhole(t)
-		e := append(cleanEnv(t), "STREAMER_ENDPOINT=http://"+hole+"/local", "STREAMER_KEY_DIR="+s.KeyDir, "STREAMER_TIMEOUT=1s")
+		e := append(clitest.CleanEnv(t), "STREAMER_ENDPOINT=http://"+hole+"/local", "STREAMER_KEY_DIR="+s.KeyDir, "STREAMER_TIMEOUT=1s")
 		expect("conn ls", run(t, e, "", "conn", "ls", "--tenant", "t"), 1, "cannot reach the DynamoDB API at http://"+hole, "streamer local")
 		expect("send", run(t, e, "", "send", live, "hi"), 1, "http://"+hole)
 		expect("inspect", run(t, e, "", "conn", "inspect", live), 1, "http://"+hole)
 		// Nothing listening at all: refused at once, still named.
-		closed := closedPort(t)
-		e = append(cleanEnv(t), "STREAMER_ENDPOINT=http://"+closed+"/local")
+		closed := freeport.Addr(t)
+		e = append(clitest.CleanEnv(t), "STREAMER_ENDPOINT=http://"+closed+"/local")
 		expect("broadcast", run(t, e, "", "broadcast", "--tenant", "t", "hi"), 1, "cannot reach the DynamoDB API at http://"+closed)
 		expect("kick", run(t, e, "", "conn", "kick", live), 1, "cannot reach the DynamoDB API at http://"+closed)
 		// The store answers, the management API does not.
@@ -112,12 +115,12 @@ func TestErrorCases(t *testing.T) {
 
 	t.Run("broadcast partial failure", func(t *testing.T) {
 		r := run(t, env, "", "broadcast", "--ids", live+","+unknown, "partial")
-		sum := kv(r.stdout)
-		if r.code != 3 || sum["total"] != "2" || sum["sent"] != "1" || sum["not_found"] != "1" {
+		sum := kv(r.Stdout)
+		if r.Code != 3 || sum["total"] != "2" || sum["sent"] != "1" || sum["not_found"] != "1" {
 			t.Fatalf("broadcast --ids live,unknown: %s", r)
 		}
-		if !strings.Contains(r.stderr, unknown+" not_found: no record") || !strings.Contains(r.stderr, "1 of 2 connections did not receive the message") {
-			t.Errorf("stderr:\n%s", r.stderr)
+		if !strings.Contains(r.Stderr, unknown+" not_found: no record") || !strings.Contains(r.Stderr, "1 of 2 connections did not receive the message") {
+			t.Errorf("stderr:\n%s", r.Stderr)
 		}
 		if got := c.read(); got != "partial" {
 			t.Errorf("live target received %q", got)
@@ -131,10 +134,10 @@ func TestErrorCases(t *testing.T) {
 		}
 		defer l.Close()
 		addr := l.Addr().String()
-		r := run(t, cleanEnv(t), "", "local", "--listen", addr, "--key-dir", t.TempDir())
+		r := run(t, clitest.CleanEnv(t), "", "local", "--listen", addr, "--key-dir", t.TempDir())
 		expect("local", r, 1, "cannot listen on "+addr, "address already in use", "--listen")
-		if r.stdout != "" {
-			t.Errorf("stdout must stay empty when the stack did not start: %q", r.stdout)
+		if r.Stdout != "" {
+			t.Errorf("stdout must stay empty when the stack did not start: %q", r.Stdout)
 		}
 	})
 }
@@ -175,16 +178,4 @@ func blackhole(t *testing.T) string {
 		}
 	})
 	return l.Addr().String()
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/pay-theory/streamer/internal/clitest"
 )
 
 // TestOperatorFlow is the operator's walk-through against a running
@@ -14,7 +15,7 @@ import (
 // inspect, kick.
 func TestOperatorFlow(t *testing.T) {
 	s := startLocal(t)
-	env := s.env()
+	env := s.Env()
 
 	alice := s.dial(t, s.mint(t, "--user", "alice", "--tenant", "acme", "--perm", "read"), "e2e-alice/1.0")
 	bob := s.dial(t, s.mint(t, "--user", "bob", "--tenant", "globex"), "")
@@ -22,8 +23,8 @@ func TestOperatorFlow(t *testing.T) {
 	// conn ls, plain (stdout is not a terminal): one tab-separated row per
 	// connection, no header.
 	r := run(t, env, "", "conn", "ls", "--tenant", "acme")
-	rows := plainRows(r.stdout)
-	if r.code != 0 || len(rows) != 1 || len(rows[0]) != 7 || rows[0][1] != "alice" || rows[0][2] != "acme" {
+	rows := plainRows(r.Stdout)
+	if r.Code != 0 || len(rows) != 1 || len(rows[0]) != 7 || rows[0][1] != "alice" || rows[0][2] != "acme" {
 		t.Fatalf("conn ls --tenant acme: %s", r)
 	}
 	aliceID := rows[0][0]
@@ -37,7 +38,7 @@ func TestOperatorFlow(t *testing.T) {
 		Permissions  []string `json:"permissions"`
 		Endpoint     string   `json:"endpoint"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &conns); err != nil || r.code != 0 {
+	if err := json.Unmarshal([]byte(r.Stdout), &conns); err != nil || r.Code != 0 {
 		t.Fatalf("conn ls -o json: %v\n%s", err, r)
 	}
 	if len(conns) != 1 || conns[0].ConnectionID != aliceID || conns[0].UserID != "alice" || conns[0].TenantID != "acme" ||
@@ -45,15 +46,15 @@ func TestOperatorFlow(t *testing.T) {
 		t.Fatalf("conn ls -o json: %+v", conns)
 	}
 	r = run(t, env, "", "conn", "ls", "--user", "bob")
-	rows = plainRows(r.stdout)
-	if r.code != 0 || len(rows) != 1 || rows[0][2] != "globex" {
+	rows = plainRows(r.Stdout)
+	if r.Code != 0 || len(rows) != 1 || rows[0][2] != "globex" {
 		t.Fatalf("conn ls --user bob: %s", r)
 	}
 	bobID := rows[0][0]
 
 	// send
 	r = run(t, env, "", "send", aliceID, `{"hello":"alice"}`)
-	if r.code != 0 || !strings.Contains(r.stderr, "sent 17 bytes to "+aliceID) {
+	if r.Code != 0 || !strings.Contains(r.Stderr, "sent 17 bytes to "+aliceID) {
 		t.Fatalf("send: %s", r)
 	}
 	if got := alice.read(); got != `{"hello":"alice"}` {
@@ -67,7 +68,7 @@ func TestOperatorFlow(t *testing.T) {
 		Status       string `json:"status"`
 		Bytes        int    `json:"bytes"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &sent); err != nil || r.code != 0 || sent.Status != "sent" || sent.Bytes != 10 {
+	if err := json.Unmarshal([]byte(r.Stdout), &sent); err != nil || r.Code != 0 || sent.Status != "sent" || sent.Bytes != 10 {
 		t.Fatalf("send - -o json: %v %s", err, r)
 	}
 	if got := alice.read(); got != "from stdin" {
@@ -76,8 +77,8 @@ func TestOperatorFlow(t *testing.T) {
 
 	// broadcast --tenant reaches acme's client and not globex's.
 	r = run(t, env, "", "broadcast", "--tenant", "acme", "to-acme")
-	sum := kv(r.stdout)
-	if r.code != 0 || sum["total"] != "1" || sum["sent"] != "1" || sum["not_found"] != "0" {
+	sum := kv(r.Stdout)
+	if r.Code != 0 || sum["total"] != "1" || sum["sent"] != "1" || sum["not_found"] != "0" {
 		t.Fatalf("broadcast --tenant acme: %s", r)
 	}
 	if got := alice.read(); got != "to-acme" {
@@ -85,7 +86,7 @@ func TestOperatorFlow(t *testing.T) {
 	}
 	// Messages to one connection arrive in order, so if bob's next message
 	// is this marker, the broadcast never reached him.
-	if r := run(t, env, "", "send", bobID, "marker"); r.code != 0 {
+	if r := run(t, env, "", "send", bobID, "marker"); r.Code != 0 {
 		t.Fatalf("send bob: %s", r)
 	}
 	if got := bob.read(); got != "marker" {
@@ -98,7 +99,7 @@ func TestOperatorFlow(t *testing.T) {
 		Total, Sent int
 		Undelivered []any
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &bj); err != nil || r.code != 0 || bj.Total != 1 || bj.Sent != 1 || bj.Undelivered == nil {
+	if err := json.Unmarshal([]byte(r.Stdout), &bj); err != nil || r.Code != 0 || bj.Total != 1 || bj.Sent != 1 || bj.Undelivered == nil {
 		t.Fatalf("broadcast -o json: %v %s", err, r)
 	}
 	if got := bob.read(); got != "to-globex" {
@@ -121,21 +122,21 @@ func TestOperatorFlow(t *testing.T) {
 			UserAgent    string  `json:"user_agent"`
 		} `json:"live"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil || r.code != 0 {
+	if err := json.Unmarshal([]byte(r.Stdout), &in); err != nil || r.Code != 0 {
 		t.Fatalf("conn inspect: %v %s", err, r)
 	}
 	if in.State != "live" || in.Record == nil || in.Record.UserID != "alice" || in.Live == nil ||
 		in.Live.ConnectedAt == nil || in.Live.LastActiveAt == nil || in.Live.SourceIP != "127.0.0.1" || in.Live.UserAgent != "e2e-alice/1.0" {
-		t.Fatalf("conn inspect: %s", r.stdout)
+		t.Fatalf("conn inspect: %s", r.Stdout)
 	}
 	r = run(t, env, "", "conn", "inspect", aliceID)
-	if f := kv(r.stdout); r.code != 0 || f["state"] != "live" || f["live.source_ip"] != "127.0.0.1" || f["tenant_id"] != "acme" {
+	if f := kv(r.Stdout); r.Code != 0 || f["state"] != "live" || f["live.source_ip"] != "127.0.0.1" || f["tenant_id"] != "acme" {
 		t.Fatalf("conn inspect plain: %s", r)
 	}
 
 	// conn kick: the client sees its socket close; the record is gone.
 	r = run(t, env, "", "conn", "kick", aliceID)
-	if f := kv(r.stdout); r.code != 0 || f["gateway"] != "disconnected" || f["record"] != "removed" {
+	if f := kv(r.Stdout); r.Code != 0 || f["gateway"] != "disconnected" || f["record"] != "removed" {
 		t.Fatalf("conn kick: %s", r)
 	}
 	err := alice.readErr()
@@ -143,16 +144,16 @@ func TestOperatorFlow(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("alice after kick: %v, want a close frame", err)
 	}
-	if r := run(t, env, "", "conn", "ls", "--tenant", "acme"); r.code != 0 || r.stdout != "" {
+	if r := run(t, env, "", "conn", "ls", "--tenant", "acme"); r.Code != 0 || r.Stdout != "" {
 		t.Fatalf("conn ls after kick: %s", r)
 	}
-	if r := run(t, env, "", "conn", "inspect", aliceID); r.code != 1 || !strings.Contains(r.stderr, "unknown connection "+aliceID) {
+	if r := run(t, env, "", "conn", "inspect", aliceID); r.Code != 1 || !strings.Contains(r.Stderr, "unknown connection "+aliceID) {
 		t.Fatalf("inspect after kick: %s", r)
 	}
 
 	// smoke against this running stack, with its key (STREAMER_KEY_DIR).
 	r = run(t, env, "", "smoke")
-	if r.code != 0 || strings.Count(r.stdout, "pass\t") != 12 || !strings.Contains(r.stderr, "PASS: 12/12") {
+	if r.Code != 0 || strings.Count(r.Stdout, "pass\t") != 12 || !strings.Contains(r.Stderr, "PASS: 12/12") {
 		t.Fatalf("smoke: %s", r)
 	}
 }
@@ -160,11 +161,11 @@ func TestOperatorFlow(t *testing.T) {
 // TestSmokeLocal is the README's main-job command: one process, the whole
 // product, every step passing.
 func TestSmokeLocal(t *testing.T) {
-	r := run(t, cleanEnv(t), "", "smoke", "--local")
-	if r.code != 0 || strings.Count(r.stdout, "pass\t") != 12 || !strings.Contains(r.stderr, "PASS: 12/12") {
+	r := run(t, clitest.CleanEnv(t), "", "smoke", "--local")
+	if r.Code != 0 || strings.Count(r.Stdout, "pass\t") != 12 || !strings.Contains(r.Stderr, "PASS: 12/12") {
 		t.Fatalf("smoke --local: %s", r)
 	}
-	r = run(t, cleanEnv(t), "", "smoke", "--local", "-o", "json")
+	r = run(t, clitest.CleanEnv(t), "", "smoke", "--local", "-o", "json")
 	var res struct {
 		Passed bool `json:"passed"`
 		Steps  []struct {
@@ -172,7 +173,7 @@ func TestSmokeLocal(t *testing.T) {
 			Status string `json:"status"`
 		} `json:"steps"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || r.code != 0 || !res.Passed || len(res.Steps) != 12 {
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil || r.Code != 0 || !res.Passed || len(res.Steps) != 12 {
 		t.Fatalf("smoke --local -o json: %v %s", err, r)
 	}
 }

@@ -1,16 +1,16 @@
 package e2e_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pay-theory/streamer/internal/clitest"
 )
 
 // ttyClients is how many connections the terminal broadcast reaches: above
@@ -22,13 +22,7 @@ const ttyClients = 200
 // drew on stderr and the summary table printed, and every client received
 // the message.
 func TestBroadcastProgressOnTerminal(t *testing.T) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux is not installed; CI must run the terminal test (apt-get install tmux)")
-		}
-		t.Skip("tmux is not installed; run make test")
-	}
+	tmux := clitest.NewTmux(t)
 	s := startLocal(t)
 	tok := s.mint(t, "--user", "tty", "--tenant", "tty")
 
@@ -49,48 +43,40 @@ func TestBroadcastProgressOnTerminal(t *testing.T) {
 		t.FailNow()
 	}
 
-	sock := fmt.Sprintf("streamer-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
-	tm := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, tmux, append([]string{"-L", sock}, args...)...).CombinedOutput()
-		return string(out), err
-	}
-	t.Cleanup(func() { _, _ = tm("kill-server") })
-
 	// A script file keeps the typed command short; its environment points
 	// the CLI at this stack.
 	dir := t.TempDir()
 	var lines []string
-	for _, kv := range s.env() {
+	for _, kv := range s.Env() {
 		if strings.HasPrefix(kv, "STREAMER_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
 			k, v, _ := strings.Cut(kv, "=")
-			lines = append(lines, "export "+k+"="+shq(v))
+			lines = append(lines, "export "+k+"="+clitest.ShellQuote(v))
 		}
 	}
-	lines = append(lines, "unset NO_COLOR", shq(bin)+" broadcast --tenant tty tty-hello", "echo EXIT=$?")
+	lines = append(lines, "unset NO_COLOR", clitest.ShellQuote(bin)+" broadcast --tenant tty tty-hello", "echo EXIT=$?")
 	scriptPath := filepath.Join(dir, "run.sh")
 	if err := os.WriteFile(scriptPath, []byte(strings.Join(lines, "\n")+"\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	raw := filepath.Join(dir, "pane.raw")
-	if out, err := tm("new-session", "-d", "-x", "100", "-y", "30", "-s", "e2e", "sh"); err != nil {
+	if out, err := tmux.Run("new-session", "-d", "-x", "100", "-y", "30", "-s", "e2e", "sh"); err != nil {
 		t.Fatalf("tmux new-session: %v\n%s", err, out)
 	}
 	// pipe-pane records the bytes the program wrote, before the terminal
 	// interprets them: every redraw of the bar is in there.
-	if out, err := tm("pipe-pane", "-t", "e2e", "cat > "+shq(raw)); err != nil {
+	if out, err := tmux.Run("pipe-pane", "-t", "e2e", "cat > "+clitest.ShellQuote(raw)); err != nil {
 		t.Fatalf("tmux pipe-pane: %v\n%s", err, out)
 	}
-	if out, err := tm("send-keys", "-t", "e2e", "sh "+shq(scriptPath), "Enter"); err != nil {
+	if out, err := tmux.Run("send-keys", "-t", "e2e", "sh "+clitest.ShellQuote(scriptPath), "Enter"); err != nil {
 		t.Fatalf("tmux send-keys: %v\n%s", err, out)
 	}
 
 	exitRe := regexp.MustCompile(`EXIT=[0-9]+`)
 	var screen string
-	deadline := time.Now().Add(runTimeout)
+	var err error
+	deadline := time.Now().Add(clitest.RunTimeout)
 	for {
-		screen, err = tm("capture-pane", "-p", "-t", "e2e")
+		screen, err = tmux.Run("capture-pane", "-p", "-t", "e2e")
 		if err != nil {
 			t.Fatalf("tmux capture-pane: %v\n%s", err, screen)
 		}
@@ -98,7 +84,7 @@ func TestBroadcastProgressOnTerminal(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("broadcast did not finish on the terminal within %s:\n%s", runTimeout, screen)
+			t.Fatalf("broadcast did not finish on the terminal within %s:\n%s", clitest.RunTimeout, screen)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -144,6 +130,3 @@ func tableRow(screen, name, value string) bool {
 	}
 	return false
 }
-
-// shq single-quotes s for sh.
-func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pay-theory/streamer/internal/syncbuf"
 )
 
 // TestWalkthroughWithWscat is the README walk-through with a client nobody
@@ -24,13 +26,13 @@ func TestWalkthroughWithWscat(t *testing.T) {
 	tok := s.mint(t, "--user", "walker", "--tenant", "readme")
 
 	cmd := exec.Command(wscat, "-c", s.WebSocketURL+"?Authorization="+tok)
-	cmd.Env = s.base
+	cmd.Env = s.BaseEnv
 	// wscat exits when stdin reaches EOF: hold it open until cleanup.
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -51,8 +53,8 @@ func TestWalkthroughWithWscat(t *testing.T) {
 	// The connection shows in `conn ls` once $connect has stored it.
 	var id string
 	waitFor(t, "wscat's connection in conn ls", func() bool {
-		r := run(t, s.env(), "", "conn", "ls", "--tenant", "readme")
-		if rows := plainRows(r.stdout); r.code == 0 && len(rows) == 1 {
+		r := run(t, s.Env(), "", "conn", "ls", "--tenant", "readme")
+		if rows := plainRows(r.Stdout); r.Code == 0 && len(rows) == 1 {
 			id = rows[0][0]
 			return true
 		}
@@ -64,7 +66,7 @@ func TestWalkthroughWithWscat(t *testing.T) {
 		}
 		return false
 	})
-	if r := run(t, s.env(), "", "send", id, "hello from the CLI"); r.code != 0 {
+	if r := run(t, s.Env(), "", "send", id, "hello from the CLI"); r.Code != 0 {
 		t.Fatalf("send: %s", r)
 	}
 	waitFor(t, "the message in wscat's output", func() bool {
