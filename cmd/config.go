@@ -2,11 +2,11 @@ package cmd
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
@@ -56,7 +56,7 @@ type Config struct {
 
 // Local reports whether the management endpoint is on this machine, where
 // static dummy credentials are used instead of the AWS credential chain.
-func (c Config) Local() bool { return isLoopbackURL(c.Endpoint) }
+func (c Config) Local() bool { return connection.IsLoopbackEndpoint(c.Endpoint) }
 
 // ResolveConfig applies flag > environment > default for every setting.
 // defaultKeyDir is localstack.DefaultKeyDir in production (one definition,
@@ -93,16 +93,16 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 	if err != nil || (wu.Scheme != "ws" && wu.Scheme != "wss") || wu.Host == "" {
 		return Config{}, &UsageError{Err: fmt.Errorf("--ws-url %q is not a ws(s) URL like %s", c.WSURL, DefaultWSURL)}
 	}
-	if c.DynamoDBEndpoint == "" && isLoopbackURL(c.Endpoint) {
+	if c.DynamoDBEndpoint == "" && connection.IsLoopbackEndpoint(c.Endpoint) {
 		// The local gateway serves the DynamoDB API on its own listener
 		// (requests carrying X-Amz-Target), so derive it from the endpoint.
 		c.DynamoDBEndpoint = eu.Scheme + "://" + eu.Host
 	}
 	if c.Region == "" {
-		if isLoopbackURL(c.Endpoint) {
+		if connection.IsLoopbackEndpoint(c.Endpoint) {
 			c.Region = DefaultLocalRegion
 		} else {
-			c.Region = regionFromHost(eu.Hostname())
+			c.Region = connection.RegionFromEndpoint(c.Endpoint)
 		}
 	}
 	if c.Timeout == 0 {
@@ -127,29 +127,4 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 		}
 	}
 	return c, nil
-}
-
-// regionFromHost extracts the region of an execute-api host name
-// (abc.execute-api.eu-west-1.amazonaws.com); "" when it is not one.
-func regionFromHost(host string) string {
-	parts := strings.Split(host, ".")
-	for i, p := range parts {
-		if p == "execute-api" && i+1 < len(parts) {
-			return parts[i+1]
-		}
-	}
-	return ""
-}
-
-func isLoopbackURL(raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return false
-	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }

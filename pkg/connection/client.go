@@ -57,7 +57,7 @@ type ClientOptions struct {
 // TCP+TLS handshake per message.
 func NewManagementClient(endpoint string, opts ClientOptions) *apigatewaymanagementapi.Client {
 	endpoint = strings.TrimRight(endpoint, "/")
-	loopback := isLoopbackURL(endpoint)
+	loopback := IsLoopbackEndpoint(endpoint)
 	region := opts.Region
 	if region == "" {
 		region = regionFor(endpoint)
@@ -148,7 +148,10 @@ func (*credentialsError) Error() string {
 	return "no AWS credentials found in the default chain: set AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass ClientOptions.Credentials"
 }
 
-func isLoopbackURL(endpoint string) bool {
+// IsLoopbackEndpoint reports whether endpoint's host is localhost or a
+// loopback address (127.0.0.0/8, ::1): a local gateway, which checks no
+// signatures.
+func IsLoopbackEndpoint(endpoint string) bool {
 	u, err := url.Parse(endpoint)
 	if err != nil {
 		return false
@@ -161,15 +164,27 @@ func isLoopbackURL(endpoint string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func regionFor(endpoint string) string {
-	if u, err := url.Parse(endpoint); err == nil {
-		// {api-id}.execute-api.{region}.amazonaws.com
-		parts := strings.Split(u.Hostname(), ".")
-		for i := 0; i+1 < len(parts); i++ {
-			if parts[i] == "execute-api" {
-				return parts[i+1]
-			}
+// RegionFromEndpoint returns the region in an execute-api endpoint's host
+// name ({api-id}.execute-api.{region}.amazonaws.com); "" when it is not
+// one.
+func RegionFromEndpoint(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	parts := strings.Split(u.Hostname(), ".")
+	for i := 0; i+1 < len(parts); i++ {
+		if parts[i] == "execute-api" {
+			return parts[i+1]
 		}
+	}
+	return ""
+}
+
+// regionFor is the signing region when ClientOptions.Region is empty.
+func regionFor(endpoint string) string {
+	if r := RegionFromEndpoint(endpoint); r != "" {
+		return r
 	}
 	for _, k := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
 		if v := os.Getenv(k); v != "" {
