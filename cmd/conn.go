@@ -65,10 +65,7 @@ JSON output (-o json) is an array of {"connection_id","user_id","tenant_id","end
 			if opts.PageSize < 0 || opts.PageSize > store.MaxListPageSize {
 				return &UsageError{Err: fmt.Errorf("--page-size must be between 1 and %d", store.MaxListPageSize)}
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return connLsRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, connLsRun)
 		},
 	}
 	c.Flags().StringVar(&opts.TenantID, "tenant", "", "tenant id")
@@ -203,10 +200,7 @@ JSON output (-o json): {"connection_id", "state", "record": <conn ls JSON object
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID = args[0]
-			if runF != nil {
-				return runF(opts)
-			}
-			return connInspectRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, connInspectRun)
 		},
 	}
 	c.Flags().StringVarP(&opts.Output, "output", "o", "", outputFlagHelp)
@@ -234,48 +228,94 @@ type inspectJSON struct {
 	Live         *liveJSON         `json:"live"`
 }
 
-func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
-	f := opts.F
-	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
+// connTarget is what inspect and kick work with: the output format, the
+// configuration, the store and the management API.
+type connTarget struct {
+	format string
+	cfg    Config
+	st     ConnStore
+	mg     ManagementAPI
+}
+
+// resolveConnTarget resolves a connTarget, failing on the first problem.
+func resolveConnTarget(ctx context.Context, f *Factory, output string) (connTarget, error) {
+	format, err := resolveFormat(output, f.IO.OutTTY)
 	if err != nil {
-		return err
+		return connTarget{}, err
 	}
 	cfg, err := f.Config()
 	if err != nil {
-		return err
+		return connTarget{}, err
 	}
 	st, err := f.Store(ctx)
 	if err != nil {
-		return err
+		return connTarget{}, err
 	}
 	mg, err := f.Management(ctx)
+	if err != nil {
+		return connTarget{}, err
+	}
+	return connTarget{format: format, cfg: cfg, st: st, mg: mg}, nil
+}
+
+// record reads id's record within the configured timeout; found is false
+// when the table has none.
+func (t connTarget) record(ctx context.Context, id string) (rec store.Connection, found bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	defer cancel()
+	rec, err = t.st.Get(cctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Connection{}, false, nil
+	case err != nil:
+		return store.Connection{}, false, storeErr(t.cfg, err)
+	}
+	return rec, true, nil
+}
+
+// gatewayCall runs a management API call (op, on id) within the configured
+// timeout; gone is true when the gateway answered 410.
+func (t connTarget) gatewayCall(ctx context.Context, op, id string, call func(context.Context) error) (gone bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	defer cancel()
+	err = call(cctx)
+	var g *types.GoneException
+	switch {
+	case errors.As(err, &g):
+		return true, nil
+	case err != nil:
+		return false, explainNetErr("management API", t.cfg.Endpoint, fmt.Errorf("%s %s: %w", op, id, err))
+	}
+	return false, nil
+}
+
+func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
+	f := opts.F
+	tg, err := resolveConnTarget(ctx, f, opts.Output)
 	if err != nil {
 		return err
 	}
 	id := opts.ConnectionID
 	res := inspectJSON{ConnectionID: id}
 
-	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	rec, err := st.Get(cctx, id)
-	cancel()
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return storeErr(cfg, err)
-	default:
+	rec, found, err := tg.record(ctx, id)
+	if err != nil {
+		return err
+	}
+	if found {
 		rec = connJSON(rec)
 		res.Record = &rec
 	}
 
-	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
-	out, err := mg.GetConnection(cctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
-	cancel()
-	var gone *types.GoneException
-	switch {
-	case errors.As(err, &gone):
-	case err != nil:
-		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("GetConnection %s: %w", id, err))
-	default:
+	var out *apigatewaymanagementapi.GetConnectionOutput
+	gone, err := tg.gatewayCall(ctx, "GetConnection", id, func(ctx context.Context) (err error) {
+		out, err = tg.mg.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !gone {
 		l := &liveJSON{ConnectedAt: out.ConnectedAt, LastActiveAt: out.LastActiveAt}
 		if out.Identity != nil {
 			l.SourceIP, l.UserAgent = aws.ToString(out.Identity.SourceIp), aws.ToString(out.Identity.UserAgent)
@@ -285,7 +325,7 @@ func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
 
 	switch {
 	case res.Record == nil && res.Live == nil:
-		return fmt.Errorf("unknown connection %s: no record in table %s and the gateway at %s does not know it (410)\nhint: list live connections with `streamer conn ls --tenant T`", id, cfg.Table, cfg.Endpoint)
+		return fmt.Errorf("unknown connection %s: no record in table %s and the gateway at %s does not know it (410)\nhint: list live connections with `streamer conn ls --tenant T`", id, tg.cfg.Table, tg.cfg.Endpoint)
 	case res.Live == nil:
 		res.State = StateStale
 	case res.Record == nil:
@@ -294,13 +334,13 @@ func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
 		res.State = StateLive
 	}
 
-	if format == FormatJSON {
+	if tg.format == FormatJSON {
 		return writeJSON(f.IO.Out, res)
 	}
 	p := newPalette(f.IO.OutTTY, f.Getenv)
 	now := f.Now()
 	tm := func(t time.Time) string {
-		if format == FormatTable && !t.IsZero() {
+		if tg.format == FormatTable && !t.IsZero() {
 			return formatTime(t) + " (" + formatAge(now, t) + ")"
 		}
 		return formatTime(t)
@@ -330,7 +370,7 @@ func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
 			[]string{"live.last_active_at", tm(aws.ToTime(l.LastActiveAt))},
 			[]string{"live.source_ip", l.SourceIP}, []string{"live.user_agent", l.UserAgent})
 	}
-	if format == FormatTable {
+	if tg.format == FormatTable {
 		return renderTable(f.IO.Out, []string{"field", "value"}, rows)
 	}
 	rows[1][1] = res.State // plain: the bare word, for scripts
@@ -359,10 +399,7 @@ JSON output (-o json): {"connection_id", "gateway": "disconnected|gone", "record
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID = args[0]
-			if runF != nil {
-				return runF(opts)
-			}
-			return connKickRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, connKickRun)
 		},
 	}
 	c.Flags().StringVarP(&opts.Output, "output", "o", "", outputFlagHelp)
@@ -371,19 +408,7 @@ JSON output (-o json): {"connection_id", "gateway": "disconnected|gone", "record
 
 func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 	f := opts.F
-	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
-	if err != nil {
-		return err
-	}
-	cfg, err := f.Config()
-	if err != nil {
-		return err
-	}
-	st, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	mg, err := f.Management(ctx)
+	tg, err := resolveConnTarget(ctx, f, opts.Output)
 	if err != nil {
 		return err
 	}
@@ -397,40 +422,37 @@ func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 	// Read the record first: DeleteConnection runs $disconnect, which may
 	// remove it before this command does, and "removed" must not depend on
 	// who won.
-	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	_, getErr := st.Get(cctx, id)
-	cancel()
-	existed := getErr == nil
-	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
-		return storeErr(cfg, getErr)
+	_, existed, err := tg.record(ctx, id)
+	if err != nil {
+		return err
 	}
 
-	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
-	_, err = mg.DeleteConnection(cctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(id)})
-	cancel()
-	var gone *types.GoneException
-	switch {
-	case errors.As(err, &gone):
+	gone, err := tg.gatewayCall(ctx, "DeleteConnection", id, func(ctx context.Context) error {
+		_, err := tg.mg.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(id)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if gone {
 		res.Gateway = "gone"
-	case err != nil:
-		return explainNetErr("management API", cfg.Endpoint, fmt.Errorf("DeleteConnection %s: %w", id, err))
 	}
 	// Remove the record even after a successful disconnect: $disconnect
 	// does it too, but perhaps not yet.
-	cctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
-	_, found, err := st.Delete(cctx, id)
+	cctx, cancel := context.WithTimeout(ctx, tg.cfg.Timeout)
+	_, found, err := tg.st.Delete(cctx, id)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("gateway: %s; but deleting the record failed: %w", res.Gateway, storeErr(cfg, err))
+		return fmt.Errorf("gateway: %s; but deleting the record failed: %w", res.Gateway, storeErr(tg.cfg, err))
 	}
 	found = found || existed
 	if !found {
 		res.Record = "absent"
 	}
 	if res.Gateway == "gone" && !found {
-		return fmt.Errorf("unknown connection %s: the gateway at %s does not know it (410) and table %s has no record", id, cfg.Endpoint, cfg.Table)
+		return fmt.Errorf("unknown connection %s: the gateway at %s does not know it (410) and table %s has no record", id, tg.cfg.Endpoint, tg.cfg.Table)
 	}
-	if format == FormatJSON {
+	if tg.format == FormatJSON {
 		return writeJSON(f.IO.Out, res)
 	}
 	gw := "disconnected"
@@ -442,7 +464,7 @@ func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 		rec = "no record"
 	}
 	rows := [][]string{{"gateway", gw}, {"record", rec}}
-	if format == FormatTable {
+	if tg.format == FormatTable {
 		fmt.Fprintf(f.IO.Out, "Kicked %s\n", id)
 		return renderTable(f.IO.Out, nil, rows)
 	}

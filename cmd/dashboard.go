@@ -91,10 +91,7 @@ read, 1 when they could not be.`,
 			if err := validateDashboard(c, opts); err != nil {
 				return err
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return dashboardRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, dashboardRun)
 		},
 	}
 	fl := c.Flags()

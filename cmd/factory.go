@@ -200,16 +200,25 @@ func (f *Factory) KeyDir() (string, error) {
 	return "", fmt.Errorf("%w; pass --key-dir DIR or set %s", err, keyDirEnv)
 }
 
+// keyPath is keyFile, or name in the configured key directory when
+// keyFile is "".
+func (f *Factory) keyPath(keyFile, name string) (string, error) {
+	if keyFile != "" {
+		return keyFile, nil
+	}
+	dir, err := f.KeyDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+
 // SigningKey loads the private key from keyFile, or from the configured key
 // directory when keyFile is "". A missing key gets a hint.
 func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
-	path := keyFile
-	if path == "" {
-		dir, err := f.KeyDir()
-		if err != nil {
-			return nil, err
-		}
-		path = filepath.Join(dir, PrivateKeyFile)
+	path, err := f.keyPath(keyFile, PrivateKeyFile)
+	if err != nil {
+		return nil, err
 	}
 	k, err := f.Auth.LoadPrivateKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -224,13 +233,9 @@ func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
 // PublicKey loads the verification key from keyFile, or from the key
 // directory's public key when keyFile is "".
 func (f *Factory) PublicKey(keyFile string) (*rsa.PublicKey, error) {
-	path := keyFile
-	if path == "" {
-		dir, err := f.KeyDir()
-		if err != nil {
-			return nil, err
-		}
-		path = filepath.Join(dir, PublicKeyFile)
+	path, err := f.keyPath(keyFile, PublicKeyFile)
+	if err != nil {
+		return nil, err
 	}
 	k, err := f.Auth.LoadPublicKey(path)
 	if errors.Is(err, fs.ErrNotExist) {

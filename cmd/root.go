@@ -131,3 +131,13 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 	)
 	return root
 }
+
+// runWith is how a command's RunE hands over its parsed Options: to runF
+// when a test passed one (to check the Options without I/O), else to the
+// command's run function.
+func runWith[O any](ctx context.Context, opts *O, runF func(*O) error, run func(context.Context, *O) error) error {
+	if runF != nil {
+		return runF(opts)
+	}
+	return run(ctx, opts)
+}

@@ -88,10 +88,7 @@ JSON output (-o json): {"connection_id", "status": "sent", "bytes": N}.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID, opts.Message = args[0], args[1]
-			if runF != nil {
-				return runF(opts)
-			}
-			return sendRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, sendRun)
 		},
 	}
 	c.Flags().StringVarP(&opts.Output, "output", "o", "", "output format: plain|json")
@@ -183,10 +180,7 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 			if opts.Concurrency < 0 {
 				return &UsageError{Err: errors.New("--concurrency must be positive")}
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return broadcastRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, broadcastRun)
 		},
 	}
 	c.Flags().StringVar(&opts.TenantID, "tenant", "", "every connection of this tenant")

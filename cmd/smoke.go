@@ -52,10 +52,7 @@ JSON output (-o json): {"passed": bool, "duration_ms", "steps":[{"name","status"
       --ws-url wss://xyz.execute-api.us-east-1.amazonaws.com/prod --key prod-signing.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(opts)
-			}
-			return smokeRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, smokeRun)
 		},
 	}
 	c.Flags().BoolVar(&opts.Local, "local", false, "start an embedded local stack for the run")

@@ -118,10 +118,7 @@ Times are RFC 3339; claims are shown even for an invalid token (decoded, not tru
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Token = args[0]
-			if runF != nil {
-				return runF(opts)
-			}
-			return tokenVerifyRun(c.Context(), opts)
+			return runWith(c.Context(), opts, runF, tokenVerifyRun)
 		},
 	}
 	c.Flags().StringVar(&opts.Audience, "audience", "", "expected aud (default: not checked)")
