@@ -99,7 +99,7 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 	if m.obs != nil {
 		m.obs.OnBroadcast(res)
 	}
-	m.log.Info("connection broadcast", "correlation_id", cid, "total", res.Total, "sent", res.Sent,
+	m.log.InfoContext(ctx, "connection broadcast", "correlation_id", cid, "total", res.Total, "sent", res.Sent,
 		"not_found", res.NotFound, "stale", res.Stale, "skipped", res.Skipped, "failed", res.Failed,
 		"cancelled", res.Cancelled, "duration_ms", ms(res.Duration), "workers", m.cfg.Workers)
 	if ctx.Err() != nil {
@@ -212,7 +212,7 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 				}
 				for i := lo; i < hi; i++ {
 					o := Outcome{ConnectionID: ids[i], Status: StatusFailed, Err: &SendError{ConnectionID: ids[i], Err: fmt.Errorf("%w: %v", ErrStoreUnavailable, err)}}
-					m.record(b.cid, "broadcast", o, 0, false)
+					m.record(b.ctx, b.cid, "broadcast", o, 0, false)
 					b.finish(i, o)
 				}
 				continue
@@ -223,14 +223,14 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 			id := ids[i]
 			if !plausibleID(id) || (m.st != nil && !exists[id]) {
 				o := Outcome{ConnectionID: id, Status: StatusNotFound, Err: &SendError{ConnectionID: id, Err: ErrConnectionNotFound}}
-				m.record(b.cid, "broadcast", o, 0, false)
+				m.record(b.ctx, b.cid, "broadcast", o, 0, false)
 				b.finish(i, o)
 				continue
 			}
 			switch m.health.admit(id, m.clock.Now()) {
 			case admitSkip:
 				o := Outcome{ConnectionID: id, Status: StatusSkipped, Err: &SendError{ConnectionID: id, Err: ErrUnhealthy}}
-				m.record(b.cid, "broadcast", o, 0, false)
+				m.record(b.ctx, b.cid, "broadcast", o, 0, false)
 				b.finish(i, o)
 				continue
 			case admitProbe:
@@ -285,7 +285,16 @@ func (b *broadcast) deliver(i int) {
 	b.finish(i, o)
 }
 
-// removeStale deletes the 410'd records in batches of 25 while ctx lives.
+// removeStale deletes the 410'd records in batches of 25 while ctx lives,
+// and decrements the active connection counter by each batch's size once
+// its DeleteMany succeeded. BatchWriteItem does not say which items
+// existed; these did at the existence check just before the send, so the
+// count is exact unless a $disconnect deleted one of them (and decremented
+// the counter itself) in the milliseconds between: that rare race reads
+// one low, the opposite of the drift it prevents (every stale record
+// removed here would otherwise be counted as active until TTL, since its
+// $disconnect, if it ever comes, finds nothing to delete). A failed
+// DeleteMany leaves the counter alone.
 func (b *broadcast) removeStale() {
 	m := b.m
 	if m.st == nil || len(b.stale) == 0 {
@@ -293,12 +302,14 @@ func (b *broadcast) removeStale() {
 	}
 	for lo := 0; lo < len(b.stale); lo += JobBatchSize {
 		if b.ctx.Err() != nil {
-			m.log.Info("broadcast interrupted before removing all stale records; their TTL will", "correlation_id", b.cid, "remaining", len(b.stale)-lo)
+			m.log.InfoContext(b.ctx, "broadcast interrupted before removing all stale records; their TTL will", "correlation_id", b.cid, "remaining", len(b.stale)-lo)
 			return
 		}
 		hi := min(lo+JobBatchSize, len(b.stale))
 		if err := m.st.DeleteMany(b.ctx, b.stale[lo:hi]); err != nil {
-			m.log.Warn("could not remove stale connection records; their TTL will", "correlation_id", b.cid, "count", hi-lo, "error", err)
+			m.log.WarnContext(b.ctx, "could not remove stale connection records; their TTL will", "correlation_id", b.cid, "count", hi-lo, "error", err)
+			continue
 		}
+		m.decActive(b.ctx, b.cid, hi-lo)
 	}
 }

@@ -82,6 +82,9 @@ func TestBroadcastOutcomes(t *testing.T) {
 	if checked != 213 || len(st.existing) != 3 {
 		t.Errorf("existence: %d calls covering %d ids", len(st.existing), checked)
 	}
+	if st.gets != 0 {
+		t.Errorf("Broadcast read %d records one at a time (Store.Get); it must only use batched Existing", st.gets)
+	}
 	// stale removed in batches of 25.
 	var sizes []int
 	for _, d := range st.deletes {
@@ -368,6 +371,76 @@ func TestBreakerTransitions(t *testing.T) {
 	}
 }
 
+// A failed half-open probe sends the breaker straight back to open: the
+// next call fails fast without a request, and it takes another OpenTimeout
+// before the next probe.
+func TestBreakerHalfOpenProbeFailsReopens(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("a", internal)
+	var (
+		mu      sync.Mutex
+		changes []string
+	)
+	obs := ObserverFuncs{BreakerChange: func(from, to string) {
+		mu.Lock()
+		changes = append(changes, from+"->"+to)
+		mu.Unlock()
+	}}
+	m := newTestManager(t, g, newMemStore("a"), Config{MaxAttempts: 1, Observer: obs,
+		Breaker: BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: 100 * time.Millisecond}})
+	ctx := context.Background()
+	for range 2 {
+		if err := m.Send(ctx, "a", "x"); !errors.Is(err, ErrServerError) {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Metrics().BreakerState; s != "open" {
+		t.Fatalf("after 2 failures: %s", s)
+	}
+	waitState := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for m.Metrics().BreakerState != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("breaker never became %s", want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitState("half-open")
+	before := g.count("a")
+	// the probe reaches the endpoint and fails
+	if err := m.Send(ctx, "a", "x"); !errors.Is(err, ErrServerError) {
+		t.Fatalf("probe: %v", err)
+	}
+	if g.count("a") != before+1 {
+		t.Fatalf("probe made %d requests, want 1", g.count("a")-before)
+	}
+	if s := m.Metrics().BreakerState; s != "open" {
+		t.Fatalf("after the failed probe: %s, want open", s)
+	}
+	err := m.Send(ctx, "a", "x")
+	var se *SendError
+	if !errors.Is(err, ErrCircuitOpen) || !errors.As(err, &se) || se.Attempts != 0 || g.count("a") != before+1 {
+		t.Fatalf("reopened breaker let a request through or did not fail fast: %v (requests %d)", err, g.count("a")-before)
+	}
+	// and it recovers through the next probe once the endpoint is back
+	g.on("a", reply{})
+	waitState("half-open")
+	if err := m.Send(ctx, "a", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Metrics().BreakerState; s != "closed" {
+		t.Errorf("after a good probe: %s", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"closed->open", "open->half-open", "half-open->open", "open->half-open", "half-open->closed"}
+	if !slices.Equal(changes, want) {
+		t.Errorf("changes %v, want %v", changes, want)
+	}
+}
+
 func TestHealthSkipAndRecovery(t *testing.T) {
 	g := newFakeGateway(t)
 	clk := newFakeClock(false)
@@ -473,6 +546,60 @@ func TestCorrelationIDLogged(t *testing.T) {
 	}
 	if id, _ := second["correlation_id"].(string); len(id) != 16 || second["outcome"] != "not_found" {
 		t.Errorf("second %v", second)
+	}
+}
+
+// ctxKey is a request-scoped value a ctx-aware slog.Handler reads, as the
+// Lambda logger (lambda/shared/observability) reads the request id.
+type ctxKey struct{}
+
+// ctxHandler records, per message, the ctxKey value of the ctx it got.
+type ctxHandler struct {
+	mu   *sync.Mutex
+	seen map[string][]any
+}
+
+func (h ctxHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h ctxHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen[r.Message] = append(h.seen[r.Message], ctx.Value(ctxKey{}))
+	return nil
+}
+func (h ctxHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h ctxHandler) WithGroup(string) slog.Handler      { return h }
+
+// Every operation's log records carry the caller's ctx, so a ctx-aware
+// handler can read request-scoped fields from it.
+func TestLogsCarryOperationContext(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("gone=", gone)
+	g.on("bad=", forbidden)
+	h := ctxHandler{mu: &sync.Mutex{}, seen: map[string][]any{}}
+	m := newTestManager(t, g, newMemStore("a", "gone=", "bad="), Config{Logger: slog.New(h)})
+	ctx := context.WithValue(context.Background(), ctxKey{}, "req-7")
+	_ = m.Send(ctx, "a", "x")
+	_ = m.Send(ctx, "missing", "x")
+	_ = m.Send(ctx, "gone=", "x")
+	_, _ = m.Broadcast(ctx, []string{"a", "bad=", "missing"}, "x")
+	_ = m.IsActive(ctx, "a")
+	_ = m.Disconnect(ctx, "a")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, msg := range []string{"connection send", "connection broadcast", "post attempt failed", "connection is_active", "connection disconnected"} {
+		if len(h.seen[msg]) == 0 {
+			t.Errorf("no %q record", msg)
+		}
+	}
+	for msg, vals := range h.seen {
+		for _, v := range vals {
+			if v != "req-7" {
+				t.Errorf("%q logged with a ctx lacking the caller's values (got %v)", msg, v)
+			}
+		}
+	}
+	if s, b := len(h.seen["connection send"]), len(h.seen["connection broadcast"]); s != 3 || b != 4 {
+		t.Errorf("%d send and %d broadcast records, want 3 and 4 (3 outcomes + the summary)", s, b)
 	}
 }
 

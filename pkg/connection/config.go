@@ -49,7 +49,9 @@ type Config struct {
 	Health HealthConfig
 	// FlushInterval is how often accumulated messages_sent counts are written
 	// to the store; 0 => DefaultFlushInterval (5 s); negative => only on
-	// Flush and Shutdown.
+	// Flush and Shutdown. In a Lambda use -1 and call Flush before the
+	// handler returns: a frozen environment runs no flusher, and a reclaimed
+	// one never calls Shutdown.
 	FlushInterval time.Duration
 	// Logger receives one record per operation; nil => slog.Default().
 	Logger *slog.Logger
@@ -67,7 +69,7 @@ type Config struct {
 type RetryPolicy struct {
 	// BaseDelay is the wait before the first retry; 0 => 100 ms.
 	BaseDelay time.Duration
-	// MaxDelay caps every wait (before jitter); 0 => 5 s.
+	// MaxDelay caps every wait, jitter included; 0 => 5 s.
 	MaxDelay time.Duration
 	// Multiplier grows the wait per retry; 0 => 2.
 	Multiplier float64
@@ -191,16 +193,16 @@ func (c Config) withDefaults() Config {
 }
 
 // ExponentialBackoff returns the wait before retry n (1-based):
-// base*mult^(n-1), capped at max, then spread by ±jitter using u in [0,1).
-func ExponentialBackoff(base, max time.Duration, mult, jitter, u float64, n int) time.Duration {
+// base*mult^(n-1), capped at max, spread by ±jitter using u in [0,1), and
+// clamped to [0, max] again so jitter never pushes a wait past the cap.
+func ExponentialBackoff(base, maxDelay time.Duration, mult, jitter, u float64, n int) time.Duration {
 	d := float64(base)
-	for i := 1; i < n && d < float64(max); i++ {
+	for i := 1; i < n && d < float64(maxDelay); i++ {
 		d *= mult
 	}
-	if d > float64(max) {
-		d = float64(max)
-	}
+	d = min(d, float64(maxDelay))
 	d *= 1 + jitter*(2*u-1)
+	d = min(max(d, 0), float64(maxDelay))
 	return time.Duration(d)
 }
 

@@ -20,10 +20,13 @@
 //     ErrConnectionNotFound with no request. Broadcast asks in batches of 100
 //     (one BatchGetItem each), never one read per id.
 //   - 410 Gone removes the record and returns ErrConnectionStale; Broadcast
-//     removes stale records in batches of 25.
+//     removes stale records in batches of 25. Records the Manager removes
+//     (410, Disconnect) are also subtracted from the store's active
+//     connection counter, since the $disconnect that may follow finds nothing
+//     to delete and leaves the counter alone.
 //   - 5xx, 429 and network errors (refused, reset, EOF, per-attempt timeout)
 //     are retried 3 times (MaxAttempts 4 = the first attempt + 3 retries):
-//     100 ms, 200 ms, 400 ms (×2, capped at 5 s, ±25% jitter); no wait after
+//     100 ms, 200 ms, 400 ms (×2, ±25% jitter, never over 5 s); no wait after
 //     the last attempt; every wait is a Clock timer raced against ctx. Other
 //     4xx are not retried. The SDK's retryer is off, so one attempt is one
 //     HTTP request.
@@ -43,6 +46,10 @@
 //   - IsActive checks the record and GetConnection; it never posts.
 //   - messages_sent counts are added up in memory and written with one
 //     Store.AddSent per FlushInterval (5 s), on Flush, and on Shutdown.
+//   - Shutdown waits for in-flight work until its ctx is done, then cancels
+//     it; operations stuck in injected code that ignores ctx (a Store,
+//     Observer or progress callback) are abandoned 1 s later and counted in
+//     its error, so Shutdown never hangs.
 //   - Errors are *SendError values wrapping this package's sentinels; AWS SDK
 //     error types never reach callers. Every operation logs (log/slog) its
 //     correlation_id (WithCorrelationID, else generated), connection_id,
@@ -70,6 +77,27 @@
 // Against AWS, where a request takes ~20 ms, the overhead disappears (within
 // 2–11% of raw) and the worker count decides throughput: ≈ Workers / latency.
 // See docs/decisions.md.
+//
+// # In a Lambda
+//
+// Between invocations Lambda freezes the execution environment, so the
+// background flusher does not run; and an environment is reclaimed without
+// warning, so Shutdown is never called and counts still in memory are lost.
+// In a Lambda set Config.FlushInterval to -1 (flush only on demand) and call
+// m.Flush(ctx) before the handler returns (see the Manager.Flush example):
+//
+//	m, err := connection.New(api, st, connection.Config{FlushInterval: -1}) // at cold start
+//	...
+//	func handle(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) error {
+//		err := m.Send(ctx, id, reply)
+//		if ferr := m.Flush(ctx); ferr != nil { // one batched store write per invocation
+//			log.Warn("messages_sent flush", "error", ferr)
+//		}
+//		return err
+//	}
+//
+// Long-running processes (the CLI, a server) keep the default interval and
+// call Shutdown on exit.
 //
 // Package connectiontest provides a Recorder implementing Sender for tests
 // of code that sends.

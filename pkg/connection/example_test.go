@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,8 +41,9 @@ func exampleGateway() *httptest.Server {
 
 // exampleStore is an in-memory stand-in for *store.Dynamo.
 type exampleStore struct {
-	mu  sync.Mutex
-	ids map[string]bool
+	mu        sync.Mutex
+	ids       map[string]bool
+	printSent bool // print each AddSent batch
 }
 
 func newExampleStore(ids ...string) *exampleStore {
@@ -81,7 +84,24 @@ func (s *exampleStore) DeleteMany(_ context.Context, ids []string) error {
 	return nil
 }
 
-func (s *exampleStore) AddSent(context.Context, map[string]int64) error { return nil }
+func (s *exampleStore) Delete(_ context.Context, id string) (store.Connection, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := s.ids[id]
+	delete(s.ids, id)
+	return store.Connection{ConnectionID: id}, found, nil
+}
+
+func (s *exampleStore) AddActive(context.Context, int64) (int64, error) { return 0, nil }
+
+func (s *exampleStore) AddSent(_ context.Context, counts map[string]int64) error {
+	if s.printSent {
+		for _, id := range slices.Sorted(maps.Keys(counts)) {
+			fmt.Printf("store: messages_sent[%s] += %d\n", id, counts[id])
+		}
+	}
+	return nil
+}
 
 func Example_send() {
 	gw := exampleGateway()
@@ -149,6 +169,57 @@ func Example_broadcast() {
 	// gone2 stale
 	// left-already not_found
 	// breaker: closed
+}
+
+// In a Lambda, the environment is frozen between invocations (a background
+// flusher does not run) and may be reclaimed without Shutdown ever being
+// called, so counts left in memory are lost. Turn the periodic flush off and
+// flush before the handler returns.
+func ExampleManager_Flush() {
+	gw := exampleGateway()
+	defer gw.Close()
+	st := newExampleStore("L0SM9cOFvHcCIhw=", "R1tOM2gfTHcCJFw=")
+	st.printSent = true
+
+	// Cold start (main): one Manager for the life of the execution environment.
+	api := connection.NewManagementClient(gw.URL+"/prod", connection.ClientOptions{})
+	defer connection.CloseIdleConnections(api)
+	m, err := connection.New(api, st, connection.Config{
+		FlushInterval: -1, // no background flusher: it would be frozen between invocations
+		Logger:        slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	// The handler, called once per invocation.
+	handler := func(ctx context.Context, ids []string) error {
+		for _, id := range ids {
+			if err := m.Send(ctx, id, []byte(`{"type":"tick"}`)); err != nil {
+				return err
+			}
+		}
+		// Write this invocation's messages_sent counts (one batched store
+		// call) before returning; the environment may never run again.
+		return m.Flush(ctx)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := handler(ctx, []string{"L0SM9cOFvHcCIhw="}); err != nil {
+		fmt.Println("error:", err)
+	}
+	if err := handler(ctx, []string{"L0SM9cOFvHcCIhw=", "R1tOM2gfTHcCJFw="}); err != nil {
+		fmt.Println("error:", err)
+	}
+	fmt.Println("pending after flush:", m.Metrics().PendingSentCounts)
+	// Output:
+	// POST /prod/@connections/L0SM9cOFvHcCIhw%3D <- {"type":"tick"}
+	// store: messages_sent[L0SM9cOFvHcCIhw=] += 1
+	// POST /prod/@connections/L0SM9cOFvHcCIhw%3D <- {"type":"tick"}
+	// POST /prod/@connections/R1tOM2gfTHcCJFw%3D <- {"type":"tick"}
+	// store: messages_sent[L0SM9cOFvHcCIhw=] += 1
+	// store: messages_sent[R1tOM2gfTHcCJFw=] += 1
+	// pending after flush: 0
 }
 
 func Example_errors() {

@@ -202,6 +202,8 @@ type memStore struct {
 	deletes  [][]string
 	added    []map[string]int64
 	gets     int
+	active   int64 // the table-wide counter (AddActive)
+	failAct  error
 	failAdd  error
 	failExst error
 	addedCh  chan map[string]int64
@@ -256,6 +258,25 @@ func (s *memStore) Existing(ctx context.Context, ids []string) (map[string]bool,
 		}
 	}
 	return out, nil
+}
+
+func (s *memStore) Delete(_ context.Context, id string) (store.Connection, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deletes = append(s.deletes, []string{id})
+	c, ok := s.recs[id]
+	delete(s.recs, id)
+	return c, ok, nil
+}
+
+func (s *memStore) AddActive(_ context.Context, delta int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAct != nil {
+		return 0, s.failAct
+	}
+	s.active += delta
+	return s.active, nil
 }
 
 func (s *memStore) DeleteMany(_ context.Context, ids []string) error {

@@ -25,10 +25,19 @@ type Store interface {
 	Get(ctx context.Context, connectionID string) (store.Connection, error)
 	// Existing returns the subset of ids with an unexpired record.
 	Existing(ctx context.Context, connectionIDs []string) (map[string]bool, error)
-	// DeleteMany removes records (stale connections).
+	// Delete removes one record; found is false (err nil) when there was
+	// nothing to delete, so the active counter is adjusted exactly once
+	// whoever (the Manager or $disconnect) removes the record first.
+	Delete(ctx context.Context, connectionID string) (deleted store.Connection, found bool, err error)
+	// DeleteMany removes records (stale connections found by a broadcast).
 	DeleteMany(ctx context.Context, connectionIDs []string) error
 	// AddSent adds messages_sent counts; gone records are skipped.
 	AddSent(ctx context.Context, counts map[string]int64) error
+	// AddActive adjusts the table-wide active connection counter that
+	// $connect increments and $disconnect decrements. The Manager
+	// decrements it for the records it removes itself (410 Gone,
+	// Disconnect): $disconnect then finds nothing to delete and does not.
+	AddActive(ctx context.Context, delta int64) (int64, error)
 }
 
 // Sender is what a message router needs; *Manager and
@@ -92,7 +101,16 @@ type Manager struct {
 	flushMu   sync.Mutex
 	flushStop chan struct{}
 	flushDone chan struct{}
+
+	// grace is how long Shutdown waits, after its deadline and the
+	// cancellation, for operations to return before abandoning them.
+	grace time.Duration
 }
+
+// shutdownGrace bounds how long Shutdown waits past its deadline for
+// operations stuck in injected code (a Store, Observer or progress callback)
+// that ignores ctx.
+const shutdownGrace = time.Second
 
 // New returns a Manager. st may be nil: no existence checks, no stale
 // cleanup, no messages_sent counts (the CLI's raw mode). The Manager starts
@@ -115,6 +133,7 @@ func New(api ManagementAPI, st Store, cfg Config) (*Manager, error) {
 		pending:   make(map[string]int64),
 		flushStop: make(chan struct{}),
 		flushDone: make(chan struct{}),
+		grace:     shutdownGrace,
 	}
 	m.hardCtx, m.hardCancel = context.WithCancelCause(context.Background())
 	if !cfg.Breaker.Disabled {
@@ -235,20 +254,43 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 	payload, err := encode(message)
 	if err != nil {
 		o := Outcome{ConnectionID: connectionID, Status: StatusFailed, Err: &SendError{ConnectionID: connectionID, Err: err}}
-		m.record(cid, "send", o, time.Since(start), false)
+		m.record(ctx, cid, "send", o, time.Since(start), false)
 		return o.Err
 	}
 	if o, ok := m.checkExists(ctx, connectionID); !ok {
-		m.record(cid, "send", o, time.Since(start), false)
+		m.record(ctx, cid, "send", o, time.Since(start), false)
 		return o.Err
 	}
 	o := m.deliverAs(ctx, cid, "send", connectionID, payload, m.cfg.MaxAttempts, start)
 	if o.Status == StatusStale && m.st != nil {
-		if err := m.st.DeleteMany(ctx, []string{connectionID}); err != nil {
-			m.log.Warn("could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
+		if _, err := m.remove(ctx, cid, connectionID); err != nil {
+			m.log.WarnContext(ctx, "could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
 		}
 	}
 	return o.Err
+}
+
+// remove deletes one record and, when it was there, decrements the active
+// connection counter ($disconnect will then find nothing and not decrement
+// it). A counter failure is logged, never returned: the record is gone.
+func (m *Manager) remove(ctx context.Context, cid, id string) (found bool, err error) {
+	_, found, err = m.st.Delete(ctx, id)
+	if err != nil || !found {
+		return found, err
+	}
+	m.decActive(ctx, cid, 1)
+	return true, nil
+}
+
+// decActive subtracts n from the active connection counter, logging failures.
+func (m *Manager) decActive(ctx context.Context, cid string, n int) {
+	if n <= 0 {
+		return
+	}
+	if _, err := m.st.AddActive(ctx, -int64(n)); err != nil {
+		m.log.WarnContext(ctx, "could not decrement the active connection counter; it reads high until corrected",
+			"correlation_id", cid, "removed", n, "error", err)
+	}
 }
 
 // plausibleID rejects ids no store record can have (the store's own key
@@ -303,7 +345,7 @@ func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []b
 	if r.kind != nil {
 		o.Err = &SendError{ConnectionID: id, Attempts: attempts, Err: r.kind, StatusCode: r.status, Code: r.code}
 	}
-	m.record(cid, op, o, time.Since(start), true)
+	m.record(ctx, cid, op, o, time.Since(start), true)
 	return o
 }
 
@@ -342,7 +384,7 @@ func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxA
 		}
 		retry := attempt < maxAttempts && m.cfg.Retry.ShouldRetry(r.kind)
 		if m.log.Enabled(ctx, slog.LevelDebug) {
-			m.log.Debug("post attempt failed", "correlation_id", cid, "connection_id", id, "attempt", attempt,
+			m.log.DebugContext(ctx, "post attempt failed", "correlation_id", cid, "connection_id", id, "attempt", attempt,
 				"duration_ms", ms(time.Since(t0)), "error_type", errorType(r.kind), "status", r.status, "will_retry", retry)
 		}
 		if !retry {
@@ -373,8 +415,9 @@ func (m *Manager) sleep(ctx context.Context, d time.Duration) bool {
 
 // record updates metrics, health and messages_sent, notifies the observer
 // and logs one line for the outcome. delivered says whether the delivery
-// step ran (vs. failing validation / existence / health).
-func (m *Manager) record(cid, op string, o Outcome, latency time.Duration, delivered bool) {
+// step ran (vs. failing validation / existence / health). The log record
+// carries ctx, so ctx-aware handlers (request ids, trace ids) see it.
+func (m *Manager) record(ctx context.Context, cid, op string, o Outcome, latency time.Duration, delivered bool) {
 	if delivered {
 		m.m.sends.Add(1)
 		m.m.latency.Record(latency)
@@ -397,7 +440,7 @@ func (m *Manager) record(cid, op string, o Outcome, latency time.Duration, deliv
 		}
 		m.m.countError(errorType(o.Err))
 		if healthFailure(o.Err) && m.health.failure(o.ConnectionID, m.clock.Now()) {
-			m.log.Warn("connection marked unhealthy; broadcasts skip it until its cooldown passes",
+			m.log.WarnContext(ctx, "connection marked unhealthy; broadcasts skip it until its cooldown passes",
 				"correlation_id", cid, "connection_id", o.ConnectionID, "failures", m.cfg.Health.FailureThreshold, "cooldown", m.cfg.Health.Cooldown)
 		}
 	}
@@ -414,7 +457,7 @@ func (m *Manager) record(cid, op string, o Outcome, latency time.Duration, deliv
 	if op == "broadcast" && level < slog.LevelWarn {
 		level = slog.LevelDebug // a broadcast logs one summary line instead
 	}
-	if !m.log.Enabled(context.Background(), level) {
+	if !m.log.Enabled(ctx, level) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -424,7 +467,7 @@ func (m *Manager) record(cid, op string, o Outcome, latency time.Duration, deliv
 	if o.Err != nil {
 		attrs = append(attrs, slog.String("error", o.Err.Error()))
 	}
-	m.log.LogAttrs(context.Background(), level, "connection "+op, attrs...)
+	m.log.LogAttrs(ctx, level, "connection "+op, attrs...)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -461,17 +504,19 @@ func (m *Manager) IsActive(ctx context.Context, connectionID string) bool {
 		done(r.kind)
 	}
 	if r.kind == ErrConnectionStale && m.st != nil {
-		if err := m.st.DeleteMany(ctx, []string{connectionID}); err != nil {
-			m.log.Warn("could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
+		if _, err := m.remove(ctx, cid, connectionID); err != nil {
+			m.log.WarnContext(ctx, "could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
 		}
 	}
-	m.log.Debug("connection is_active", "correlation_id", cid, "connection_id", connectionID,
+	m.log.DebugContext(ctx, "connection is_active", "correlation_id", cid, "connection_id", connectionID,
 		"duration_ms", ms(time.Since(start)), "active", r.kind == nil, "error_type", errorType(r.kind))
 	return r.kind == nil
 }
 
 // Disconnect closes the client's connection (DeleteConnection) and removes
-// its record. A connection that is already gone is not an error.
+// its record, decrementing the active connection counter when the record
+// was still there (the $disconnect that follows finds nothing and leaves
+// the counter alone). A connection that is already gone is not an error.
 func (m *Manager) Disconnect(ctx context.Context, connectionID string) error {
 	ctx, end, err := m.begin(ctx)
 	if err != nil {
@@ -482,16 +527,16 @@ func (m *Manager) Disconnect(ctx context.Context, connectionID string) error {
 	_, err = m.api.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(connectionID)})
 	r := classify(ctx, err)
 	if r.kind != nil && r.kind != ErrConnectionStale {
-		m.log.Warn("connection disconnect failed", "correlation_id", cid, "connection_id", connectionID, "error_type", errorType(r.kind))
+		m.log.WarnContext(ctx, "connection disconnect failed", "correlation_id", cid, "connection_id", connectionID, "error_type", errorType(r.kind))
 		return &SendError{ConnectionID: connectionID, Attempts: 1, Err: r.kind, StatusCode: r.status, Code: r.code}
 	}
 	m.health.forget(connectionID)
 	if m.st != nil {
-		if err := m.st.DeleteMany(ctx, []string{connectionID}); err != nil {
+		if _, err := m.remove(ctx, cid, connectionID); err != nil {
 			return fmt.Errorf("connection: %s disconnected but its record was not removed: %w", connectionID, err)
 		}
 	}
-	m.log.Info("connection disconnected", "correlation_id", cid, "connection_id", connectionID)
+	m.log.InfoContext(ctx, "connection disconnected", "correlation_id", cid, "connection_id", connectionID)
 	return nil
 }
 
@@ -526,7 +571,8 @@ func (m *Manager) Metrics() MetricsSnapshot {
 }
 
 // Flush writes the accumulated messages_sent counts to the store in one
-// AddSent call. On failure the counts are kept for the next flush.
+// AddSent call. On failure the counts are kept for the next flush. In a
+// Lambda (FlushInterval -1) call it before the handler returns.
 func (m *Manager) Flush(ctx context.Context) error {
 	if m.st == nil {
 		return nil
@@ -554,7 +600,7 @@ func (m *Manager) Flush(ctx context.Context) error {
 		m.sentMu.Unlock()
 		return fmt.Errorf("connection: flushing messages_sent for %d connections failed (kept for the next flush): %w", len(batch), err)
 	}
-	m.log.Debug("messages_sent flushed", "connections", len(batch))
+	m.log.DebugContext(ctx, "messages_sent flushed", "connections", len(batch))
 	return nil
 }
 
@@ -582,6 +628,12 @@ func (m *Manager) flushLoop() {
 // messages_sent one last time. When ctx was already done, that last flush
 // gets 2 s of its own so counts are not lost. No goroutine outlives it.
 // Calling it again waits for the first call to finish.
+//
+// Shutdown never hangs past its deadline because of injected code that
+// ignores cancellation (a Store, Observer or progress callback): operations
+// still running 1 s after ctx's deadline (and the cancellation) are
+// abandoned, and the returned error says how many. Their goroutines end
+// whenever that code returns.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closing {
@@ -608,26 +660,71 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		n := m.inflight
 		m.mu.Unlock()
 		m.hardCancel(ErrShuttingDown)
-		<-m.drained // every operation is ctx-aware, so this is prompt
-		errs = append(errs, fmt.Errorf("connection: shutdown deadline passed; cancelled %d in-flight operation(s): %w", n, ctx.Err()))
+		if !m.waitGrace(m.drained) {
+			m.mu.Lock()
+			left := m.inflight
+			m.mu.Unlock()
+			errs = append(errs, fmt.Errorf("connection: shutdown deadline passed; cancelled %d in-flight operation(s), abandoned %d still running %v later (injected code ignoring ctx): %w", n, left, m.grace, ctx.Err()))
+		} else {
+			errs = append(errs, fmt.Errorf("connection: shutdown deadline passed; cancelled %d in-flight operation(s): %w", n, ctx.Err()))
+		}
 	}
 	close(m.flushStop)
+	flusherDone := true
 	select {
 	case <-m.flushDone:
 	case <-ctx.Done():
 		m.hardCancel(ErrShuttingDown)
-		<-m.flushDone
+		flusherDone = m.waitGrace(m.flushDone)
 	}
 	m.hardCancel(ErrShuttingDown)
-	fctx := ctx
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-	}
-	if err := m.Flush(fctx); err != nil {
+	if !flusherDone {
+		// The stuck flush holds flushMu: a last Flush would wait for it.
+		m.sentMu.Lock()
+		n := len(m.pending)
+		m.sentMu.Unlock()
+		errs = append(errs, fmt.Errorf("connection: shutdown abandoned the periodic messages_sent flush, still running %v after the deadline; counts for %d more connection(s) not written: %w", m.grace, n, ctx.Err()))
+	} else if err := m.finalFlush(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	m.log.Info("connection manager shut down", "sends", m.m.sends.Load(), "sent", m.m.sent.Load())
+	m.log.InfoContext(ctx, "connection manager shut down", "sends", m.m.sends.Load(), "sent", m.m.sent.Load())
 	return errors.Join(errs...)
+}
+
+// waitGrace waits up to m.grace for done (real time: an injected clock may
+// be a fake nobody advances); false means abandoned.
+func (m *Manager) waitGrace(done <-chan struct{}) bool {
+	t := time.NewTimer(m.grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// finalFlush is Shutdown's last Flush: with 2 s of its own when ctx is
+// already done, and abandoned m.grace after its ctx ends.
+func (m *Manager) finalFlush(ctx context.Context) error {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Flush(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(m.grace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("connection: shutdown abandoned the last messages_sent flush, still running %v after its deadline: %w", m.grace, ctx.Err())
+	}
 }

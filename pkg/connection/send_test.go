@@ -141,17 +141,44 @@ func TestBackoffBounds(t *testing.T) {
 		lo := ExponentialBackoff(DefaultBaseDelay, DefaultMaxDelay, 2, 0.25, 0, n)
 		hi := ExponentialBackoff(DefaultBaseDelay, DefaultMaxDelay, 2, 0.25, 0.999999, n)
 		mid := ExponentialBackoff(DefaultBaseDelay, DefaultMaxDelay, 2, 0.25, 0.5, n)
-		if lo != nominal*3/4 || hi > nominal*5/4 || hi < nominal*5/4-time.Millisecond || mid != nominal {
+		wantHi := min(nominal*5/4, DefaultMaxDelay) // jitter never exceeds the cap
+		if lo != nominal*3/4 || hi > wantHi || hi < wantHi-time.Millisecond || mid != nominal {
 			t.Errorf("retry %d: lo %v mid %v hi %v, nominal %v", n, lo, mid, hi, nominal)
 		}
 	}
-	// With the default Rand, every wait stays in bounds.
-	cfg := Config{}.withDefaults()
-	for i := 0; i < 1000; i++ {
-		n := i%8 + 1
-		nominal := min(DefaultBaseDelay<<(n-1), DefaultMaxDelay)
-		if d := cfg.Retry.Backoff(n); d < nominal*3/4 || d > nominal*5/4 {
-			t.Fatalf("retry %d wait %v outside %v ±25%%", n, d, nominal)
+}
+
+// Many random draws through the configured policy: every wait lies within
+// nominal ±jitter and never above MaxDelay, including once the exponential
+// has reached the cap (where jitter used to add up to 25% on top).
+func TestBackoffRandomDrawsNeverExceedCap(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		retry  RetryPolicy
+		base   time.Duration
+		cap    time.Duration
+		jitter float64
+	}{
+		{"defaults", RetryPolicy{}, DefaultBaseDelay, DefaultMaxDelay, DefaultJitter},
+		{"wide jitter, low cap", RetryPolicy{BaseDelay: 50 * time.Millisecond, MaxDelay: 300 * time.Millisecond, Jitter: 0.9},
+			50 * time.Millisecond, 300 * time.Millisecond, 0.9},
+	} {
+		cfg := Config{Retry: tc.retry}.withDefaults()
+		var atCap int
+		for i := range 100000 {
+			n := i%12 + 1
+			nominal := min(tc.base<<(n-1), tc.cap)
+			floor := time.Duration(float64(nominal) * (1 - tc.jitter))
+			d := cfg.Retry.Backoff(n)
+			if d > tc.cap || d < floor-time.Microsecond {
+				t.Fatalf("%s: retry %d wait %v outside [%v, %v]", tc.name, n, d, floor, tc.cap)
+			}
+			if d == tc.cap {
+				atCap++
+			}
+		}
+		if atCap == 0 {
+			t.Errorf("%s: no draw reached the cap; the test does not exercise it", tc.name)
 		}
 	}
 }
@@ -359,5 +386,41 @@ func TestDisconnect(t *testing.T) {
 	}
 	if g.total("DELETE") != 2 {
 		t.Errorf("deletes %d", g.total("DELETE"))
+	}
+}
+
+// The Manager decrements the active counter for records it removes (410,
+// Disconnect); a failing counter is logged and never fails the call.
+func TestRemovedRecordsDecrementActiveCounter(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("gone=", gone)
+	st := newMemStore("a", "b", "gone=")
+	st.active = 3
+	m := newTestManager(t, g, st, Config{})
+	ctx := context.Background()
+	if err := m.Send(ctx, "gone=", "x"); !errors.Is(err, ErrConnectionStale) {
+		t.Fatal(err)
+	}
+	if err := m.Disconnect(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Disconnect(ctx, "a"); err != nil { // nothing left to remove
+		t.Fatal(err)
+	}
+	if st.active != 1 {
+		t.Errorf("active %d, want 1", st.active)
+	}
+	st.mu.Lock()
+	st.failAct = errors.New("counter throttled")
+	st.mu.Unlock()
+	st.put("gone=")
+	if err := m.Send(ctx, "gone=", "x"); !errors.Is(err, ErrConnectionStale) || strings.Contains(err.Error(), "counter") {
+		t.Errorf("stale send with a failing counter: %v", err)
+	}
+	if err := m.Disconnect(ctx, "b"); err != nil {
+		t.Errorf("Disconnect with a failing counter: %v", err)
+	}
+	if st.has("gone=") || st.has("b") {
+		t.Error("records not removed")
 	}
 }

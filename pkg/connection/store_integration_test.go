@@ -72,3 +72,88 @@ func testManagerWithStore(t *testing.T, ep *dynamotest.Endpoint) {
 		t.Errorf("messages_sent %d and %d, want 2 and 1", c0.MessagesSent, c1.MessagesSent)
 	}
 }
+
+// The table-wide active counter ($connect +1, $disconnect -1 when its
+// Delete found the record) stays right when the Manager removes records
+// itself: a 410 in Send, IsActive or Broadcast, and Disconnect (kick). The
+// $disconnect arriving afterwards finds nothing and leaves it alone.
+func TestManagerKeepsActiveCounter(t *testing.T) {
+	t.Run("minidyn", func(t *testing.T) { testActiveCounter(t, dynamotest.Start(t)) })
+	t.Run("dynalite", func(t *testing.T) { testActiveCounter(t, dynamotest.Dynalite(t)) })
+}
+
+func testActiveCounter(t *testing.T, ep *dynamotest.Endpoint) {
+	ctx := context.Background()
+	st := ep.Store
+	bstale := ids("bstale", 30) // more than one DeleteMany batch of 25
+	all := append([]string{"live=", "stale=", "probe=", "kick="}, bstale...)
+	// what $connect does for each
+	for _, id := range all {
+		if err := st.Save(ctx, store.Connection{ConnectionID: id, UserID: "u1", TenantID: "t1", Endpoint: "http://127.0.0.1/test", ConnectedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.AddActive(ctx, int64(len(all))); err != nil {
+		t.Fatal(err)
+	}
+	g := newFakeGateway(t)
+	for _, id := range append([]string{"stale=", "probe="}, bstale...) {
+		g.on(id, gone)
+	}
+	m := newTestManager(t, g, st, Config{Clock: SystemClock()})
+	want := int64(len(all))
+	check := func(step string) {
+		t.Helper()
+		if n, err := st.AddActive(ctx, 0); err != nil || n != want {
+			t.Fatalf("after %s: active %d (%v), want %d", step, n, err, want)
+		}
+	}
+	// what $disconnect does afterwards: decrement only if its Delete found the record
+	lateDisconnect := func(id string) {
+		t.Helper()
+		if _, found, err := st.Delete(ctx, id); err != nil || found {
+			t.Fatalf("$disconnect for %s found its record (%v): the Manager left it", id, err)
+		}
+	}
+
+	if err := m.Send(ctx, "stale=", "x"); !errors.Is(err, ErrConnectionStale) {
+		t.Fatal(err)
+	}
+	want--
+	check("a stale Send")
+	lateDisconnect("stale=")
+
+	if m.IsActive(ctx, "probe=") {
+		t.Fatal("IsActive on a 410")
+	}
+	want--
+	check("IsActive on a 410")
+	lateDisconnect("probe=")
+
+	if err := m.Disconnect(ctx, "kick="); err != nil {
+		t.Fatal(err)
+	}
+	want--
+	check("Disconnect")
+	lateDisconnect("kick=")
+	if err := m.Disconnect(ctx, "kick="); err != nil { // already gone: no second decrement
+		t.Fatal(err)
+	}
+	check("a second Disconnect")
+
+	res, err := m.Broadcast(ctx, append([]string{"live=", "stale=", "never="}, bstale...), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 1 || res.Stale != len(bstale) || res.NotFound != 2 {
+		t.Fatalf("broadcast %+v", res)
+	}
+	want -= int64(len(bstale))
+	check("a broadcast with stale connections")
+	for _, id := range bstale {
+		lateDisconnect(id)
+	}
+	if want != 1 {
+		t.Fatalf("test arithmetic: %d left, want only live=", want)
+	}
+}
