@@ -94,7 +94,8 @@ func New(d Deps, cfg Config) (*Handler, error) {
 }
 
 // Handle answers $connect: 200 and a saved record for a valid token, 401 for
-// any authentication failure, 500 when the record cannot be saved. The
+// any authentication failure (including claims the record cannot hold), 500
+// when the verification keys cannot be had or the record cannot be saved. The
 // returned error is always nil: API Gateway turns a Lambda error into a 502
 // with no way to tell the client why, so every outcome is a status code.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
@@ -118,19 +119,23 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	}
 
 	claims, err := h.authenticate(ctx, req)
-	if err != nil {
+	if errors.Is(err, auth.ErrKeySource) {
+		// The keys could not be had (Secrets Manager or the JWKS endpoint
+		// down, ctx expired waiting for them): a server fault, not the
+		// client's, so neither a 401 nor an authentication failure.
 		reason := auth.Reason(err)
-		h.d.Logger.WarnContext(ctx, "connect rejected: authentication failed",
+		h.d.Logger.ErrorContext(ctx, "connect failed: token verification keys unavailable",
 			slog.String("reason", reason), observability.ErrAttr(err))
 		observability.Emit(ctx, h.d.Metrics, h.d.Logger,
-			[]observability.Metric{observability.Count(contract.MetricAuthenticationFailures, 1)},
+			[]observability.Metric{observability.Count(contract.MetricKeySourceErrors, 1)},
 			map[string]any{"reason": reason})
-		span.SetAttributes(observability.AttrAuthFailure.String(reason))
-		span.SetStatus(codes.Error, "authentication failed: "+reason)
-		return respond(401, BodyUnauthorized), nil
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "key source unavailable")
+		return respond(500, BodyInternal), nil
 	}
-	inv.SetUser(claims.UserID, claims.TenantID)
-	span.SetAttributes(observability.AttrUserID.String(claims.UserID), observability.AttrTenantID.String(claims.TenantID))
+	if err != nil {
+		return h.reject(ctx, span, auth.Reason(err), err), nil
+	}
 
 	now := h.d.Now()
 	conn := store.Connection{
@@ -149,6 +154,16 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 		Permissions: claims.Permissions,
 		TTL:         now.Add(h.cfg.TTL).Unix(),
 	}
+	// A signed token can still carry claims the record cannot hold (more
+	// than store.MaxPermissions permissions, an over-long sub): the token is
+	// unusable, so that is the client's authentication failure, not a 500.
+	var verr *store.ValidationError
+	if err := store.Validate(conn); errors.As(err, &verr) && claimField(verr.Field) {
+		return h.reject(ctx, span, ReasonInvalidClaims, err), nil
+	}
+	inv.SetUser(claims.UserID, claims.TenantID)
+	span.SetAttributes(observability.AttrUserID.String(claims.UserID), observability.AttrTenantID.String(claims.TenantID))
+
 	if err := h.d.Store.Save(ctx, conn); err != nil {
 		h.d.Logger.ErrorContext(ctx, "connect failed: cannot save the connection record",
 			slog.Bool("invalid_record", errors.Is(err, store.ErrInvalid)), observability.ErrAttr(err))
@@ -170,6 +185,33 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 		slog.String("endpoint", conn.Endpoint),
 		slog.Int("permissions", len(conn.Permissions)))
 	return respond(200, BodyConnected), nil
+}
+
+// ReasonInvalidClaims is the auth failure reason of a verified token whose
+// claims break the record's limits (see store.Validate).
+const ReasonInvalidClaims = "invalid_claims"
+
+// claimField reports whether a store.ValidationError field comes from the
+// token's claims.
+func claimField(field string) bool {
+	switch field {
+	case "user_id", "tenant_id", "permissions":
+		return true
+	}
+	return false
+}
+
+// reject answers 401 for an authentication failure; the reason goes to the
+// log line, the AuthenticationFailures document and the span only.
+func (h *Handler) reject(ctx context.Context, span trace.Span, reason string, err error) events.APIGatewayProxyResponse {
+	h.d.Logger.WarnContext(ctx, "connect rejected: authentication failed",
+		slog.String("reason", reason), observability.ErrAttr(err))
+	observability.Emit(ctx, h.d.Metrics, h.d.Logger,
+		[]observability.Metric{observability.Count(contract.MetricAuthenticationFailures, 1)},
+		map[string]any{"reason": reason})
+	span.SetAttributes(observability.AttrAuthFailure.String(reason))
+	span.SetStatus(codes.Error, "authentication failed: "+reason)
+	return respond(401, BodyUnauthorized)
 }
 
 func (h *Handler) authenticate(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (auth.Claims, error) {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -417,5 +420,137 @@ func TestValidTokenAgainstDynalite(t *testing.T) {
 	if err != nil || got.UserID != "user-d" || got.TenantID != "tenant-d" || !got.ConnectedAt.Equal(e.now) ||
 		got.TTL != e.now.Add(24*time.Hour).Unix() || got.Metadata.IPAddress != "49.105.91.154" {
 		t.Fatalf("record = %+v, %v", got, err)
+	}
+}
+
+// withVerifier rebuilds e.h around v (same store, logs, metrics, clock).
+func (e *env) withVerifier(t *testing.T, v connect.TokenVerifier) {
+	t.Helper()
+	h, err := connect.New(connect.Deps{
+		Verifier: v,
+		Store:    e.ep.Store,
+		Logger:   observability.NewLogger(observability.LogConfig{Writer: e.logs, Function: "streamer-connect"}),
+		Metrics:  observability.NewEMF(observability.EMFConfig{Writer: e.metrics, Environment: "test", Function: "connect"}),
+		Tracer:   e.tracing.Tracer("test"),
+		Now:      func() time.Time { return e.now },
+	}, connect.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
+}
+
+// TestKeySourceFailureIs500: when the verification keys cannot be had the
+// server is at fault: 500 with the generic body, reason key_source in the
+// log, KeySourceErrors (not AuthenticationFailures) in the metrics.
+func TestKeySourceFailureIs500(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	slowRelease := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-slowRelease:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(slowRelease) })
+
+	cases := []struct {
+		name string
+		url  string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"JWKS endpoint down", down.URL, func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+		{"deadline while waiting for JWKS", slow.URL, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := setup(t, nil)
+			keys, err := auth.NewJWKS(auth.JWKSConfig{URL: c.url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := auth.NewVerifier(auth.VerifierConfig{Keys: keys, Issuer: issuer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.withVerifier(t, v)
+			req := lambdatest.Event(t, "testdata/connect-query.json", map[string]string{
+				"TOKEN": e.mint(t, auth.MintOptions{UserID: "u", TenantID: "t"}), "CONNECTION_ID": "keysdown="})
+			ctx, cancel := c.ctx()
+			defer cancel()
+			resp, err := e.h.Handle(ctx, req)
+			if err != nil || resp.StatusCode != 500 || resp.Body != connect.BodyInternal {
+				t.Fatalf("Handle = %d %q, %v; want 500 %q", resp.StatusCode, resp.Body, err, connect.BodyInternal)
+			}
+			if _, err := e.ep.Store.Get(context.Background(), "keysdown="); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("record saved without verification (Get err %v)", err)
+			}
+			lines := lambdatest.Lines(t, e.logs.String())
+			lambdatest.CheckCommon(t, lines)
+			if n := len(lambdatest.Find(lines, "connect rejected: authentication failed")); n != 0 {
+				t.Errorf("a key source failure was logged as an authentication failure: %v", lines)
+			}
+			got := lambdatest.Find(lines, "connect failed: token verification keys unavailable")
+			if len(got) != 1 || got[0]["reason"] != "key_source" || got[0]["level"] != "error" || got[0]["error"] == nil {
+				t.Errorf("key source log = %v", got)
+			}
+			doc := lambdatest.OneEMF(t, e.metrics.String())
+			if v, _ := doc.Value(contract.MetricKeySourceErrors); v != 1 || doc.Raw["reason"] != "key_source" {
+				t.Errorf("KeySourceErrors = %v reason %v; doc %v", v, doc.Raw["reason"], doc.Raw)
+			}
+			if _, ok := doc.Value(contract.MetricAuthenticationFailures); ok {
+				t.Errorf("a key source failure counted as an authentication failure: %v", doc.Raw)
+			}
+		})
+	}
+}
+
+// TestClaimsOverStoreLimitsAre401: a validly signed token whose claims the
+// record cannot hold is an unusable token: 401 invalid_claims and an
+// authentication failure, not a 500.
+func TestClaimsOverStoreLimitsAre401(t *testing.T) {
+	tooMany := make([]string, store.MaxPermissions+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf("perm-%d", i)
+	}
+	cases := map[string]auth.MintOptions{
+		"too many permissions": {UserID: "u", TenantID: "t", Permissions: tooMany},
+		"permission too long":  {UserID: "u", TenantID: "t", Permissions: []string{strings.Repeat("p", store.MaxPermissionLength+1)}},
+		"sub too long":         {UserID: strings.Repeat("u", store.MaxIDLength+1), TenantID: "t"},
+		"tenant too long":      {UserID: "u", TenantID: strings.Repeat("t", store.MaxIDLength+1)},
+	}
+	for name, o := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := setup(t, nil)
+			req := lambdatest.Event(t, "testdata/connect-query.json", map[string]string{"TOKEN": e.mint(t, o), "CONNECTION_ID": "claims="})
+			resp, err := e.h.Handle(context.Background(), req)
+			if err != nil || resp.StatusCode != 401 || resp.Body != connect.BodyUnauthorized {
+				t.Fatalf("Handle = %d %q, %v; want 401 %q", resp.StatusCode, resp.Body, err, connect.BodyUnauthorized)
+			}
+			if _, err := e.ep.Store.Get(context.Background(), "claims="); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a rejected connect left a record (Get err %v)", err)
+			}
+			rej := lambdatest.Find(lambdatest.Lines(t, e.logs.String()), "connect rejected: authentication failed")
+			if len(rej) != 1 || rej[0]["reason"] != connect.ReasonInvalidClaims || rej[0]["level"] != "warn" || rej[0]["error"] == nil {
+				t.Errorf("rejection log = %v, want reason %s", rej, connect.ReasonInvalidClaims)
+			}
+			doc := lambdatest.OneEMF(t, e.metrics.String())
+			if v, _ := doc.Value(contract.MetricAuthenticationFailures); v != 1 || doc.Raw["reason"] != connect.ReasonInvalidClaims {
+				t.Errorf("AuthenticationFailures = %v reason %v", v, doc.Raw["reason"])
+			}
+		})
+	}
+	// A bad value the gateway supplied is still the server's problem.
+	e := setup(t, nil)
+	req := lambdatest.Event(t, "testdata/connect-query.json", map[string]string{
+		"TOKEN": e.mint(t, auth.MintOptions{UserID: "u", TenantID: "t"}), "CONNECTION_ID": "#stats"})
+	if resp, _ := e.h.Handle(context.Background(), req); resp.StatusCode != 500 {
+		t.Errorf("reserved connection id from the gateway: status %d, want 500", resp.StatusCode)
 	}
 }

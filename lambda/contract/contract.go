@@ -22,6 +22,7 @@ const (
 	EnvConnectionsTable      = "CONNECTIONS_TABLE"
 	EnvJWTPublicKey          = "JWT_PUBLIC_KEY"
 	EnvJWTPublicKeySecretARN = "JWT_PUBLIC_KEY_SECRET_ARN"
+	EnvJWTJWKSURL            = "JWT_JWKS_URL"
 	EnvJWTIssuer             = "JWT_ISSUER"
 	EnvJWTAudience           = "JWT_AUDIENCE"
 	EnvLogLevel              = "LOG_LEVEL"
@@ -35,8 +36,9 @@ const (
 // Var describes one environment variable a handler reads.
 type Var struct {
 	Name string
-	// Required: the handler refuses to start without it (or, for the JWT key,
-	// without one of JWT_PUBLIC_KEY / JWT_PUBLIC_KEY_SECRET_ARN).
+	// Required: the handler refuses to start without it. The JWT key
+	// variables (KeyVars) are each optional, but $connect needs exactly one
+	// of them.
 	Required bool
 	// Deployed: the IaC sets it on the function. Variables a user sets only
 	// locally (JWT_PUBLIC_KEY instead of the secret) are not deployed.
@@ -55,8 +57,17 @@ var common = []Var{
 var connectOnly = []Var{
 	{Name: EnvJWTPublicKey, Doc: "PEM RSA public key (PKIX or PKCS#1); for local use"},
 	{Name: EnvJWTPublicKeySecretARN, Deployed: true, Doc: "Secrets Manager secret holding the PEM public key; read once per cold start"},
+	// The stack deploys the secret ARN; a user who verifies tokens of an
+	// identity provider sets JWT_JWKS_URL instead (and removes the ARN).
+	{Name: EnvJWTJWKSURL, Doc: "JSON Web Key Set URL (keys selected by kid, refreshed); instead of the secret, set by the user"},
 	{Name: EnvJWTIssuer, Required: true, Deployed: true, Doc: "required iss claim"},
 	{Name: EnvJWTAudience, Deployed: true, Doc: "required aud claim, when set"},
+}
+
+// KeyVars are the sources of the $connect token verification key; exactly
+// one must be set.
+func KeyVars() []string {
+	return []string{EnvJWTPublicKey, EnvJWTPublicKeySecretARN, EnvJWTJWKSURL}
 }
 
 // Vars returns the variables function reads (nil for an unknown function).
@@ -82,9 +93,14 @@ const (
 	// MetricStoreErrors counts store failures a handler absorbed without
 	// failing the request ($disconnect always answers 200).
 	MetricStoreErrors = "StoreErrors" // counter (Count)
+	// MetricKeySourceErrors counts $connect requests answered 500 because
+	// the token verification keys could not be had (Secrets Manager or the
+	// JWKS endpoint unavailable): a server fault, not an authentication
+	// failure.
+	MetricKeySourceErrors = "KeySourceErrors" // counter (Count)
 )
 
 // Metrics lists the custom metric names.
 func Metrics() []string {
-	return []string{MetricActiveConnections, MetricConnectionsPerMinute, MetricAuthenticationFailures, MetricMessagesSentPerMinute, MetricStoreErrors}
+	return []string{MetricActiveConnections, MetricConnectionsPerMinute, MetricAuthenticationFailures, MetricMessagesSentPerMinute, MetricStoreErrors, MetricKeySourceErrors}
 }

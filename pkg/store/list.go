@@ -78,7 +78,8 @@ func decodeCursor(s, index, hash string) (map[string]types.AttributeValue, error
 // within that tenant. PageSize above MaxListPageSize is lowered to it.
 //
 // Expired records are filtered after DynamoDB reads the page, so a page can
-// hold fewer items than PageSize, even none, while Next is still set.
+// hold fewer items than PageSize, even none, while Next is still set. A
+// record without a ttl (or with ttl 0) never expires, as for Get.
 func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 	var (
 		index, hashAttr, hash string
@@ -109,10 +110,14 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 	}
 	names := map[string]string{"#h": hashAttr, "#ttl": schema.AttrTTL}
 	values := map[string]types.AttributeValue{
-		":h":   &types.AttributeValueMemberS{Value: hash},
-		":now": num(d.now().Unix()),
+		":h":    &types.AttributeValueMemberS{Value: hash},
+		":now":  num(d.now().Unix()),
+		":zero": num(0),
 	}
-	filter := "#ttl > :now"
+	// Unexpired exactly as Connection.Expired (Get, Existing) decides: a
+	// record without a ttl, or with ttl 0 (written by another tool), never
+	// expires; otherwise it is listed until its ttl second.
+	filter := "(attribute_not_exists(#ttl) OR #ttl <= :zero OR #ttl > :now)"
 	if q.UserID != "" && q.TenantID != "" {
 		if err := validateID("tenant_id", q.TenantID); err != nil {
 			return Page{}, err

@@ -57,10 +57,11 @@ func NewStore(client *dynamodb.Client, cfg Config, log *slog.Logger) *store.Dyna
 }
 
 // NewVerifier builds the $connect token verifier. The key comes from
-// JWT_PUBLIC_KEY (PEM) or from the Secrets Manager secret
+// JWT_PUBLIC_KEY (PEM), from the Secrets Manager secret
 // JWT_PUBLIC_KEY_SECRET_ARN, which is fetched here, once per cold start, so a
 // missing or unreadable secret fails the cold start with a clear log line
-// instead of answering every client 401.
+// instead of failing every client, or from the JSON Web Key Set at
+// JWT_JWKS_URL (fetched on first use and refreshed; see auth.NewJWKS).
 func NewVerifier(ctx context.Context, cfg Config, awsCfg aws.Config) (*auth.Verifier, error) {
 	var keys auth.KeySource
 	switch {
@@ -75,8 +76,16 @@ func NewVerifier(ctx context.Context, cfg Config, awsCfg aws.Config) (*auth.Veri
 		if _, err := keys.PublicKey(ctx, ""); err != nil {
 			return nil, &InvalidError{Variable: contract.EnvJWTPublicKeySecretARN, Reason: "cannot read the public key from Secrets Manager (check the ARN, the secret's PEM value and the function role's secretsmanager:GetSecretValue)", Err: err}
 		}
+	case cfg.JWTJWKSURL != "":
+		// Fetched lazily, on the first token: cold start makes no request,
+		// and while the endpoint is down $connect answers 500 (key_source).
+		src, err := auth.NewJWKS(auth.JWKSConfig{URL: cfg.JWTJWKSURL})
+		if err != nil {
+			return nil, &InvalidError{Variable: contract.EnvJWTJWKSURL, Reason: "not a usable JWKS URL (an absolute http(s) URL)", Err: err}
+		}
+		keys = src
 	default:
-		return nil, &MissingError{Function: cfg.Function, Variables: []string{contract.EnvJWTPublicKey + " or " + contract.EnvJWTPublicKeySecretARN}}
+		return nil, &MissingError{Function: cfg.Function, Variables: []string{keyVarsChoice()}}
 	}
 	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/pay-theory/streamer/lambda/contract"
@@ -23,7 +24,7 @@ var ErrConfig = errors.New("lambda configuration invalid")
 // MissingError names required environment variables that are unset.
 type MissingError struct {
 	Function  string
-	Variables []string // e.g. "CONNECTIONS_TABLE", "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_SECRET_ARN"
+	Variables []string // e.g. "CONNECTIONS_TABLE", "JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_SECRET_ARN or JWT_JWKS_URL"
 }
 
 func (e *MissingError) Error() string {
@@ -65,6 +66,7 @@ type Config struct {
 	Table                 string
 	JWTPublicKeyPEM       string
 	JWTPublicKeySecretARN string
+	JWTJWKSURL            string
 	JWTIssuer             string
 	JWTAudience           string
 	LogLevel              slog.Level
@@ -93,6 +95,7 @@ func Load(function string, getenv func(string) string) (Config, error) {
 		Table:                 get(contract.EnvConnectionsTable),
 		JWTPublicKeyPEM:       pemFromEnv(getenv(contract.EnvJWTPublicKey)),
 		JWTPublicKeySecretARN: get(contract.EnvJWTPublicKeySecretARN),
+		JWTJWKSURL:            get(contract.EnvJWTJWKSURL),
 		JWTIssuer:             get(contract.EnvJWTIssuer),
 		JWTAudience:           get(contract.EnvJWTAudience),
 		Environment:           get(contract.EnvEnvironment),
@@ -121,8 +124,7 @@ func Load(function string, getenv func(string) string) (Config, error) {
 	var missing []string
 	needsKey := false
 	for _, v := range vars {
-		switch v.Name {
-		case contract.EnvJWTPublicKey, contract.EnvJWTPublicKeySecretARN:
+		if slices.Contains(contract.KeyVars(), v.Name) {
 			needsKey = true
 			continue
 		}
@@ -131,18 +133,30 @@ func Load(function string, getenv func(string) string) (Config, error) {
 		}
 	}
 	if needsKey {
+		var set []string
+		for _, name := range contract.KeyVars() {
+			if get(name) != "" {
+				set = append(set, name)
+			}
+		}
 		switch {
-		case c.JWTPublicKeyPEM == "" && c.JWTPublicKeySecretARN == "":
-			missing = append(missing, contract.EnvJWTPublicKey+" or "+contract.EnvJWTPublicKeySecretARN)
-		case c.JWTPublicKeyPEM != "" && c.JWTPublicKeySecretARN != "":
+		case len(set) == 0:
+			missing = append(missing, keyVarsChoice())
+		case len(set) > 1:
 			// Two sources of trust are ambiguous: refuse rather than guess.
-			return c, &InvalidError{Variable: contract.EnvJWTPublicKey, Reason: "set only one of " + contract.EnvJWTPublicKey + " and " + contract.EnvJWTPublicKeySecretARN}
+			return c, &InvalidError{Variable: strings.Join(set, ", "), Reason: "set exactly one of " + keyVarsChoice() + ", not " + strings.Join(set, " and ")}
 		}
 	}
 	if len(missing) > 0 {
 		return c, &MissingError{Function: function, Variables: missing}
 	}
 	return c, nil
+}
+
+// keyVarsChoice is "JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_SECRET_ARN or JWT_JWKS_URL".
+func keyVarsChoice() string {
+	k := contract.KeyVars()
+	return strings.Join(k[:len(k)-1], ", ") + " or " + k[len(k)-1]
 }
 
 // pemFromEnv accepts a PEM with real newlines or with literal "\n"

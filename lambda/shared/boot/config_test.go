@@ -2,8 +2,14 @@ package boot_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,8 +28,9 @@ func TestLoadNamesEveryMissingVariable(t *testing.T) {
 		env     map[string]string
 		missing []string
 	}{
-		{contract.FunctionConnect, map[string]string{}, []string{"CONNECTIONS_TABLE", "JWT_ISSUER", "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_SECRET_ARN"}},
-		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "i"}, []string{"JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_SECRET_ARN"}},
+		{contract.FunctionConnect, map[string]string{}, []string{"CONNECTIONS_TABLE", "JWT_ISSUER", "JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_SECRET_ARN or JWT_JWKS_URL"}},
+		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "i"}, []string{"JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_SECRET_ARN or JWT_JWKS_URL"}},
+		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_JWKS_URL": "https://idp.example.com/jwks.json"}, []string{"JWT_ISSUER"}},
 		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_PUBLIC_KEY_SECRET_ARN": "arn"}, []string{"JWT_ISSUER"}},
 		{contract.FunctionDisconnect, map[string]string{}, []string{"CONNECTIONS_TABLE"}},
 		{contract.FunctionDefault, map[string]string{"CONNECTIONS_TABLE": "  "}, []string{"CONNECTIONS_TABLE"}},
@@ -83,12 +90,35 @@ func TestLoadRejectsBadValues(t *testing.T) {
 	if !errors.As(err, &ie) || ie.Variable != "LOG_LEVEL" {
 		t.Errorf("bad LOG_LEVEL: %v", err)
 	}
-	both := map[string]string{"JWT_PUBLIC_KEY_SECRET_ARN": "arn"}
-	for k, v := range base {
-		both[k] = v
+	// Two or more key sources are ambiguous: refused, naming the ones set.
+	sources := map[string]string{"JWT_PUBLIC_KEY": "pem", "JWT_PUBLIC_KEY_SECRET_ARN": "arn", "JWT_JWKS_URL": "https://idp.example.com/jwks.json"}
+	for _, set := range [][]string{
+		{"JWT_PUBLIC_KEY", "JWT_PUBLIC_KEY_SECRET_ARN"},
+		{"JWT_PUBLIC_KEY", "JWT_JWKS_URL"},
+		{"JWT_PUBLIC_KEY_SECRET_ARN", "JWT_JWKS_URL"},
+		{"JWT_PUBLIC_KEY", "JWT_PUBLIC_KEY_SECRET_ARN", "JWT_JWKS_URL"},
+	} {
+		m := map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "i"}
+		for _, k := range set {
+			m[k] = sources[k]
+		}
+		_, err := boot.Load(contract.FunctionConnect, env(m))
+		if !errors.As(err, &ie) || !errors.Is(err, boot.ErrConfig) {
+			t.Errorf("%v set: err = %v, want *InvalidError", set, err)
+			continue
+		}
+		for _, k := range set {
+			if !strings.Contains(ie.Variable, k) || !strings.Contains(err.Error(), k) {
+				t.Errorf("%v set: error %q (variable %q) does not name %s", set, err, ie.Variable, k)
+			}
+		}
 	}
-	if _, err := boot.Load(contract.FunctionConnect, env(both)); !errors.As(err, &ie) {
-		t.Errorf("two key sources must be refused: %v", err)
+	// Exactly one of them is fine.
+	for k, v := range sources {
+		m := map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "i", k: v}
+		if _, err := boot.Load(contract.FunctionConnect, env(m)); err != nil {
+			t.Errorf("only %s set: %v", k, err)
+		}
 	}
 	if _, err := boot.Load("nope", env(base)); !errors.Is(err, boot.ErrConfig) {
 		t.Errorf("unknown function: %v", err)
@@ -124,6 +154,71 @@ func TestNewVerifierFromPEM(t *testing.T) {
 	var ie *boot.InvalidError
 	if !errors.As(err, &ie) || ie.Variable != "JWT_PUBLIC_KEY" {
 		t.Errorf("bad PEM: %v", err)
+	}
+}
+
+// TestNewVerifierFromJWKS: JWT_JWKS_URL alone builds a verifier that takes
+// its key from the set, fetched on the first token (not at cold start).
+func TestNewVerifierFromJWKS(t *testing.T) {
+	key, err := auth.GenerateKeyPair(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	set, err := json.Marshal(map[string]any{"keys": []any{map[string]any{
+		"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
+		"n": b64(key.PublicKey.N.Bytes()), "e": b64(big.NewInt(int64(key.PublicKey.E)).Bytes()),
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(set)
+	}))
+	defer srv.Close()
+
+	cfg, err := boot.Load(contract.FunctionConnect, env(map[string]string{"CONNECTIONS_TABLE": "t", "JWT_ISSUER": "iss", "JWT_JWKS_URL": srv.URL + "/.well-known/jwks.json"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JWTJWKSURL != srv.URL+"/.well-known/jwks.json" {
+		t.Fatalf("JWTJWKSURL = %q", cfg.JWTJWKSURL)
+	}
+	v, err := boot.NewVerifier(context.Background(), cfg, aws.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fetches.Load(); n != 0 {
+		t.Errorf("cold start fetched the JWKS %d times; want lazily on the first token", n)
+	}
+	tok, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: "iss", KeyID: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(context.Background(), tok); err != nil || c.UserID != "u" {
+		t.Errorf("Verify = %+v, %v", c, err)
+	}
+	if fetches.Load() != 1 {
+		t.Errorf("JWKS fetched %d times, want 1", fetches.Load())
+	}
+	srv.Close()
+	// A kid the set lacks is refused (the refetch it triggers is rate limited).
+	other, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: "iss", KeyID: "unknown"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), other); err == nil {
+		t.Error("token with an unknown kid verified")
+	}
+
+	cfg.JWTJWKSURL = "ftp://idp.example.com/jwks"
+	_, err = boot.NewVerifier(context.Background(), cfg, aws.Config{})
+	var ie *boot.InvalidError
+	if !errors.As(err, &ie) || ie.Variable != "JWT_JWKS_URL" || !errors.Is(err, boot.ErrConfig) {
+		t.Errorf("bad JWKS URL: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -95,12 +96,45 @@ func ErrAttr(err error) slog.Attr {
 	return slog.String(KeyError, err.Error())
 }
 
+// invocationKeys are the fields fieldsHandler puts on every line, in order.
+var invocationKeys = [...]string{KeyFunction, KeyColdStart, KeyCorrelationID, KeyOperation, KeyUserID, KeyTenantID, KeyConnectionID, KeyDurationMS}
+
+func invocationKeyIndex(k string) int {
+	for i, ik := range invocationKeys {
+		if ik == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// blank reports whether a caller-provided value carries nothing: an empty
+// string or a nil value.
+func blank(v slog.Value) bool {
+	switch v.Kind() {
+	case slog.KindString:
+		return v.String() == ""
+	case slog.KindAny:
+		return v.Any() == nil
+	}
+	return false
+}
+
 // fieldsHandler adds the invocation fields to each record. They are added
 // as record attributes, so a logger derived with WithGroup nests them in the
 // group: the handlers never open groups.
+//
+// Each field appears exactly once per line. A caller may pass one itself
+// (pkg/connection logs the target connection_id, its own correlation_id and
+// the duration_ms of a send): a non-blank caller value wins, and the
+// invocation's value fills in only when the caller gave none or a blank one
+// (""), so a line never loses a caller's value nor carries a key twice.
+// Attributes given with Logger.With are held here until the next WithGroup
+// for the same reason.
 type fieldsHandler struct {
 	inner    slog.Handler
 	function string
+	attrs    []slog.Attr // from WithAttrs since the last WithGroup
 }
 
 func (h *fieldsHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -114,8 +148,7 @@ func (h *fieldsHandler) Handle(ctx context.Context, r slog.Record) error {
 	if f != nil {
 		dur = f.Elapsed()
 	}
-	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	out.AddAttrs(
+	inv := [len(invocationKeys)]slog.Attr{
 		slog.String(KeyFunction, h.function),
 		slog.Bool(KeyColdStart, fields.ColdStart),
 		slog.String(KeyCorrelationID, fields.CorrelationID),
@@ -124,27 +157,48 @@ func (h *fieldsHandler) Handle(ctx context.Context, r slog.Record) error {
 		slog.String(KeyTenantID, fields.TenantID),
 		slog.String(KeyConnectionID, fields.ConnectionID),
 		slog.Float64(KeyDurationMS, float64(dur.Microseconds())/1000),
-	)
-	r.Attrs(func(a slog.Attr) bool {
-		// A handler may pass a field it already set (e.g. user_id after
-		// verifying the token); the invocation's copy wins, no duplicates.
-		switch a.Key {
-		case KeyFunction, KeyColdStart, KeyCorrelationID, KeyOperation, KeyUserID, KeyTenantID, KeyConnectionID, KeyDurationMS:
-			return true
-		}
+	}
+	others := make([]slog.Attr, 0, len(h.attrs)+r.NumAttrs())
+	take := func(a slog.Attr) {
 		if a.Equal(slog.Attr{}) {
-			return true
+			return
 		}
-		out.AddAttrs(a)
+		if i := invocationKeyIndex(a.Key); i >= 0 {
+			a.Value = a.Value.Resolve()
+			if !blank(a.Value) {
+				inv[i] = a // the record's own attribute (the later one) wins over With's
+			}
+			return
+		}
+		others = append(others, a)
+	}
+	for _, a := range h.attrs {
+		take(a)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		take(a)
 		return true
 	})
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(inv[:]...)
+	out.AddAttrs(others...)
 	return h.inner.Handle(ctx, out)
 }
 
 func (h *fieldsHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &fieldsHandler{inner: h.inner.WithAttrs(as), function: h.function}
+	if len(as) == 0 {
+		return h
+	}
+	return &fieldsHandler{inner: h.inner, function: h.function, attrs: append(slices.Clip(h.attrs), as...)}
 }
 
 func (h *fieldsHandler) WithGroup(name string) slog.Handler {
-	return &fieldsHandler{inner: h.inner.WithGroup(name), function: h.function}
+	if name == "" {
+		return h
+	}
+	inner := h.inner
+	if len(h.attrs) > 0 {
+		inner = inner.WithAttrs(h.attrs)
+	}
+	return &fieldsHandler{inner: inner.WithGroup(name), function: h.function}
 }

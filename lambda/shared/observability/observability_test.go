@@ -35,7 +35,7 @@ func TestLoggerAddsInvocationFields(t *testing.T) {
 	clock = clock.Add(1500 * time.Microsecond)
 	inv.SetUser("u1", "t1")
 	log.DebugContext(ctx, "filtered")
-	log.WarnContext(ctx, "inside", observability.ErrAttr(errors.New("boom")), slog.String("user_id", "spoofed"))
+	log.WarnContext(ctx, "inside", observability.ErrAttr(errors.New("boom")), slog.String("user_id", ""))
 
 	lines := lambdatest.Lines(t, buf.String())
 	if len(lines) != 2 {
@@ -62,6 +62,64 @@ func TestLoggerAddsInvocationFields(t *testing.T) {
 	if ts, err := time.Parse(time.RFC3339Nano, in["timestamp"].(string)); err != nil || !strings.HasSuffix(in["timestamp"].(string), "Z") {
 		t.Errorf("timestamp %v: %v", ts, err)
 	}
+}
+
+// TestLoggerKeepsCallerFields: a caller's own correlation_id, connection_id
+// or duration_ms (pkg/connection logs the target connection and the send's
+// duration) is kept, inside and outside an invocation, and never duplicated;
+// the invocation fills in only what the caller left out or blank.
+func TestLoggerKeepsCallerFields(t *testing.T) {
+	buf := &lambdatest.Buffer{}
+	log := observability.NewLogger(observability.LogConfig{Writer: buf, Function: "fn"})
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { return clock }
+	callerAttrs := []any{
+		slog.String("correlation_id", "mgr-cid"),
+		slog.String("connection_id", "target-conn"),
+		slog.Float64("duration_ms", 12.5),
+	}
+
+	log.Info("outside", callerAttrs...)
+	ctx, inv := observability.Begin(context.Background(), observability.BeginOptions{
+		Operation: observability.OpMessage, RequestID: "req-1", ConnectionID: "own-conn", Now: now})
+	inv.SetUser("u1", "t1")
+	clock = clock.Add(2 * time.Millisecond)
+	log.InfoContext(ctx, "inside", callerAttrs...)
+	// Blank caller values do not blank the invocation's.
+	log.InfoContext(ctx, "blank", slog.String("correlation_id", ""), slog.String("connection_id", ""), slog.Any("user_id", nil))
+	// Attributes from With count as the caller's; the call's own win over them.
+	log.With("connection_id", "with-conn", "user_id", "with-user").InfoContext(ctx, "with", slog.String("user_id", "call-user"))
+	// Inside a group the fields nest with the caller's: still one of each.
+	log.WithGroup("g").With("connection_id", "grouped").InfoContext(ctx, "group")
+
+	raw := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	lines := lambdatest.Lines(t, buf.String())
+	if len(lines) != 5 || len(raw) != 5 {
+		t.Fatalf("want 5 lines, got %d: %s", len(lines), buf.String())
+	}
+	for i, l := range raw {
+		for _, k := range []string{"correlation_id", "connection_id", "duration_ms", "user_id", "tenant_id", "operation", "function", "cold_start"} {
+			if n := strings.Count(l, `"`+k+`":`); n != 1 {
+				t.Errorf("line %d has %s %d times: %s", i, k, n, l)
+			}
+		}
+	}
+	lambdatest.CheckCommon(t, lines[:4])
+	check := func(l map[string]any, want map[string]any) {
+		t.Helper()
+		for k, v := range want {
+			if l[k] != v {
+				t.Errorf("%s: %s = %v, want %v", l["msg"], k, l[k], v)
+			}
+		}
+	}
+	check(lines[0], map[string]any{"correlation_id": "mgr-cid", "connection_id": "target-conn", "duration_ms": 12.5, "user_id": "", "function": "fn"})
+	check(lines[1], map[string]any{"correlation_id": "mgr-cid", "connection_id": "target-conn", "duration_ms": 12.5,
+		"user_id": "u1", "tenant_id": "t1", "operation": "message"})
+	check(lines[2], map[string]any{"correlation_id": "req-1", "connection_id": "own-conn", "duration_ms": 2.0, "user_id": "u1"})
+	check(lines[3], map[string]any{"connection_id": "with-conn", "user_id": "call-user", "correlation_id": "req-1", "tenant_id": "t1"})
+	g, _ := lines[4]["g"].(map[string]any)
+	check(g, map[string]any{"connection_id": "grouped", "correlation_id": "req-1", "user_id": "u1"})
 }
 
 func TestParseLevel(t *testing.T) {

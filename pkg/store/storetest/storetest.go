@@ -12,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/pay-theory/streamer/pkg/store"
 	"github.com/pay-theory/streamer/pkg/store/dynamotest"
+	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
 // NewEndpoint returns a fresh endpoint with an empty table for one test;
@@ -34,6 +38,7 @@ func Run(t *testing.T, newEndpoint NewEndpoint) {
 		{"ListManyPages", testListManyPages},
 		{"Isolation", testIsolation},
 		{"Expired", testExpired},
+		{"NoTTLNeverExpires", testNoTTLNeverExpires},
 		{"Storm", testStorm},
 		{"UnprocessedRetried", testUnprocessedRetried},
 		{"UnprocessedGivesUp", testUnprocessedGivesUp},
@@ -390,6 +395,46 @@ func testExpired(t *testing.T, ep *dynamotest.Endpoint) {
 	now = now.Add(store.DefaultTTL + time.Second)
 	got, _, _ = listAll(t, s, store.ListQuery{TenantID: "t"})
 	sameSet(t, "tenant listing a day later", got, nil)
+}
+
+// testNoTTLNeverExpires writes records raw through the SDK, one without a
+// ttl attribute and one with ttl 0 (another tool's writes, or a table
+// without TTL), next to an expired one: Get, Existing and List must agree
+// that only the expired one is gone.
+func testNoTTLNeverExpires(t *testing.T, ep *dynamotest.Endpoint) {
+	ctx := ctxFor(t)
+	s := store.New(ep.Client, store.Config{Table: ep.Table, Now: func() time.Time { return base }})
+	put := func(c store.Connection, withTTL bool) {
+		t.Helper()
+		item := store.MarshalItem(c)
+		if !withTTL {
+			delete(item, schema.AttrTTL)
+		}
+		if _, err := ep.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(ep.Table), Item: item}); err != nil {
+			t.Fatalf("raw PutItem %s: %v", c.ConnectionID, err)
+		}
+	}
+	noTTL, zero, old := conn("no-ttl", "nt", "nu", base), conn("zero-ttl", "nt", "nu", base.Add(time.Second)), conn("old", "nt", "nu", base.Add(2*time.Second))
+	zero.TTL = 0
+	old.TTL = base.Add(-time.Minute).Unix()
+	put(noTTL, false)
+	put(zero, true)
+	put(old, true)
+
+	for _, id := range []string{"no-ttl", "zero-ttl"} {
+		if c := mustGet(t, s, id); c.TTL != 0 {
+			t.Errorf("Get(%s).TTL = %d, want 0", id, c.TTL)
+		}
+	}
+	wantNotFound(t, s, "old")
+	ex, err := s.Existing(ctx, []string{"no-ttl", "zero-ttl", "old"})
+	if err != nil || len(ex) != 2 || !ex["no-ttl"] || !ex["zero-ttl"] {
+		t.Fatalf("Existing = %v, %v; want no-ttl and zero-ttl", ex, err)
+	}
+	for _, q := range []store.ListQuery{{TenantID: "nt"}, {UserID: "nu"}, {UserID: "nu", TenantID: "nt"}, {TenantID: "nt", PageSize: 1}} {
+		got, _, _ := listAll(t, s, q)
+		sameSet(t, fmt.Sprintf("List(%+v)", q), got, []string{"no-ttl", "zero-ttl"})
+	}
 }
 
 // testStorm runs hundreds of goroutines saving, touching, counting and
