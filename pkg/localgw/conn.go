@@ -189,7 +189,10 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		c.finish()
 		return
 	}
-	ws.SetReadLimit(MaxMessageBytes)
+	// The 128 KB limit is enforced in readLoop, not by coder/websocket: its
+	// limit closes the socket itself with its own reason text ("read limited
+	// at N bytes"), and clients must see API Gateway's close, not ours.
+	ws.SetReadLimit(-1)
 	c.ws.Store(ws)
 	go c.writeLoop()
 	c.startTimers()
@@ -433,13 +436,19 @@ func (c *conn) readLoop() {
 			c.terminate(closeUnsupported, reasonBinary, true)
 			return
 		}
-		data, err := io.ReadAll(rd)
+		// Read at most one byte past the limit: enough to know it is over,
+		// never buffering an unbounded message.
+		data, err := io.ReadAll(io.LimitReader(rd, MaxMessageBytes+1))
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
 		if c.sniffer.oversize.Load() {
 			c.terminate(closeTooBig, reasonFrameTooBig, true)
+			return
+		}
+		if len(data) > MaxMessageBytes {
+			c.terminate(closeTooBig, reasonMessageTooBig, true)
 			return
 		}
 		c.touch()

@@ -317,8 +317,8 @@ func TestLimits(t *testing.T) {
 			}
 		}
 		_ = w.Close()
-		if ce := readClose(t, c); ce.Code != websocket.StatusMessageTooBig {
-			t.Errorf("close %v, want 1009", ce)
+		if ce := readClose(t, c); ce.Code != websocket.StatusMessageTooBig || ce.Reason != "Message too big" {
+			t.Errorf("close %v, want 1009 \"Message too big\"", ce)
 		}
 		assertDisconnect(t, disconnects, id, 1009, "Message too big")
 	})
@@ -346,8 +346,8 @@ func TestLimits(t *testing.T) {
 		if err := c.Write(testCtx(t), websocket.MessageText, bytes.Repeat([]byte("c"), localgw.MaxFrameBytes+1)); err != nil {
 			t.Fatal(err)
 		}
-		if ce := readClose(t, c); ce.Code != websocket.StatusMessageTooBig {
-			t.Errorf("close %v, want 1009", ce)
+		if ce := readClose(t, c); ce.Code != websocket.StatusMessageTooBig || ce.Reason != "Frame too big" {
+			t.Errorf("close %v, want 1009 \"Frame too big\"", ce)
 		}
 		assertDisconnect(t, disconnects, id, 1009, "Frame too big")
 		select {
@@ -355,6 +355,16 @@ func TestLimits(t *testing.T) {
 			t.Errorf("oversize frame was routed (%d bytes)", len(ev.Body))
 		default:
 		}
+	})
+	t.Run("single frame over 128 KB closes 1009 with the gateway's reason", func(t *testing.T) {
+		s, connects, disconnects, _ := limitsGateway(t, localgw.Config{})
+		c, id := connect(t, s, connects)
+		// Written as one frame; the gateway stops reading at the limit.
+		_ = c.Write(testCtx(t), websocket.MessageText, bytes.Repeat([]byte("d"), localgw.MaxMessageBytes+1024))
+		if ce := readClose(t, c); ce.Code != websocket.StatusMessageTooBig || ce.Reason != "Frame too big" {
+			t.Errorf("close %v, want 1009 \"Frame too big\"", ce)
+		}
+		assertDisconnect(t, disconnects, id, 1009, "Frame too big")
 	})
 	t.Run("binary frame closes 1003", func(t *testing.T) {
 		s, connects, disconnects, _ := limitsGateway(t, localgw.Config{})
