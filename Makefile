@@ -2,11 +2,20 @@
 GO          ?= go
 GOTESTFLAGS ?= -race -timeout 25m
 
-.PHONY: test test-go lint tools build clean lambdas
+.PHONY: test test-go test-deploy bench bench-smoke deploy lint tools build clean lambdas
 
-## test: install test tools if missing, start dynalite, run every test suite
-test: lint
+## test: lint, run every benchmark once (so none rots), then install test tools
+## if missing, start dynalite and run every test suite
+test: lint bench-smoke
 	scripts/with-dynalite.sh $(MAKE) --no-print-directory test-go
+
+## bench-smoke: each benchmark once; figures are printed, never asserted
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m ./...
+
+## bench: the benchmarks with enough iterations to read the figures
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
 
 test-go:
 	$(GO) test $(GOTESTFLAGS) ./... && $(MAKE) --no-print-directory test-deploy
