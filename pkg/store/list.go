@@ -73,9 +73,44 @@ func decodeCursor(s, index, hash string) (map[string]types.AttributeValue, error
 	return key, nil
 }
 
+// scanListing names the whole-table listing in cursors (where a GSI name
+// goes for tenant and user listings); no index has this name.
+const scanListing = "*table"
+
+// unexpiredFilter keeps records unexpired exactly as Connection.Expired
+// (Get, Existing) decides: a record without a ttl, or with ttl 0 (written by
+// another tool), never expires; otherwise it is listed until its ttl second.
+// It needs #ttl, :now and :zero (see unexpiredValues).
+const unexpiredFilter = "(attribute_not_exists(#ttl) OR #ttl <= :zero OR #ttl > :now)"
+
+func (d *Dynamo) unexpiredValues() map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		":now":  num(d.now().Unix()),
+		":zero": num(0),
+	}
+}
+
+func pageSize(size int32) (int32, error) {
+	switch {
+	case size < 0:
+		return 0, invalid("page_size", "is negative (%d)", size)
+	case size == 0:
+		return DefaultListPageSize, nil
+	case size > MaxListPageSize:
+		return MaxListPageSize, nil
+	}
+	return size, nil
+}
+
 // List returns one page of a tenant's or a user's unexpired connections,
 // oldest connected_at first. Setting both TenantID and UserID lists that user
 // within that tenant. PageSize above MaxListPageSize is lowered to it.
+//
+// With neither TenantID nor UserID, List pages through every connection in
+// the table with Scan: it reads the whole table (every item, expired ones
+// and the internal counter item included, costs read capacity), and its
+// pages are in no particular order. Use it for operator listings, not on a
+// hot path. Its cursors work only with another whole-table List.
 //
 // Expired records are filtered after DynamoDB reads the page, so a page can
 // hold fewer items than PageSize, even none, while Next is still set. A
@@ -90,34 +125,23 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 	case q.TenantID != "":
 		index, hashAttr, hash = schema.IndexTenant, schema.AttrTenantID, q.TenantID
 	default:
-		return Page{}, invalid("query", "needs a TenantID or a UserID")
+		return d.scan(ctx, q)
 	}
 	if err := validateID(hashAttr, hash); err != nil {
 		return Page{}, err
 	}
-	size := q.PageSize
-	switch {
-	case size < 0:
-		return Page{}, invalid("page_size", "is negative (%d)", size)
-	case size == 0:
-		size = DefaultListPageSize
-	case size > MaxListPageSize:
-		size = MaxListPageSize
+	size, err := pageSize(q.PageSize)
+	if err != nil {
+		return Page{}, err
 	}
 	start, err := decodeCursor(q.Cursor, index, hash)
 	if err != nil {
 		return Page{}, err
 	}
 	names := map[string]string{"#h": hashAttr, "#ttl": schema.AttrTTL}
-	values := map[string]types.AttributeValue{
-		":h":    &types.AttributeValueMemberS{Value: hash},
-		":now":  num(d.now().Unix()),
-		":zero": num(0),
-	}
-	// Unexpired exactly as Connection.Expired (Get, Existing) decides: a
-	// record without a ttl, or with ttl 0 (written by another tool), never
-	// expires; otherwise it is listed until its ttl second.
-	filter := "(attribute_not_exists(#ttl) OR #ttl <= :zero OR #ttl > :now)"
+	values := d.unexpiredValues()
+	values[":h"] = &types.AttributeValueMemberS{Value: hash}
+	filter := unexpiredFilter
 	if q.UserID != "" && q.TenantID != "" {
 		if err := validateID("tenant_id", q.TenantID); err != nil {
 			return Page{}, err
@@ -140,15 +164,60 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 	if err != nil {
 		return Page{}, d.wrapErr("list", index+" "+strconv.Quote(hash), err)
 	}
-	page := Page{Connections: make([]Connection, 0, len(out.Items))}
-	for _, item := range out.Items {
+	return pageOf(out.Items, index, hash, out.LastEvaluatedKey)
+}
+
+// ScanAPI is what a whole-table List needs beyond DynamoAPI;
+// *dynamodb.Client has it. A DynamoAPI without Scan still serves every
+// other operation, and whole-table listings fail with ErrInvalid.
+type ScanAPI interface {
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+// scan is List without a tenant or user: a paginated Scan of the whole
+// table, with the same unexpired filter as the index listings, leaving out
+// internal items (ids starting with reservedIDPrefix, like the counter).
+func (d *Dynamo) scan(ctx context.Context, q ListQuery) (Page, error) {
+	size, err := pageSize(q.PageSize)
+	if err != nil {
+		return Page{}, err
+	}
+	start, err := decodeCursor(q.Cursor, scanListing, "")
+	if err != nil {
+		return Page{}, err
+	}
+	client, ok := d.client.(ScanAPI)
+	if !ok {
+		return Page{}, invalid("query", "needs a TenantID or a UserID: this store's client (%T) cannot Scan the whole table", d.client)
+	}
+	values := d.unexpiredValues()
+	values[":rsv"] = &types.AttributeValueMemberS{Value: reservedIDPrefix}
+	out, err := client.Scan(ctx, &dynamodb.ScanInput{
+		TableName:                 aws.String(d.table),
+		FilterExpression:          aws.String(unexpiredFilter + " AND NOT begins_with(#id, :rsv)"),
+		ExpressionAttributeNames:  map[string]string{"#ttl": schema.AttrTTL, "#id": schema.AttrConnectionID},
+		ExpressionAttributeValues: values,
+		ExclusiveStartKey:         start,
+		Limit:                     aws.Int32(size),
+	})
+	if err != nil {
+		return Page{}, d.wrapErr("list", "table "+strconv.Quote(d.table), err)
+	}
+	return pageOf(out.Items, scanListing, "", out.LastEvaluatedKey)
+}
+
+// pageOf decodes a page of items and its cursor.
+func pageOf(items []map[string]types.AttributeValue, index, hash string, last map[string]types.AttributeValue) (Page, error) {
+	page := Page{Connections: make([]Connection, 0, len(items))}
+	for _, item := range items {
 		c, err := UnmarshalItem(item)
 		if err != nil {
 			return Page{}, err
 		}
 		page.Connections = append(page.Connections, c)
 	}
-	page.Next, err = encodeCursor(index, hash, out.LastEvaluatedKey)
+	var err error
+	page.Next, err = encodeCursor(index, hash, last)
 	return page, err
 }
 

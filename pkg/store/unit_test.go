@@ -163,10 +163,17 @@ func mustEncodeKey(t *testing.T, index, hash string, key map[string]types.Attrib
 func TestListArguments(t *testing.T) {
 	d := New(nil, Config{})
 	for name, q := range map[string]ListQuery{
-		"no tenant or user": {},
-		"negative size":     {TenantID: "t", PageSize: -1},
-		"long tenant":       {TenantID: strings.Repeat("x", MaxIDLength+1)},
-		"bad cursor":        {TenantID: "t", Cursor: "x"},
+		"negative size":           {TenantID: "t", PageSize: -1},
+		"long tenant":             {TenantID: strings.Repeat("x", MaxIDLength+1)},
+		"bad cursor":              {TenantID: "t", Cursor: "x"},
+		"whole table, bad size":   {PageSize: -1},
+		"whole table, bad cursor": {Cursor: "x"},
+		"whole table, tenant cursor": {Cursor: mustEncodeKey(t, schema.IndexTenant, "t",
+			map[string]types.AttributeValue{"connection_id": &types.AttributeValueMemberS{Value: "c"}})},
+		"tenant, whole-table cursor": {TenantID: "t", Cursor: mustEncodeKey(t, scanListing, "",
+			map[string]types.AttributeValue{"connection_id": &types.AttributeValueMemberS{Value: "c"}})},
+		// New(nil, ...) has no client at all, so none that can Scan.
+		"whole table, no Scan": {},
 	} {
 		if _, err := d.List(context.Background(), q); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: List = %v; want ErrInvalid", name, err)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -119,4 +120,14 @@ func (f *FaultClient) Calls() (writes, gets int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.writeCalls, f.getCalls
+}
+
+// Scan forwards to the wrapped client when it can Scan (store.ScanAPI), so
+// whole-table listings work through a FaultClient too.
+func (f *FaultClient) Scan(ctx context.Context, in *dynamodb.ScanInput, opt ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	sc, ok := f.DynamoAPI.(store.ScanAPI)
+	if !ok {
+		return nil, errors.New("storetest: the wrapped client cannot Scan")
+	}
+	return sc.Scan(ctx, in, opt...)
 }

@@ -37,6 +37,7 @@ func Run(t *testing.T, newEndpoint NewEndpoint) {
 		{"NoResurrect", testNoResurrect},
 		{"ListManyPages", testListManyPages},
 		{"Isolation", testIsolation},
+		{"ListWholeTable", testListWholeTable},
 		{"Expired", testExpired},
 		{"NoTTLNeverExpires", testNoTTLNeverExpires},
 		{"Storm", testStorm},
@@ -92,7 +93,7 @@ func wantNotFound(t *testing.T, s store.Store, id string) {
 }
 
 // listAll pages through a listing by hand and fails on a repeated id or on
-// connected_at going backwards.
+// connected_at going backwards (tenant and user listings only).
 func listAll(t *testing.T, s store.Store, q store.ListQuery) (ids []string, pages, emptyPages int) {
 	t.Helper()
 	seen := map[string]bool{}
@@ -110,7 +111,8 @@ func listAll(t *testing.T, s store.Store, q store.ListQuery) (ids []string, page
 			if seen[c.ConnectionID] {
 				t.Fatalf("List(%+v): %q returned twice", q, c.ConnectionID)
 			}
-			if c.ConnectedAt.Before(last) {
+			// A whole-table listing (a Scan) has no order to check.
+			if (q.TenantID != "" || q.UserID != "") && c.ConnectedAt.Before(last) {
 				t.Fatalf("List(%+v): %q connected_at %v before previous %v: not ordered", q, c.ConnectionID, c.ConnectedAt, last)
 			}
 			last = c.ConnectedAt
@@ -368,6 +370,76 @@ func testIsolation(t *testing.T, ep *dynamotest.Endpoint) {
 	if _, err := ep.Store.List(ctx, store.ListQuery{TenantID: "B", Cursor: p.Next}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("List(B) with A's cursor = %v; want ErrInvalid", err)
 	}
+}
+
+// testListWholeTable: List with neither TenantID nor UserID pages through
+// every unexpired connection of every tenant (a Scan), with the filter the
+// index listings use, never the internal counter item, and cursors that only
+// a whole-table listing accepts.
+func testListWholeTable(t *testing.T, ep *dynamotest.Endpoint) {
+	ctx := ctxFor(t)
+	now := base
+	s := store.New(ep.Client, store.Config{Table: ep.Table, Now: func() time.Time { return now }})
+	if _, err := s.AddActive(ctx, 7); err != nil { // the counter item shares the table
+		t.Fatal(err)
+	}
+	var conns []store.Connection
+	var want []string
+	for i, id := range ids("all", 230) {
+		c := conn(id, fmt.Sprintf("t%d", i%3), fmt.Sprintf("u%d", i%11), base.Add(time.Duration(i)*time.Millisecond))
+		conns = append(conns, c)
+		want = append(want, id)
+	}
+	for _, id := range ids("gone", 60) {
+		c := conn(id, "t0", "u0", base.Add(-time.Hour))
+		c.TTL = now.Add(-time.Second).Unix()
+		conns = append(conns, c)
+	}
+	if err := s.SaveMany(ctx, conns); err != nil {
+		t.Fatalf("SaveMany(%d): %v", len(conns), err)
+	}
+	// Written by another tool: no ttl attribute, never expires.
+	raw := store.MarshalItem(conn("raw-no-ttl", "t9", "u9", base))
+	delete(raw, schema.AttrTTL)
+	if _, err := ep.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(ep.Table), Item: raw}); err != nil {
+		t.Fatalf("raw PutItem: %v", err)
+	}
+	want = append(want, "raw-no-ttl")
+
+	got, pages, _ := listAll(t, s, store.ListQuery{PageSize: 25})
+	sameSet(t, "whole-table listing, page size 25", got, want)
+	if pages < len(want)/25 {
+		t.Fatalf("whole-table listing took %d pages for %d records at page size 25", pages, len(want))
+	}
+	var streamed []string
+	for c, err := range store.All(ctx, s, store.ListQuery{PageSize: 5000}) {
+		if err != nil {
+			t.Fatalf("All(whole table): %v", err)
+		}
+		streamed = append(streamed, c.ConnectionID)
+	}
+	sameSet(t, "All(whole table), page size capped at max", streamed, want)
+
+	// Cursors do not cross between a whole-table and a tenant listing.
+	p, err := s.List(ctx, store.ListQuery{PageSize: 1})
+	if err != nil || p.Next == "" {
+		t.Fatalf("List(whole table, 1) = %+v, %v; want a cursor", p, err)
+	}
+	if _, err := s.List(ctx, store.ListQuery{TenantID: "t0", Cursor: p.Next}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("List(t0) with a whole-table cursor = %v; want ErrInvalid", err)
+	}
+	tp, err := s.List(ctx, store.ListQuery{TenantID: "t0", PageSize: 1})
+	if err != nil || tp.Next == "" {
+		t.Fatalf("List(t0, 1) = %+v, %v; want a cursor", tp, err)
+	}
+	if _, err := s.List(ctx, store.ListQuery{Cursor: tp.Next}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("List(whole table) with a tenant cursor = %v; want ErrInvalid", err)
+	}
+
+	// A day later everything the store wrote has expired; the raw record stays.
+	now = now.Add(store.DefaultTTL + time.Hour)
+	got, _, _ = listAll(t, s, store.ListQuery{})
+	sameSet(t, "whole-table listing a day later", got, []string{"raw-no-ttl"})
 }
 
 func testExpired(t *testing.T, ep *dynamotest.Endpoint) {
