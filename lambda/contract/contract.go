@@ -81,6 +81,72 @@ func Vars(function string) []Var {
 	return nil
 }
 
+// Platform variables: read by the handlers' own code (lambda/shared/boot,
+// lambda/shared/observability) but set by the Lambda runtime or, locally,
+// by the user, never by the IaC. They are not part of Vars because the
+// deployment must not set them.
+const (
+	// EnvLambdaFunctionName is set by the Lambda runtime on every function;
+	// it becomes the "function" log field (else the contract name).
+	EnvLambdaFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
+	// EnvEndpointURLDynamoDB and EnvEndpointURL are the AWS SDK's standard
+	// endpoint overrides. The SDK reads them itself; the handlers read them
+	// only to relax response checksum validation against emulators. Unset on
+	// AWS: `streamer local`, tests and users with DynamoDB Local set them.
+	EnvEndpointURLDynamoDB = "AWS_ENDPOINT_URL_DYNAMODB"
+	EnvEndpointURL         = "AWS_ENDPOINT_URL"
+	// EnvXRayTraceID is set by the Lambda runtime per invocation (the X-Ray
+	// trace header); the handlers parent their spans on it when the context
+	// carries none.
+	EnvXRayTraceID = "_X_AMZN_TRACE_ID"
+)
+
+// PlatformVars lists every environment variable the handlers' own code
+// reads that is not in Vars: the explicit allow-list of the environment
+// contract (a test fails when the code reads anything else, or when an
+// entry here is no longer read). Variables only libraries read — AWS_REGION
+// and the credentials chain (aws-sdk-go-v2's config), AWS_LAMBDA_RUNTIME_API
+// (aws-lambda-go), OTEL_* beyond EnvOTLPEndpoint (the OpenTelemetry
+// exporter) — are the runtime's business and are not listed.
+func PlatformVars() []string {
+	return []string{EnvLambdaFunctionName, EnvEndpointURLDynamoDB, EnvEndpointURL, EnvXRayTraceID}
+}
+
+// DynamoDB operations the handlers call on the connections table: the
+// operation names of the DynamoDB API (the X-Amz-Target header is
+// "DynamoDB_20120810." + name) and, prefixed with "dynamodb:", the IAM
+// actions.
+const (
+	DynamoDBPutItem    = "PutItem"
+	DynamoDBUpdateItem = "UpdateItem"
+	DynamoDBDeleteItem = "DeleteItem"
+)
+
+// DynamoDBActions returns, sorted, exactly the DynamoDB operations function
+// calls on the connections table over all of its paths (nil for an unknown
+// function). The deployment grants exactly these and no more; a root-module
+// test runs each real handler through every path against a recording
+// DynamoDB-API endpoint and requires the same set, so a handler that starts
+// (or stops) calling an operation fails until this list, and with it the
+// IAM policy, follows.
+func DynamoDBActions(function string) []string {
+	switch function {
+	case FunctionConnect:
+		// store.Save (PutItem) and the active-connections counter
+		// (store.AddActive(+1), UpdateItem ADD).
+		return []string{DynamoDBPutItem, DynamoDBUpdateItem}
+	case FunctionDisconnect:
+		// store.Delete is one DeleteItem with ReturnValues ALL_OLD (the
+		// record for the summary line, so no GetItem); AddActive(-1) is an
+		// UpdateItem.
+		return []string{DynamoDBDeleteItem, DynamoDBUpdateItem}
+	case FunctionDefault:
+		// store.Touch: UpdateItem conditioned on the record existing.
+		return []string{DynamoDBUpdateItem}
+	}
+	return nil
+}
+
 // Metrics emitted as CloudWatch Embedded Metric Format.
 const (
 	DefaultMetricsNamespace = "Streamer"

@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
@@ -98,6 +99,13 @@ func (d *deployed) deployTopics(ctx *pulumi.Context) error {
 	return nil
 }
 
+// The key-source alarm: any KeySourceErrors datapoint in one 5-minute
+// period.
+const (
+	KeySourceErrorsAlarmID       = "key-source-errors"
+	KeySourceErrorsPeriodSeconds = 300
+)
+
 // alarm is the part of an alarm that varies; newAlarm adds the rest.
 type alarm struct {
 	id          string // logical and physical name suffix
@@ -107,6 +115,9 @@ type alarm struct {
 	// Either a single metric...
 	namespace, metric, stat string
 	dimensions              map[string]string
+	// period (seconds) and evaluationPeriods of a single-metric alarm; 0 =>
+	// the stack's alarms.periodSeconds and alarms.evaluationPeriods.
+	period, evaluationPeriods int
 	// ...or metric math: queries with exactly one ReturnData.
 	queries cloudwatch.MetricAlarmMetricQueryArray
 }
@@ -118,7 +129,7 @@ func (d *deployed) newAlarm(ctx *pulumi.Context, a alarm) error {
 		AlarmDescription:   pulumi.String(fmt.Sprintf("[%s] %s", a.severity, a.description)),
 		ComparisonOperator: pulumi.String("GreaterThanThreshold"),
 		Threshold:          pulumi.Float64(a.threshold),
-		EvaluationPeriods:  pulumi.Int(d.cfg.Alarms.EvaluationPeriods),
+		EvaluationPeriods:  pulumi.Int(orDefault(a.evaluationPeriods, d.cfg.Alarms.EvaluationPeriods)),
 		// No traffic is not an incident.
 		TreatMissingData: pulumi.String("notBreaching"),
 		AlarmActions:     pulumi.Array{topic},
@@ -131,13 +142,20 @@ func (d *deployed) newAlarm(ctx *pulumi.Context, a alarm) error {
 		args.Namespace = pulumi.String(a.namespace)
 		args.MetricName = pulumi.String(a.metric)
 		args.Statistic = pulumi.String(a.stat)
-		args.Period = pulumi.Int(d.cfg.Alarms.PeriodSeconds)
+		args.Period = pulumi.Int(orDefault(a.period, d.cfg.Alarms.PeriodSeconds))
 		if len(a.dimensions) > 0 {
 			args.Dimensions = pulumi.ToStringMap(a.dimensions)
 		}
 	}
 	_, err := cloudwatch.NewMetricAlarm(ctx, "alarm-"+a.id, args)
 	return err
+}
+
+func orDefault(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 func (d *deployed) metricQuery(id, namespace, metric, stat string, dims map[string]string) cloudwatch.MetricAlarmMetricQueryArgs {
@@ -212,6 +230,19 @@ func (d *deployed) deployAlarms(ctx *pulumi.Context) error {
 			namespace: d.cfg.MetricsNamespace, metric: contract.MetricAuthenticationFailures, stat: "Sum",
 			dimensions: map[string]string{contract.DimensionEnvironment: d.cfg.Environment},
 		},
+		alarm{
+			// Every KeySourceErrors datapoint is a $connect answered 500
+			// because the token keys could not be had (Secrets Manager or
+			// the JWKS endpoint down): no client can connect, so any one
+			// pages, whatever the stack's alarm period.
+			id: KeySourceErrorsAlarmID,
+			description: fmt.Sprintf("$connect could not get the token verification keys (%s > 0 in %d s): clients cannot connect; check Secrets Manager / the JWKS endpoint and the connect function's logs (reason key_source)",
+				contract.MetricKeySourceErrors, KeySourceErrorsPeriodSeconds),
+			severity: SeverityHigh, threshold: 0,
+			namespace: d.cfg.MetricsNamespace, metric: contract.MetricKeySourceErrors, stat: "Sum",
+			dimensions: map[string]string{contract.DimensionEnvironment: d.cfg.Environment},
+			period:     KeySourceErrorsPeriodSeconds, evaluationPeriods: 1,
+		},
 	)
 
 	// DynamoDB throttles: read/write throttle events on the table and its
@@ -260,15 +291,13 @@ func (d *deployed) deployAlarms(ctx *pulumi.Context) error {
 	return nil
 }
 
-// tableOperations are the DynamoDB operations the handlers call, from their roles.
+// tableOperations are the DynamoDB operations the handlers call
+// (contract.DynamoDBActions of every function, each once).
 func tableOperations() []string {
 	var ops []string
-	seen := map[string]bool{}
-	for _, s := range functionSpecs() {
-		for _, a := range s.TableActions {
-			op := strings.TrimPrefix(a, "dynamodb:")
-			if !seen[op] {
-				seen[op] = true
+	for _, fn := range contract.Functions() {
+		for _, op := range contract.DynamoDBActions(fn) {
+			if !slices.Contains(ops, op) {
 				ops = append(ops, op)
 			}
 		}

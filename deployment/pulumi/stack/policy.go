@@ -45,8 +45,10 @@ func (d PolicyDocument) JSON() (string, error) {
 var XRayActions = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 // functionSpec says what each handler calls, and so what its role allows.
-// The deployment tests hold their own copy of this table, written from the
-// handlers' code, so a change here without a matching handler change fails.
+// The DynamoDB actions come from lambda/contract (DynamoDBActions), which a
+// root-module test holds equal to the operations each real handler calls
+// on every path; a handler change without the contract change fails there,
+// and this program grants exactly the contract's list.
 type functionSpec struct {
 	Name     string
 	RouteKey string
@@ -62,27 +64,31 @@ type functionSpec struct {
 	Sends bool
 }
 
+// TableActions are the IAM actions of function on the connections table:
+// "dynamodb:" + each of contract.DynamoDBActions(function).
+func TableActions(function string) []string {
+	var out []string
+	for _, op := range contract.DynamoDBActions(function) {
+		out = append(out, "dynamodb:"+op)
+	}
+	return out
+}
+
 func functionSpecs() []functionSpec {
 	return []functionSpec{
 		{
 			Name: contract.FunctionConnect, RouteKey: "$connect",
-			// PutItem saves the connection record; UpdateItem keeps the
-			// active-connections counter.
-			TableActions: []string{"dynamodb:PutItem", "dynamodb:UpdateItem"},
-			ReadsSecret:  true,
+			TableActions: TableActions(contract.FunctionConnect),
+			// The JWT public key, once per cold start.
+			ReadsSecret: true,
 		},
 		{
 			Name: contract.FunctionDisconnect, RouteKey: "$disconnect",
-			// DeleteItem removes the record and returns it (ReturnValues
-			// ALL_OLD) for the summary log line, so no GetItem is needed;
-			// UpdateItem decrements the active-connections counter.
-			TableActions: []string{"dynamodb:DeleteItem", "dynamodb:UpdateItem"},
+			TableActions: TableActions(contract.FunctionDisconnect),
 		},
 		{
 			Name: contract.FunctionDefault, RouteKey: "$default",
-			// UpdateItem touches last_ping and the message counters, with a
-			// condition so a deleted record is never resurrected.
-			TableActions: []string{"dynamodb:UpdateItem"},
+			TableActions: TableActions(contract.FunctionDefault),
 		},
 	}
 }

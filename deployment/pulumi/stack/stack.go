@@ -362,15 +362,18 @@ func (d *deployed) environment(fn string) (pulumi.StringMap, error) {
 
 // rolePolicy is the least-privilege inline policy of one function.
 func (d *deployed) rolePolicy(spec functionSpec, tableArn, secretArn, keyArn, logGroupArn, apiID string) PolicyDocument {
-	st := []Statement{
-		{Sid: "ConnectionsTable", Effect: "Allow", Action: spec.TableActions, Resource: []string{tableArn}},
-		{
+	var st []Statement
+	if len(spec.TableActions) > 0 { // IAM rejects a statement without actions
+		st = append(st, Statement{Sid: "ConnectionsTable", Effect: "Allow", Action: spec.TableActions, Resource: []string{tableArn}})
+	}
+	st = append(st,
+		Statement{
 			Sid: "OwnLogGroup", Effect: "Allow",
 			Action:   []string{"logs:CreateLogStream", "logs:PutLogEvents"},
 			Resource: []string{logGroupArn + ":*"},
 		},
-		{Sid: "XRayNoResourceLevelPermissions", Effect: "Allow", Action: XRayActions, Resource: []string{"*"}},
-	}
+		Statement{Sid: "XRayNoResourceLevelPermissions", Effect: "Allow", Action: XRayActions, Resource: []string{"*"}},
+	)
 	if spec.ReadsSecret {
 		st = append(st,
 			Statement{Sid: "JWTPublicKey", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: []string{secretArn}},

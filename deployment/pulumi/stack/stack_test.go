@@ -47,28 +47,43 @@ const (
 	tBucketSSE    = "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2"
 )
 
-// wantActions is what each handler calls, written from the handlers' code
-// (lambda/connect, lambda/disconnect, lambda/default) independently of the
-// stack's own table: a role that grants more or less fails here.
-var wantActions = map[string][]string{
+// otherActions is what each handler calls outside DynamoDB, written from
+// the handlers' code (lambda/connect, lambda/disconnect, lambda/default)
+// independently of the stack's own table: a role that grants more or less
+// fails here. The DynamoDB actions are contract.DynamoDBActions, which a
+// root-module test (lambda/*/bootstrap) holds equal to the operations each
+// real handler calls on every path.
+var otherActions = map[string][]string{
 	contract.FunctionConnect: {
-		"dynamodb:PutItem", "dynamodb:UpdateItem", // save the record; active-connections counter
 		"secretsmanager:GetSecretValue", "kms:Decrypt", // JWT public key, once per cold start
 		"logs:CreateLogStream", "logs:PutLogEvents",
 		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
 	},
 	contract.FunctionDisconnect: {
-		// store.Delete is one DeleteItem with ReturnValues ALL_OLD (the record for
-		// the summary log); AddActive(-1) is an UpdateItem. No GetItem.
-		"dynamodb:DeleteItem", "dynamodb:UpdateItem",
 		"logs:CreateLogStream", "logs:PutLogEvents",
 		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
 	},
 	contract.FunctionDefault: {
-		"dynamodb:UpdateItem", // touch last_ping and counters, conditioned on existence
 		"logs:CreateLogStream", "logs:PutLogEvents",
 		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
 	},
+}
+
+// dynamoActions is contract.DynamoDBActions(fn) as sorted IAM actions.
+func dynamoActions(fn string) []string {
+	var out []string
+	for _, op := range contract.DynamoDBActions(fn) {
+		out = append(out, "dynamodb:"+op)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// wantActions is everything fn's role must allow, and nothing more.
+func wantActions(fn string) []string {
+	out := append(dynamoActions(fn), otherActions[fn]...)
+	sort.Strings(out)
+	return out
 }
 
 var routeOf = map[string]string{
@@ -410,13 +425,18 @@ func TestFunctionPolicies(t *testing.T) {
 			if f := d.one(t, tFunction, "fn-"+fn); f.str("role") != role.out("arn") {
 				t.Errorf("%s/%s: function runs as %q, want its own role %q", env, fn, f.str("role"), role.out("arn"))
 			}
-			var got []string
+			var got, gotDynamo []string
 			for _, st := range parseDoc(t, p.Name, p.str("policy")).Statement {
 				if st.Effect != "Allow" {
 					t.Errorf("%s/%s: unexpected %s statement", env, fn, st.Effect)
 				}
 				actions := list(st.Action)
 				got = append(got, actions...)
+				for _, a := range actions {
+					if strings.HasPrefix(a, "dynamodb:") {
+						gotDynamo = append(gotDynamo, a)
+					}
+				}
 				if len(list(st.Resource)) == 0 {
 					t.Errorf("%s/%s: statement %q has no Resource", env, fn, st.Sid)
 				}
@@ -435,10 +455,12 @@ func TestFunctionPolicies(t *testing.T) {
 					t.Errorf("%s/%s: kms:Decrypt not restricted to Secrets Manager: %v", env, fn, st.Condition)
 				}
 			}
+			sort.Strings(gotDynamo)
+			if want := dynamoActions(fn); !slices.Equal(gotDynamo, want) || len(want) == 0 {
+				t.Errorf("%s/%s: role allows DynamoDB %v, contract.DynamoDBActions(%q) is exactly %v", env, fn, gotDynamo, fn, want)
+			}
 			sort.Strings(got)
-			want := append([]string(nil), wantActions[fn]...)
-			sort.Strings(want)
-			if !slices.Equal(got, want) {
+			if want := wantActions(fn); !slices.Equal(got, want) {
 				t.Errorf("%s/%s: role allows %v, handler calls exactly %v", env, fn, got, want)
 			}
 			trust := parseDoc(t, role.Name, role.str("assumeRolePolicy"))
@@ -573,6 +595,9 @@ func TestAlarms(t *testing.T) {
 			if a.str("comparisonOperator") != "GreaterThanThreshold" {
 				t.Errorf("%s: %s compares %s", env, a.Name, a.str("comparisonOperator"))
 			}
+			if a.Name == "alarm-"+stack.KeySourceErrorsAlarmID {
+				continue // its own fixed period, checked below
+			}
 			if ev := a.Inputs["evaluationPeriods"]; ev != d.yamlNum("alarms", "evaluationPeriods") {
 				t.Errorf("%s: %s evaluates %v periods, want %v", env, a.Name, ev, d.yamlNum("alarms", "evaluationPeriods"))
 			}
@@ -639,6 +664,14 @@ func TestAlarms(t *testing.T) {
 			auth.Inputs["dimensions"].(map[string]any)[contract.DimensionEnvironment] != env {
 			t.Errorf("%s: auth alarm %v", env, auth.Inputs)
 		}
+		// Any KeySourceErrors datapoint in 5 minutes pages: $connect cannot get the token keys.
+		ks := check(stack.KeySourceErrorsAlarmID, 0, "high")
+		if ks.str("namespace") != contract.DefaultMetricsNamespace || ks.str("metricName") != contract.MetricKeySourceErrors ||
+			ks.str("statistic") != "Sum" || ks.Inputs["period"] != float64(300) || ks.Inputs["evaluationPeriods"] != float64(1) ||
+			fmt.Sprint(ks.Inputs["dimensions"]) != fmt.Sprintf("map[%s:%s]", contract.DimensionEnvironment, env) {
+			t.Errorf("%s: key source alarm %v, want Sum of %s/%s{%s=%s} > 0 over one 300 s period", env, ks.Inputs,
+				contract.DefaultMetricsNamespace, contract.MetricKeySourceErrors, contract.DimensionEnvironment, env)
+		}
 		table := d.one(t, tTable, "connections").str("name")
 		ev := check("dynamodb-throttle-events", d.yamlNum("alarms", "dynamoThrottles"), "high")
 		metrics, _ := alarmMetrics(ev)
@@ -662,8 +695,36 @@ func TestAlarms(t *testing.T) {
 			ops = append(ops, m["dimensions"].(map[string]any)["Operation"].(string))
 		}
 		sort.Strings(ops)
-		if want := []string{"DeleteItem", "PutItem", "UpdateItem"}; !slices.Equal(ops, want) {
-			t.Errorf("%s: throttled-requests alarm watches %v, want %v", env, ops, want)
+		var wantOps []string
+		for _, fn := range contract.Functions() {
+			for _, op := range contract.DynamoDBActions(fn) {
+				if !slices.Contains(wantOps, op) {
+					wantOps = append(wantOps, op)
+				}
+			}
+		}
+		sort.Strings(wantOps)
+		if !slices.Equal(ops, wantOps) || len(wantOps) == 0 {
+			t.Errorf("%s: throttled-requests alarm watches %v, want the contract's operations %v", env, ops, wantOps)
+		}
+
+		// Inventory: exactly these alarms, nothing more.
+		wantIDs := []string{"account-concurrency", "auth-failures", stack.KeySourceErrorsAlarmID,
+			"dynamodb-throttle-events", "dynamodb-throttled-requests"}
+		for _, fn := range contract.Functions() {
+			wantIDs = append(wantIDs, fn+"-error-rate-low", fn+"-error-rate-high", fn+"-init-duration")
+			if d.yamlNum("functions", fn, "reservedConcurrency") > 0 {
+				wantIDs = append(wantIDs, fn+"-concurrency")
+			}
+		}
+		var gotIDs []string
+		for id := range alarms {
+			gotIDs = append(gotIDs, id)
+		}
+		sort.Strings(wantIDs)
+		sort.Strings(gotIDs)
+		if !slices.Equal(gotIDs, wantIDs) {
+			t.Errorf("%s: alarms %v, want exactly %v", env, gotIDs, wantIDs)
 		}
 	}
 	// Staging pages earlier than production.

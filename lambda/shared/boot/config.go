@@ -89,25 +89,31 @@ func Load(function string, getenv func(string) string) (Config, error) {
 		return Config{}, &InvalidError{Variable: "function", Reason: fmt.Sprintf("unknown function %q (want one of %v)", function, contract.Functions())}
 	}
 	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	// Only variables of contract.Vars(function) and contract.PlatformVars()
+	// are read (a test records every name): what a function reads, the IaC
+	// deploys.
 	c := Config{
-		Function:              function,
-		FunctionName:          get("AWS_LAMBDA_FUNCTION_NAME"),
-		Table:                 get(contract.EnvConnectionsTable),
-		JWTPublicKeyPEM:       pemFromEnv(getenv(contract.EnvJWTPublicKey)),
-		JWTPublicKeySecretARN: get(contract.EnvJWTPublicKeySecretARN),
-		JWTJWKSURL:            get(contract.EnvJWTJWKSURL),
-		JWTIssuer:             get(contract.EnvJWTIssuer),
-		JWTAudience:           get(contract.EnvJWTAudience),
-		Environment:           get(contract.EnvEnvironment),
-		MetricsNamespace:      get(contract.EnvMetricsNamespace),
-		OTLPEndpoint:          get(contract.EnvOTLPEndpoint),
-		DynamoDBEndpoint:      get("AWS_ENDPOINT_URL_DYNAMODB"),
+		Function:         function,
+		FunctionName:     get(contract.EnvLambdaFunctionName),
+		Table:            get(contract.EnvConnectionsTable),
+		Environment:      get(contract.EnvEnvironment),
+		MetricsNamespace: get(contract.EnvMetricsNamespace),
+		OTLPEndpoint:     get(contract.EnvOTLPEndpoint),
+		DynamoDBEndpoint: get(contract.EnvEndpointURLDynamoDB),
+	}
+	needsKey := slices.ContainsFunc(vars, func(v contract.Var) bool { return slices.Contains(contract.KeyVars(), v.Name) })
+	if needsKey { // the function verifies tokens ($connect)
+		c.JWTPublicKeyPEM = pemFromEnv(getenv(contract.EnvJWTPublicKey))
+		c.JWTPublicKeySecretARN = get(contract.EnvJWTPublicKeySecretARN)
+		c.JWTJWKSURL = get(contract.EnvJWTJWKSURL)
+		c.JWTIssuer = get(contract.EnvJWTIssuer)
+		c.JWTAudience = get(contract.EnvJWTAudience)
 	}
 	if c.FunctionName == "" {
 		c.FunctionName = function
 	}
 	if c.DynamoDBEndpoint == "" {
-		c.DynamoDBEndpoint = get("AWS_ENDPOINT_URL")
+		c.DynamoDBEndpoint = get(contract.EnvEndpointURL)
 	}
 	if c.Environment == "" {
 		c.Environment = observability.DefaultEnvironment
@@ -122,10 +128,8 @@ func Load(function string, getenv func(string) string) (Config, error) {
 	c.LogLevel = lvl
 
 	var missing []string
-	needsKey := false
 	for _, v := range vars {
 		if slices.Contains(contract.KeyVars(), v.Name) {
-			needsKey = true
 			continue
 		}
 		if v.Required && get(v.Name) == "" {

@@ -57,20 +57,35 @@ type handlerFunc = func(context.Context, events.APIGatewayWebsocketProxyRequest)
 // run is Main with its edges injected: getenv, the log writer (nil =>
 // stdout) and start (lambda.Start, which never returns).
 func run(function string, getenv func(string) string, logs io.Writer, build Build, start func(handlerFunc)) int {
+	h, err := Wire(function, getenv, logs, build)
+	if err != nil {
+		return 1
+	}
+	start(h)
+	return 0
+}
+
+// Wire is the cold start of Main without the Lambda runtime: it loads
+// function's configuration through getenv (the AWS SDK reads its own
+// variables from the process environment), wires logging (to logs; nil =>
+// stdout), tracing, metrics and the SDK, builds the handler and returns it
+// as Main would serve it, spans flushed after every invocation. A failed
+// cold start is logged once and returned. Tests run an entry point's real
+// build through it.
+func Wire(function string, getenv func(string) string, logs io.Writer, build Build) (func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error), error) {
 	ctx := context.Background()
 	cfg, err := Load(function, getenv)
 	log := NewLogger(cfg, logs)
 	if err != nil {
 		LogInitError(log, err)
-		return 1
+		return nil, err
 	}
 	h, tr, err := wire(ctx, cfg, log, build)
 	if err != nil {
 		LogInitError(log, err)
-		return 1
+		return nil, err
 	}
-	start(observability.FlushAfter(h.Handle, tr.Flush, log))
-	return 0
+	return observability.FlushAfter(h.Handle, tr.Flush, log), nil
 }
 
 func wire(ctx context.Context, cfg Config, log *slog.Logger, build Build) (Handler, *observability.Tracing, error) {

@@ -15,6 +15,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/pay-theory/streamer/lambda/contract"
 )
 
 // Span attribute keys set by the handlers. ADOT/X-Ray turns them into
@@ -120,7 +122,7 @@ func XRayTraceHeader(ctx context.Context, fallback string) string {
 	if v, ok := ctx.Value("x-amzn-trace-id").(string); ok && v != "" { //nolint:staticcheck // the key is aws-lambda-go's
 		return v
 	}
-	if v := os.Getenv("_X_AMZN_TRACE_ID"); v != "" {
+	if v := os.Getenv(contract.EnvXRayTraceID); v != "" {
 		return v
 	}
 	return fallback
