@@ -295,7 +295,7 @@ func TestConnLsLimitTableJSON(t *testing.T) {
 
 func TestConnLsUsage(t *testing.T) {
 	te := newTestEnv(t)
-	for _, args := range [][]string{{"conn", "ls"}, {"conn", "ls", "--tenant", "a", "--user", "b"}, {"conn", "ls", "--tenant", "a", "-o", "yaml"}, {"conn", "ls", "--tenant", "a", "--limit", "-1"}} {
+	for _, args := range [][]string{{"conn", "ls", "--tenant", "a", "--user", "b"}, {"conn", "ls", "--tenant", "a", "-o", "yaml"}, {"conn", "ls", "--tenant", "a", "--limit", "-1"}} {
 		te.errOut.Reset()
 		if code := te.run(args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, te.errOut)

@@ -87,11 +87,11 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 	}
 	eu, err := url.Parse(c.Endpoint)
 	if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-		return Config{}, &UsageError{Err: fmt.Errorf("--endpoint %q is not an http(s) URL like %s or https://abc123.execute-api.us-east-1.amazonaws.com/prod", c.Endpoint, DefaultEndpoint)}
+		return Config{}, &UsageError{Err: fmt.Errorf("--endpoint %q is not an http(s) URL like %s or https://abc123.execute-api.us-east-1.amazonaws.com/prod", redactURL(c.Endpoint), DefaultEndpoint)}
 	}
 	wu, err := url.Parse(c.WSURL)
 	if err != nil || (wu.Scheme != "ws" && wu.Scheme != "wss") || wu.Host == "" {
-		return Config{}, &UsageError{Err: fmt.Errorf("--ws-url %q is not a ws(s) URL like %s", c.WSURL, DefaultWSURL)}
+		return Config{}, &UsageError{Err: fmt.Errorf("--ws-url %q is not a ws(s) URL like %s", redactURL(c.WSURL), DefaultWSURL)}
 	}
 	if c.DynamoDBEndpoint == "" && connection.IsLoopbackEndpoint(c.Endpoint) {
 		// The local gateway serves the DynamoDB API on its own listener

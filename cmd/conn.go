@@ -42,10 +42,14 @@ type ConnLsOptions struct {
 func NewCmdConnLs(f *Factory, runF func(*ConnLsOptions) error) *cobra.Command {
 	opts := &ConnLsOptions{F: f}
 	c := &cobra.Command{
-		Use:   "ls (--tenant T | --user U)",
-		Short: "List a tenant's or a user's connections, streaming page by page",
+		Use:   "ls [--tenant T | --user U]",
+		Short: "List connections (of a tenant, a user, or all), streaming page by page",
 		Long: `List the stored connections of one tenant or one user, oldest first. Rows print
 as each page arrives, so a tenant with 100,000 connections starts printing at once.
+
+With neither --tenant nor --user, list every connection in the table. That scans
+the whole table (every item is read, and costs read capacity on AWS), in no
+particular order; on a terminal a note on stderr says so. --limit stops early.
 
 Table columns: ID, USER, TENANT, CONNECTED (age), LAST PING (age), SENT, RECEIVED.
 Plain output (not a terminal) has the same columns tab-separated, no header, times RFC 3339.
@@ -53,11 +57,21 @@ JSON output (-o json) is an array of {"connection_id","user_id","tenant_id","end
 "connected_at","last_ping","metadata":{"user_agent","ip_address"},"permissions",
 "messages_sent","messages_received","ttl"}.`,
 		Example: `  streamer conn ls --tenant acme
-  streamer conn ls --user alice -o json | jq -r '.[].connection_id'`,
+  streamer conn ls --user alice -o json | jq -r '.[].connection_id'
+  streamer conn ls --limit 50`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if (opts.TenantID == "") == (opts.UserID == "") {
-				return &UsageError{Err: errors.New("give exactly one of --tenant or --user")}
+			if opts.TenantID != "" && opts.UserID != "" {
+				return &UsageError{Err: errors.New("give at most one of --tenant or --user (neither lists every connection)")}
+			}
+			if err := checkOwnerID("--tenant", opts.TenantID); err != nil {
+				return err
+			}
+			if err := checkOwnerID("--user", opts.UserID); err != nil {
+				return err
+			}
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
 			}
 			if opts.Limit < 0 {
 				return &UsageError{Err: errors.New("--limit must be 0 (no limit) or positive")}
@@ -98,6 +112,9 @@ func connLsRun(ctx context.Context, opts *ConnLsOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.TenantID == "" && opts.UserID == "" && f.IO.OutTTY {
+		fmt.Fprintf(f.IO.ErrOut, "no --tenant or --user: scanning the whole table %s (every item is read; rows in no particular order)\n", cfg.Table)
+	}
 	w := newListWriter(f.IO.Out, format, []string{"ID", "USER", "TENANT", "CONNECTED", "LAST PING", "SENT", "RECEIVED"})
 	err = listConnections(ctx, st, cfg, store.ListQuery{TenantID: opts.TenantID, UserID: opts.UserID, PageSize: int32(opts.PageSize)}, opts.Limit,
 		func(page []store.Connection) error {
@@ -122,11 +139,14 @@ func connLsRun(ctx context.Context, opts *ConnLsOptions) error {
 		return err
 	}
 	if w.Count() == 0 && f.IO.ErrTTY {
-		who := "tenant " + opts.TenantID
-		if opts.UserID != "" {
-			who = "user " + opts.UserID
+		switch {
+		case opts.UserID != "":
+			fmt.Fprintf(f.IO.ErrOut, "no connections for user %s in table %s\n", opts.UserID, cfg.Table)
+		case opts.TenantID != "":
+			fmt.Fprintf(f.IO.ErrOut, "no connections for tenant %s in table %s\n", opts.TenantID, cfg.Table)
+		default:
+			fmt.Fprintf(f.IO.ErrOut, "no connections in table %s\n", cfg.Table)
 		}
-		fmt.Fprintf(f.IO.ErrOut, "no connections for %s in table %s\n", who, cfg.Table)
 	}
 	return nil
 }
@@ -162,6 +182,9 @@ func listConnections(ctx context.Context, st ConnStore, cfg Config, q store.List
 func storeErr(cfg Config, err error) error {
 	if err == nil {
 		return nil
+	}
+	if ue := storeValidation(err); ue != nil {
+		return ue
 	}
 	url := cfg.DynamoDBEndpoint
 	if url == "" {
@@ -200,6 +223,12 @@ JSON output (-o json): {"connection_id", "state", "record": <conn ls JSON object
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID = args[0]
+			if err := checkConnectionID("connection id", opts.ConnectionID); err != nil {
+				return err
+			}
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, connInspectRun)
 		},
 	}
@@ -325,7 +354,7 @@ func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
 
 	switch {
 	case res.Record == nil && res.Live == nil:
-		return fmt.Errorf("unknown connection %s: no record in table %s and the gateway at %s does not know it (410)\nhint: list live connections with `streamer conn ls --tenant T`", id, tg.cfg.Table, tg.cfg.Endpoint)
+		return fmt.Errorf("unknown connection %s: no record in table %s and the gateway at %s does not know it (410)\nhint: list live connections with `streamer conn ls`", id, tg.cfg.Table, tg.cfg.Endpoint)
 	case res.Live == nil:
 		res.State = StateStale
 	case res.Record == nil:
@@ -399,6 +428,12 @@ JSON output (-o json): {"connection_id", "gateway": "disconnected|gone", "record
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID = args[0]
+			if err := checkConnectionID("connection id", opts.ConnectionID); err != nil {
+				return err
+			}
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, connKickRun)
 		},
 	}

@@ -158,7 +158,8 @@ func (s *fakeStore) List(_ context.Context, q store.ListQuery) (store.Page, erro
 	var match []store.Connection
 	for _, id := range s.order {
 		c, ok := s.conns[id]
-		if ok && ((q.TenantID != "" && c.TenantID == q.TenantID) || (q.UserID != "" && c.UserID == q.UserID)) {
+		all := q.TenantID == "" && q.UserID == "" // the whole table, as store.Dynamo scans it
+		if ok && (all || (q.TenantID != "" && c.TenantID == q.TenantID) || (q.UserID != "" && c.UserID == q.UserID)) {
 			match = append(match, c)
 		}
 	}

@@ -132,10 +132,10 @@ func localRun(ctx context.Context, opts *LocalOptions) error {
 		Issuer: cfg.Issuer, Audience: opts.Audience,
 	}
 	if opts.HandlerLogs {
-		lc.HandlerLogs = errOut
+		lc.HandlerLogs = redactingWriter{errOut}
 		level = slog.LevelDebug
 	}
-	lc.Logger = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
+	lc.Logger = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
 	stack, err := localstack.Start(ctx, lc)
 	switch {
 	case errors.Is(err, localstack.ErrConfig):
@@ -207,6 +207,10 @@ type localJSON struct {
 	Wscat              string `json:"wscat"`
 }
 
+// wscatPackage is the wscat the startup block suggests through npx: the
+// version the README walk-through and the test suite use.
+const wscatPackage = "wscat@6.1.0"
+
 // printLocalBlock prints what a user needs to reach the stack, with the
 // flags other commands need when the stack is not on the defaults.
 func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.Stack) error {
@@ -224,7 +228,8 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 	if s.Audience != "" {
 		mint = append(mint, "--audience", shellQuote(s.Audience))
 	}
-	wscat := `wscat -c "` + s.WebSocketURL + `?Authorization=$(` + strings.Join(mint, " ") + `)"`
+	// npx runs a pinned wscat without a global install (Node.js only).
+	wscat := `npx ` + wscatPackage + ` -c "` + s.WebSocketURL + `?Authorization=$(` + strings.Join(mint, " ") + `)"`
 	if opts.Output == FormatJSON {
 		return writeJSON(f.IO.Out, localJSON{
 			WebSocketURL: s.WebSocketURL, ManagementEndpoint: s.ManagementEndpoint, DynamoDBEndpoint: s.DynamoDBEndpoint,
@@ -254,7 +259,7 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 	} {
 		fmt.Fprintf(&b, "  %-20s %s\n", row[0], row[1])
 	}
-	fmt.Fprintf(&b, "\nConnect a client (wscat: npm install -g wscat):\n  %s\n", wscat)
+	fmt.Fprintf(&b, "\nConnect a client (wscat through npx; needs Node.js):\n  %s\n", wscat)
 	fmt.Fprintf(&b, "\nThen, from another terminal:\n")
 	fmt.Fprintf(&b, "  %s\n", cli("conn", "ls", "--tenant", "tenant-1"))
 	fmt.Fprintf(&b, "  %s\n", cli("send", "CONNECTION_ID", `'{"hello":"world"}'`))

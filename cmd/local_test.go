@@ -81,7 +81,7 @@ func TestLocalRunsUntilCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{stack.WebSocketURL, stack.ManagementEndpoint, stack.DynamoDBEndpoint, stack.MetricsURL, keyDir,
-		`wscat -c "` + stack.WebSocketURL + `?Authorization=$(streamer token mint --key-dir ` + keyDir + `)"`,
+		`npx wscat@6.1.0 -c "` + stack.WebSocketURL + `?Authorization=$(streamer token mint --key-dir ` + keyDir + `)"`,
 		"streamer send CONNECTION_ID '{\"hello\":\"world\"}' --endpoint " + stack.ManagementEndpoint} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
@@ -135,7 +135,8 @@ func TestLocalJSONAndExistingKey(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if got.KeyCreated || got.KeyDir != sharedKeyDir(t) || got.Issuer != "iss-1" || got.Audience != "aud-1" ||
-		!strings.HasPrefix(got.WebSocketURL, "ws://127.0.0.1:") || !strings.Contains(got.Wscat, "--issuer iss-1 --audience aud-1") {
+		!strings.HasPrefix(got.WebSocketURL, "ws://127.0.0.1:") || !strings.Contains(got.Wscat, "--issuer iss-1 --audience aud-1") ||
+		!strings.HasPrefix(got.Wscat, `npx wscat@6.1.0 -c "`+got.WebSocketURL+`?Authorization=$(streamer token mint `) {
 		t.Errorf("%+v", got)
 	}
 	if strings.Contains(errOut.String(), "created a development key pair") {

@@ -73,15 +73,15 @@ func exitCode(stderr io.Writer, err error) int {
 		return ExitError
 	case errors.Is(err, ErrPartial):
 		if !errors.Is(err, ErrSilent) && err.Error() != ErrPartial.Error() {
-			fmt.Fprintln(stderr, "error:", err)
+			fmt.Fprintln(stderr, "error:", userText(err.Error()))
 		}
 		return ExitPartial
 	case errors.As(err, &ue), isCobraUsage(err):
-		fmt.Fprintln(stderr, "error:", err)
+		fmt.Fprintln(stderr, "error:", userText(err.Error()))
 		fmt.Fprintln(stderr, "run with --help for usage")
 		return ExitUsage
 	default:
-		fmt.Fprintln(stderr, "error:", err)
+		fmt.Fprintln(stderr, "error:", userText(err.Error()))
 		return ExitError
 	}
 }
@@ -129,6 +129,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 		NewCmdLocal(f, nil),
 		NewCmdDashboard(f, nil),
 	)
+	addCompletion(root)
 	return root
 }
 

@@ -88,10 +88,16 @@ JSON output (-o json): {"connection_id", "status": "sent", "bytes": N}.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID, opts.Message = args[0], args[1]
+			if err := checkConnectionID("connection id", opts.ConnectionID); err != nil {
+				return err
+			}
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, sendRun)
 		},
 	}
-	c.Flags().StringVarP(&opts.Output, "output", "o", "", "output format: plain|json")
+	c.Flags().StringVarP(&opts.Output, "output", "o", "", "output format: table|json|plain (json: a result object on stdout; otherwise a confirmation on stderr)")
 	return c
 }
 
@@ -114,7 +120,7 @@ func sendRun(ctx context.Context, opts *SendOptions) error {
 	cancel()
 	switch {
 	case errors.Is(err, ErrTargetNotFound):
-		return fmt.Errorf("connection %s not found: no record in table %s (it disconnected or never existed)\nhint: list live connections with `streamer conn ls --tenant T`", opts.ConnectionID, cfg.Table)
+		return fmt.Errorf("connection %s not found: no record in table %s (it disconnected or never existed)\nhint: list live connections with `streamer conn ls`", opts.ConnectionID, cfg.Table)
 	case errors.Is(err, ErrTargetStale):
 		return fmt.Errorf("connection %s is stale: the gateway answered 410 Gone, so its record was removed", opts.ConnectionID)
 	case err != nil:
@@ -179,6 +185,20 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 			}
 			if opts.Concurrency < 0 {
 				return &UsageError{Err: errors.New("--concurrency must be positive")}
+			}
+			if err := checkOwnerID("--tenant", opts.TenantID); err != nil {
+				return err
+			}
+			if err := checkOwnerID("--user", opts.UserID); err != nil {
+				return err
+			}
+			for i, id := range opts.IDs {
+				if err := checkConnectionID(fmt.Sprintf("--ids entry %d", i+1), id); err != nil {
+					return err
+				}
+			}
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
 			}
 			return runWith(c.Context(), opts, runF, broadcastRun)
 		},
@@ -312,6 +332,11 @@ func broadcastTargets(ctx context.Context, opts *BroadcastOptions, cfg Config) (
 		if ids, err = readIDs(r); err != nil {
 			return nil, "", fmt.Errorf("read ids from %s: %w", what, err)
 		}
+		for i, id := range ids {
+			if err := checkConnectionID(fmt.Sprintf("id %d read from %s", i+1, what), id); err != nil {
+				return nil, "", err
+			}
+		}
 	}
 	return dedupe(ids), what, nil
 }
@@ -374,7 +399,7 @@ func summaryJSON(s BroadcastSummary) broadcastJSON {
 	for _, o := range s.Undelivered {
 		u := undeliveredJSON{ConnectionID: o.ConnectionID, Status: o.Status}
 		if o.Err != nil {
-			u.Error = o.Err.Error()
+			u.Error = userText(o.Err.Error())
 		}
 		j.Undelivered = append(j.Undelivered, u)
 	}
@@ -429,7 +454,7 @@ func printSummary(f *Factory, format string, s BroadcastSummary) error {
 		case o.Status == StatusStale:
 			msg += ": the gateway answered 410 Gone; record removed"
 		case o.Err != nil:
-			msg += ": " + o.Err.Error()
+			msg += ": " + userText(o.Err.Error())
 		}
 		fmt.Fprintf(f.IO.ErrOut, "%s %s %s\n", p.Red("✗"), o.ConnectionID, msg)
 	}

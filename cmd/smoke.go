@@ -178,9 +178,9 @@ func smokeRun(ctx context.Context, opts *SmokeOptions) error {
 		}
 		if status != http.StatusUnauthorized {
 			if status == 0 {
-				return "", explainNetErr("WebSocket endpoint", cfg.WSURL, err)
+				return "", explainNetErr(wsEndpoint, cfg.WSURL, err)
 			}
-			return "", fmt.Errorf("refused with HTTP %d, want 401: %w", status, err)
+			return "", fmt.Errorf("refused with HTTP %d, want 401: %w", status, redactErr(err))
 		}
 		return "HTTP 401", nil
 	}
@@ -217,12 +217,12 @@ func smokeRun(ctx context.Context, opts *SmokeOptions) error {
 			c, status, err := f.Dial(cctx, wsURL(token), nil)
 			if err != nil {
 				if status != 0 {
-					return "", fmt.Errorf("upgrade refused with HTTP %d: %w (does the stack trust this key and issuer %q?)", status, err, cfg.Issuer)
+					return "", fmt.Errorf("upgrade refused with HTTP %d: %w (does the stack trust this key and issuer %q?)", status, redactErr(err), cfg.Issuer)
 				}
-				return "", explainNetErr("WebSocket endpoint", cfg.WSURL, err)
+				return "", explainNetErr(wsEndpoint, cfg.WSURL, err)
 			}
 			client = c
-			return cfg.WSURL, nil
+			return redactURL(cfg.WSURL), nil
 		}},
 		{name: "record stored", needs: []string{"connect"}, run: func(ctx context.Context) (string, error) {
 			err := pollUntil(ctx, cfg.Timeout, poll, func(ctx context.Context) (bool, error) {
@@ -375,9 +375,9 @@ func runChecklist(ctx context.Context, f *Factory, format string, steps []smokeS
 			t0 := f.Now()
 			detail, err := s.run(ctx)
 			r.Duration = f.Now().Sub(t0)
-			r.Detail = detail
+			r.Detail = redactText(detail)
 			if err != nil {
-				r.Status, r.Error = StepFail, err.Error()
+				r.Status, r.Error = StepFail, userText(err.Error())
 			}
 		}
 		r.MS = float64(r.Duration.Microseconds()) / 1000

@@ -174,7 +174,9 @@ func DialWebSocket(ctx context.Context, url string, header http.Header) (WSConn,
 		}
 	}
 	if err != nil {
-		return nil, status, err
+		// The URL carries the client's token (?Authorization=...), and
+		// the HTTP client's errors quote it whole.
+		return nil, status, redactErr(err)
 	}
 	c.SetReadLimit(256 << 10)
 	return wsConn{c}, status, nil
@@ -189,12 +191,19 @@ func (w wsConn) Read(ctx context.Context) ([]byte, error) {
 
 func (w wsConn) Close() error { return w.c.Close(websocket.StatusNormalClosure, "bye") }
 
+// wsEndpoint names the WebSocket endpoint in explainNetErr's messages.
+const wsEndpoint = "WebSocket endpoint"
+
 // explainNetErr turns "could not reach" failures into an error that names
-// the URL and what to do; other errors pass through unchanged.
+// the URL and what to do; other errors pass through. Credentials in the URL
+// or the error's text (a WebSocket URL's ?Authorization= token) are
+// redacted either way.
 func explainNetErr(what, url string, err error) error {
 	if err == nil {
 		return nil
 	}
+	err = redactErr(err)
+	url = redactURL(url)
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
 	unreachable := errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
@@ -203,6 +212,13 @@ func explainNetErr(what, url string, err error) error {
 	if !unreachable {
 		return err
 	}
-	hint := "is `streamer local` running? start it, or point --endpoint/--dynamodb-endpoint at your stack"
+	flag := "--endpoint"
+	switch what {
+	case wsEndpoint:
+		flag = "--ws-url"
+	case "DynamoDB API":
+		flag = "--endpoint/--dynamodb-endpoint"
+	}
+	hint := "is `streamer local` running? start it, or point " + flag + " at your stack"
 	return fmt.Errorf("cannot reach the %s at %s: %w\nhint: %s", what, url, err, hint)
 }
