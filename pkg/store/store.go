@@ -57,7 +57,10 @@ func (c Connection) Expired(now time.Time) bool {
 	return c.TTL > 0 && now.Unix() >= c.TTL
 }
 
-// ListQuery selects connections of exactly one tenant or one user.
+// ListQuery selects the connections to list: a tenant's (the tenant index), a
+// user's (the user index), a user's within a tenant (both set), or, with
+// neither set, the whole table (a Scan: it reads every item, so it costs read
+// capacity in proportion to the table and returns rows in no order).
 type ListQuery struct {
 	TenantID string
 	UserID   string
@@ -90,7 +93,7 @@ type Store interface {
 	// AddSent adds sent-message counts for many connections in one call;
 	// ids whose records are gone are skipped, never recreated.
 	AddSent(ctx context.Context, counts map[string]int64) error
-	// List returns one page of a tenant's or user's unexpired connections.
+	// List returns one page of the unexpired connections q selects.
 	List(ctx context.Context, q ListQuery) (Page, error)
 	// Existing returns the subset of ids with an unexpired record
 	// (BatchGetItem in chunks of 100).
