@@ -42,7 +42,8 @@ type DashboardOptions struct {
 	Env        string        // CloudWatch Environment dimension and function names
 	Refresh    time.Duration // between fetches
 	Range      time.Duration // window the CloudWatch counts cover
-	Once       bool          // one plain snapshot, then exit
+	Once       bool          // one snapshot, then exit
+	Output     string        // snapshot format: plain|json ("" => plain); implies Once
 	MetricsURL string        // local: "" => derived from the resolved --endpoint
 	Namespace  string        // CloudWatch metrics namespace ("" => the handlers' default)
 
@@ -59,7 +60,7 @@ type DashboardOptions struct {
 func NewCmdDashboard(f *Factory, runF func(*DashboardOptions) error) *cobra.Command {
 	opts := &DashboardOptions{F: f}
 	c := &cobra.Command{
-		Use:   "dashboard [--source local|cloudwatch] [--env ENV] [--refresh 5s] [--range 1h] [--once]",
+		Use:   "dashboard [--source local|cloudwatch] [--env ENV] [--refresh 5s] [--range 1h] [--once [-o plain|json]]",
 		Short: "Live terminal dashboard of connection metrics (local gateway or CloudWatch)",
 		Long: `Show the health of the WebSocket API at a glance: active connections, connections
 and messages per minute, authentication failures, error rate, management API latency
@@ -81,10 +82,15 @@ Keys: q quit, r refresh now, tab / shift+tab or the arrows move between panels,
 
 With --once, or when stdout is not a terminal, it prints one plain snapshot
 ("name: value" per line, "n/a" for no data) and exits: 0 when the metrics were
-read, 1 when they could not be.`,
+read, 1 when they could not be. -o json prints the snapshot as one JSON object
+instead (and, like -o plain, implies --once): the same keys, numbers as
+numbers (error_rate in percent, latency_p50/p99 in milliseconds), null for no
+data, every key always present; the per-function, per-alarm and warning lines
+become the arrays "functions", "alarms" and "warnings".`,
 		Example: `  streamer local --simulate 20     # in one terminal
   streamer dashboard               # in another
   streamer dashboard --once | grep active_connections
+  streamer dashboard --once -o json | jq .active_connections
   streamer dashboard --source cloudwatch --env prod --profile ops --range 3h`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -100,6 +106,7 @@ read, 1 when they could not be.`,
 	fl.DurationVar(&opts.Refresh, "refresh", dashboard.DefaultRefresh, "time between refreshes (at least 1s)")
 	fl.DurationVar(&opts.Range, "range", dashboard.DefaultWindow, "cloudwatch: window the counts and series cover")
 	fl.BoolVar(&opts.Once, "once", false, "print one plain snapshot and exit (the default when stdout is not a terminal)")
+	fl.StringVarP(&opts.Output, "output", "o", "", "snapshot format: plain|json (implies --once; default plain)")
 	fl.StringVar(&opts.MetricsURL, "metrics-url", "", "local: metrics URL (default: scheme://host:port of --endpoint + /metrics.json)")
 	fl.StringVar(&opts.Namespace, "namespace", "", "cloudwatch: namespace of the handlers' metrics (default the handlers' own)")
 	return c
@@ -133,6 +140,11 @@ func validateDashboard(c *cobra.Command, opts *DashboardOptions) error {
 	default:
 		return usage("unknown --source %q: use local or cloudwatch", opts.Source)
 	}
+	switch opts.Output {
+	case "", FormatPlain, FormatJSON:
+	default:
+		return usage("unknown --output %q: use plain or json", opts.Output)
+	}
 	if opts.Refresh < MinDashboardRefresh {
 		return usage("--refresh %s: want at least %s", opts.Refresh, MinDashboardRefresh)
 	}
@@ -165,8 +177,9 @@ func dashboardRun(ctx context.Context, opts *DashboardOptions) error {
 		Out:     f.IO.Out,
 		Getenv:  f.Getenv,
 		Now:     f.Now,
+		Output:  opts.Output,
 	}
-	if opts.Once || !f.IO.OutTTY {
+	if opts.Once || opts.Output != "" || !f.IO.OutTTY {
 		if opts.Source == DashboardSourceLocal {
 			do.OnceSettle = dashboardOnceSettle
 		}

@@ -68,15 +68,15 @@ func TestDashboardFlagDefaultsAndParsing(t *testing.T) {
 	if code != ExitOK || o == nil {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
-	if o.Source != DashboardSourceLocal || o.Env != "dev" || o.Refresh != 5*time.Second || o.Range != time.Hour || o.Once || o.MetricsURL != "" || o.Namespace != "" {
+	if o.Source != DashboardSourceLocal || o.Env != "dev" || o.Refresh != 5*time.Second || o.Range != time.Hour || o.Once || o.MetricsURL != "" || o.Namespace != "" || o.Output != "" {
 		t.Errorf("defaults: %+v", *o)
 	}
 
-	o, code = parseDashboard(t, te, "--source", "cloudwatch", "--env", "prod", "--refresh", "2s", "--range", "3h", "--once", "--namespace", "Acme")
+	o, code = parseDashboard(t, te, "--source", "cloudwatch", "--env", "prod", "--refresh", "2s", "--range", "3h", "--once", "--namespace", "Acme", "-o", "json")
 	if code != ExitOK || o == nil {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
-	if o.Source != DashboardSourceCloudWatch || o.Env != "prod" || o.Refresh != 2*time.Second || o.Range != 3*time.Hour || !o.Once || o.Namespace != "Acme" {
+	if o.Source != DashboardSourceCloudWatch || o.Env != "prod" || o.Refresh != 2*time.Second || o.Range != 3*time.Hour || !o.Once || o.Namespace != "Acme" || o.Output != "json" {
 		t.Errorf("parsed: %+v", *o)
 	}
 
@@ -104,6 +104,8 @@ func TestDashboardUsageErrors(t *testing.T) {
 		{[]string{"--env", "prod"}, "--env applies to --source cloudwatch"},
 		{[]string{"--range", "2h"}, "--range applies to --source cloudwatch"},
 		{[]string{"--metrics-url", "127.0.0.1:4510"}, "is not an http(s) URL"},
+		{[]string{"--once", "-o", "yaml"}, `unknown --output "yaml": use plain or json`},
+		{[]string{"--once", "-o", "table"}, `unknown --output "table"`},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		te := newTestEnv(t)
@@ -210,6 +212,90 @@ func TestDashboardOnceLocalDerivesMetricsURLFromEndpoint(t *testing.T) {
 	}
 	if got := ms.requested(); len(got) != 2 || got[0] != "/metrics.json" || got[1] != "/metrics.json" {
 		t.Errorf("requests %v, want two polls of /metrics.json", got)
+	}
+}
+
+// TestDashboardOnceJSON: -o json prints one JSON object with the plain
+// output's keys, numbers as numbers and null for no data.
+func TestDashboardOnceJSON(t *testing.T) {
+	ms := newMetricsServer(t)
+	te := newTestEnv(t)
+	code := runDashboard(te, nil, "dashboard", "--once", "-o", "json", "--metrics-url", ms.URL+"/metrics.json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	var got map[string]any
+	dec := json.NewDecoder(strings.NewReader(te.out.String()))
+	dec.UseNumber()
+	if err := dec.Decode(&got); err != nil || dec.More() {
+		t.Fatalf("not one JSON object (%v):\n%s", err, te.out)
+	}
+	for k, want := range map[string]any{
+		"source":                   "local " + ms.URL + "/metrics.json",
+		"counts":                   "since gateway start",
+		"active_connections":       json.Number("7"),
+		"connections_per_minute":   json.Number("30"),
+		"authentication_failures":  json.Number("2"),
+		"messages_sent_per_minute": json.Number("120"),
+		"error_rate":               json.Number("5"),
+		"breaker_state":            "closed",
+		"lambda_errors":            nil, // the local gateway has no Lambda metrics
+		"alarms_in_alarm":          nil,
+		"functions":                nil,
+	} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s = %#v (present %v), want %#v", k, v, ok, want)
+		}
+	}
+	if _, ok := got["latency_p50"].(json.Number); !ok {
+		t.Errorf("latency_p50 = %#v, want a number", got["latency_p50"])
+	}
+
+	// The same keys as the plain snapshot.
+	te2 := newTestEnv(t)
+	if code := runDashboard(te2, nil, "dashboard", "--once", "--metrics-url", ms.URL+"/metrics.json"); code != ExitOK {
+		t.Fatalf("plain: exit %d: %s", code, te2.errOut)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(te2.out.String()), "\n") {
+		name, _, _ := strings.Cut(l, ": ")
+		if _, ok := got[name]; !ok {
+			t.Errorf("plain key %q is not in the JSON", name)
+		}
+	}
+}
+
+// TestDashboardOutputImpliesOnce: on a terminal, -o prints the snapshot
+// instead of starting the live dashboard; no data is null.
+func TestDashboardOutputImpliesOnce(t *testing.T) {
+	for _, format := range []string{"json", "plain"} {
+		te := newTestEnv(t)
+		te.f.IO.OutTTY = true
+		code := runDashboard(te, func(o *DashboardOptions) {
+			o.NewSource = func(context.Context, *DashboardOptions) (dashboard.Source, error) { return &fakeSource{}, nil }
+		}, "dashboard", "--output", format)
+		if code != ExitOK {
+			t.Fatalf("%s: exit %d: %s", format, code, te.errOut)
+		}
+		out := te.out.String()
+		if strings.ContainsRune(out, '\x1b') {
+			t.Errorf("%s: a snapshot, not the TUI, was expected: %q", format, out)
+		}
+		if format == "plain" {
+			if !strings.Contains(out, "active_connections: 4321\n") {
+				t.Errorf("plain: %s", out)
+			}
+			continue
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("json: %v\n%s", err, out)
+		}
+		if got["active_connections"] != 4321.0 || got["breaker_state"] != "half-open" || got["time"] != nil {
+			t.Errorf("json: %s", out)
+		}
+		if v, ok := got["connections_per_minute"]; !ok || v != nil {
+			t.Errorf("connections_per_minute = %#v (present %v), want null", v, ok)
+		}
 	}
 }
 

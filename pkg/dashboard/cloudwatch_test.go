@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/pay-theory/streamer/lambda/contract"
@@ -267,7 +267,7 @@ func TestCloudWatchNumbersMatchCannedData(t *testing.T) {
 	m := NewModel(colourOptions(&fakeSource{results: []fakeResult{{snap: s}}}))
 	deliver(t, m, tea.WindowSizeMsg{Width: 120, Height: 40})
 	runFetch(t, m, m.Init())
-	v := m.View()
+	v := m.View().Content
 	for _, want := range []string{"9", "4", "6", "120", "1.30%", "12.5 ms", "80.0 ms", "Lambda errors (last 1h)", "connect 3", "default 1", "Alarms: 1 in ALARM"} {
 		if !strings.Contains(stripANSI(v), want) {
 			t.Errorf("view lacks %q:\n%s", want, stripANSI(v))
@@ -332,7 +332,7 @@ func TestCloudWatchErrors(t *testing.T) {
 	m := NewModel(testOptions(&fakeSource{results: []fakeResult{{snap: s}}}))
 	deliver(t, m, tea.WindowSizeMsg{Width: 200, Height: 40})
 	runFetch(t, m, m.Init())
-	if v := m.View(); !strings.Contains(v, "warning: alarms unavailable: AccessDenied") {
+	if v := m.View().Content; !strings.Contains(v, "warning: alarms unavailable: AccessDenied") {
 		t.Errorf("warning not in the status line:\n%s", v)
 	}
 }

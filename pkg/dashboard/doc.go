@@ -1,6 +1,12 @@
 // Package dashboard is the live terminal dashboard behind `streamer dashboard`:
-// a bubbletea Model over a metrics Source, a plain-text renderer for --once and
-// non-terminal output, and two Sources.
+// a Bubble Tea v2 Model over a metrics Source, plain-text and JSON renderers
+// for --once and non-terminal output, and two Sources.
+//
+// Importing it has no side effect on the terminal: Bubble Tea v1 queried the
+// terminal's background from a package init(), which stalled every command
+// of the binary on a terminal that does not answer. Colours are fixed ANSI
+// colours chosen for a colour profile (DetectProfile: NO_COLOR, TERM,
+// COLORTERM, CLICOLOR*), never from a terminal query.
 //
 // Sources:
 //
@@ -40,7 +46,8 @@
 //	//        dashboard.CloudWatchConfig{Environment: env})
 //	opts := dashboard.Options{Source: src, Refresh: refresh, Window: rng, In: in, Out: out}
 //	if once || !outIsTTY {
-//		return dashboard.Once(ctx, opts) // plain "name: value" lines
+//		opts.Output = dashboard.OutputPlain // "name: value" lines, or OutputJSON
+//		return dashboard.Once(ctx, opts)
 //	}
 //	return dashboard.Run(ctx, opts) // returns nil on q, ctrl+c or ctx cancel
 package dashboard

@@ -3,7 +3,7 @@ package dashboard
 import (
 	"testing"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/exp/golden"
 )
 
@@ -23,7 +23,7 @@ func goldenView(t *testing.T, s Snapshot, err error, w, h int) []byte {
 	if err != nil {
 		runFetch(t, m, deliver(t, m, keyMsg("r")))
 	}
-	v := m.View()
+	v := m.View().Content
 	checkFits(t, v, w, h)
 	return []byte(v)
 }

@@ -3,15 +3,14 @@ package dashboard
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/ansi"
-	"github.com/muesli/termenv"
 	"go.uber.org/goleak"
 )
 
@@ -23,7 +22,7 @@ func TestMain(m *testing.M) {
 // that waits for an interrupt forever (see ENVIRONMENT.md).
 func leakOpts() []goleak.Option {
 	return []goleak.Option{
-		goleak.IgnoreTopFunction("github.com/charmbracelet/x/exp/teatest.NewTestModel.func2"),
+		goleak.IgnoreTopFunction("github.com/charmbracelet/x/exp/teatest/v2.NewTestModel.func2"),
 		goleak.IgnoreTopFunction("os/signal.signal_recv"),
 		goleak.IgnoreTopFunction("os/signal.loop"),
 	}
@@ -76,16 +75,15 @@ var fixedNow = time.Date(2026, 11, 27, 12, 0, 5, 0, time.UTC)
 // testOptions: colours off, a fixed clock.
 func testOptions(src Source) Options {
 	return Options{
-		Source:   src,
-		Renderer: NewRenderer(os.Stdout, true),
-		Now:      func() time.Time { return fixedNow },
+		Source:       src,
+		ColorProfile: colorprofile.Ascii,
+		Now:          func() time.Time { return fixedNow },
 	}
 }
 
 func colourOptions(src Source) Options {
 	o := testOptions(src)
-	o.Renderer = NewRenderer(os.Stdout, false)
-	o.Renderer.SetColorProfile(termenv.ANSI256)
+	o.ColorProfile = colorprofile.ANSI256
 	return o
 }
 

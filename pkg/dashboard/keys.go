@@ -1,6 +1,6 @@
 package dashboard
 
-import "github.com/charmbracelet/bubbles/key"
+import "charm.land/bubbles/v2/key"
 
 // keyMap are the dashboard's key bindings; it implements help.KeyMap.
 type keyMap struct {

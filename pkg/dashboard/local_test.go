@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 )
 
 // metricsServer serves the scripted /metrics.json bodies in order (the last
@@ -125,7 +125,7 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	m := NewModel(testOptions(src))
 	deliver(t, m, tea.WindowSizeMsg{Width: 100, Height: 30})
 	deliver(t, m, fetchedMsg{snap: s1})
-	v := m.View()
+	v := m.View().Content
 	for _, want := range []string{"30", "90", "10.00%", "0.300 ms / 2.5 ms", "half-open", "since gateway start"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("view lacks %q:\n%s", want, v)

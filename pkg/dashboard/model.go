@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/charmbracelet/bubbles/help"
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 )
 
 // Defaults for Options' zero values.
@@ -29,6 +29,7 @@ type Model struct {
 	now     func() time.Time
 
 	width, height int
+	altScreen     bool // View asks for the alternate screen
 
 	snap     Snapshot
 	have     bool      // a snapshot has arrived
@@ -57,17 +58,18 @@ type tickMsg struct{ gen int }
 // NewModel builds a Model from opts (Source required; see Options for the
 // defaults of the other fields).
 func NewModel(opts Options) *Model {
-	opts = opts.withDefaults()
+	opts = opts.withDefaults().withProfile()
 	m := &Model{
-		ctx:     opts.ctx,
-		src:     opts.Source,
-		refresh: opts.Refresh,
-		window:  opts.Window,
-		timeout: opts.Timeout,
-		now:     opts.Now,
-		keys:    defaultKeys(),
-		help:    help.New(),
-		st:      newStyles(opts.Renderer),
+		ctx:       opts.ctx,
+		src:       opts.Source,
+		refresh:   opts.Refresh,
+		window:    opts.Window,
+		timeout:   opts.Timeout,
+		now:       opts.Now,
+		keys:      defaultKeys(),
+		help:      help.New(),
+		st:        newStyles(opts.ColorProfile),
+		altScreen: !opts.NoAltScreen,
 	}
 	m.help.Styles = m.st.help
 	return m
@@ -110,7 +112,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
-		m.help.Width = msg.Width
+		m.help.SetWidth(msg.Width)
 		return m, nil
 	case fetchedMsg:
 		m.fetching = false
@@ -129,13 +131,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, nil
 		}
 		return m, m.fetch()
-	case tea.KeyMsg:
+	case tea.KeyPressMsg: // not releases: a terminal that reports them would act twice
 		return m, m.key(msg)
 	}
 	return m, nil
 }
 
-func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
+func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	n := len(m.panels())
 	w, _ := m.size()
 	cols := columns(w)

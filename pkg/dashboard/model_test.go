@@ -8,28 +8,31 @@ import (
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/ansi"
 )
 
-func keyMsg(s string) tea.KeyMsg {
+// keyMsg is the key press a terminal's s decodes to.
+func keyMsg(s string) tea.KeyPressMsg {
 	switch s {
 	case "tab":
-		return tea.KeyMsg{Type: tea.KeyTab}
+		return tea.KeyPressMsg{Code: tea.KeyTab}
 	case "shift+tab":
-		return tea.KeyMsg{Type: tea.KeyShiftTab}
+		return tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift}
 	case "ctrl+c":
-		return tea.KeyMsg{Type: tea.KeyCtrlC}
+		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
 	case "left":
-		return tea.KeyMsg{Type: tea.KeyLeft}
+		return tea.KeyPressMsg{Code: tea.KeyLeft}
 	case "right":
-		return tea.KeyMsg{Type: tea.KeyRight}
+		return tea.KeyPressMsg{Code: tea.KeyRight}
 	case "up":
-		return tea.KeyMsg{Type: tea.KeyUp}
+		return tea.KeyPressMsg{Code: tea.KeyUp}
 	case "down":
-		return tea.KeyMsg{Type: tea.KeyDown}
+		return tea.KeyPressMsg{Code: tea.KeyDown}
 	}
-	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
+	r := []rune(s)
+	return tea.KeyPressMsg{Code: r[0], Text: s}
 }
 
 func sized(t *testing.T, src Source, w, h int) *Model {
@@ -49,7 +52,7 @@ func TestModelShowsData(t *testing.T) {
 	if src.windows[0] != DefaultWindow {
 		t.Errorf("fetch window = %v, want the default %v", src.windows[0], DefaultWindow)
 	}
-	v := m.View()
+	v := m.View().Content
 	checkFits(t, v, 100, 30)
 	for _, want := range []string{
 		"Active connections", "42", "▁▂▂▄▇███",
@@ -79,13 +82,13 @@ func TestModelEmptyAndNoDataStates(t *testing.T) {
 	m := sized(t, src, 100, 30)
 	cmd := m.Init()
 	// Before the first answer: placeholders and "fetching…", no crash.
-	v := m.View()
+	v := m.View().Content
 	checkFits(t, v, 100, 30)
 	if !strings.Contains(v, "fetching…") || !strings.Contains(v, noDataText) {
 		t.Errorf("initial view should say fetching and show %q:\n%s", noDataText, v)
 	}
 	runFetch(t, m, cmd)
-	v = m.View()
+	v = m.View().Content
 	if got := strings.Count(v, noDataText); got < 8 {
 		t.Errorf("an all-no-data snapshot should show %q in every value (found %d):\n%s", noDataText, got, v)
 	}
@@ -118,7 +121,7 @@ func TestModelErrorStateKeepsDataAndRetries(t *testing.T) {
 	if retry == nil {
 		t.Fatal("a failed fetch must schedule a retry")
 	}
-	v := m.View()
+	v := m.View().Content
 	checkFits(t, v, 160, 30)
 	want := "fetch failed: dial tcp 127.0.0.1:4510: connect: connection refused second line — retrying in 10ms · showing 12:00:05"
 	if !strings.Contains(v, want) {
@@ -130,7 +133,7 @@ func TestModelErrorStateKeepsDataAndRetries(t *testing.T) {
 
 	// The retry succeeds and clears the error.
 	runFetch(t, m, deliver(t, m, retry()))
-	if m.Err() != nil || strings.Contains(m.View(), "fetch failed") {
+	if m.Err() != nil || strings.Contains(m.View().Content, "fetch failed") {
 		t.Errorf("a successful retry should clear the error, got %v", m.Err())
 	}
 	if src.Calls() != 3 {
@@ -144,7 +147,7 @@ func TestModelLongErrorIsTruncatedToWidth(t *testing.T) {
 	for _, w := range []int{30, 61, 100, 160} {
 		m := sized(t, src, w, 24)
 		runFetch(t, m, m.Init())
-		v := m.View()
+		v := m.View().Content
 		checkFits(t, v, w, 24)
 		lines := strings.Split(v, "\n")
 		status := ansi.Strip(lines[len(lines)-2])
@@ -205,7 +208,7 @@ func TestModelKeys(t *testing.T) {
 		}
 	}
 	// The focused panel has the thick border: panel 9 is "Cold starts".
-	for _, l := range strings.Split(m.View(), "\n") {
+	for _, l := range strings.Split(m.View().Content, "\n") {
 		if strings.Contains(l, "Cold starts") && !strings.HasPrefix(l, "┃") {
 			t.Errorf("focused panel should have a thick border: %q", l)
 		}
@@ -215,17 +218,17 @@ func TestModelKeys(t *testing.T) {
 	}
 
 	// ? toggles the full help.
-	if strings.Contains(m.View(), "previous panel") {
+	if strings.Contains(m.View().Content, "previous panel") {
 		t.Fatal("full help shown before ?")
 	}
 	deliver(t, m, keyMsg("?"))
-	v := m.View()
+	v := m.View().Content
 	if !m.HelpShown() || !strings.Contains(v, "previous panel") || !strings.Contains(v, "refresh now") {
 		t.Errorf("? should show the full help:\n%s", v)
 	}
 	checkFits(t, v, 100, 40)
 	deliver(t, m, keyMsg("?"))
-	if m.HelpShown() || strings.Contains(m.View(), "previous panel") {
+	if m.HelpShown() || strings.Contains(m.View().Content, "previous panel") {
 		t.Error("a second ? should hide the full help")
 	}
 }
@@ -234,11 +237,11 @@ func TestModelReflowsOnResize(t *testing.T) {
 	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
 	m := NewModel(testOptions(src))
 	runFetch(t, m, m.Init())
-	checkFits(t, m.View(), defaultWidth, defaultHeight) // no size yet: 80x24
+	checkFits(t, m.View().Content, defaultWidth, defaultHeight) // no size yet: 80x24
 	cases := []struct{ w, cols int }{{200, 3}, {100, 3}, {90, 3}, {89, 2}, {60, 2}, {59, 1}, {30, 1}}
 	for _, c := range cases {
 		deliver(t, m, tea.WindowSizeMsg{Width: c.w, Height: 60})
-		v := m.View()
+		v := m.View().Content
 		checkFits(t, v, c.w, 60)
 		first := strings.Split(v, "\n")[1] // top border of the first row
 		if got := strings.Count(first, "╭") + strings.Count(first, "┏"); got != c.cols {
@@ -253,7 +256,7 @@ func TestModelReflowsOnResize(t *testing.T) {
 				if help != m.HelpShown() {
 					deliver(t, m, keyMsg("?"))
 				}
-				checkFits(t, m.View(), w, h)
+				checkFits(t, m.View().Content, w, h)
 			}
 		}
 	}
@@ -263,7 +266,7 @@ func TestModelScrollsToFocusedPanel(t *testing.T) {
 	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
 	m := sized(t, src, 100, 16)
 	runFetch(t, m, m.Init())
-	v := m.View()
+	v := m.View().Content
 	checkFits(t, v, 100, 16)
 	if !strings.Contains(v, "Active connections") || strings.Contains(v, "Alarms") {
 		t.Fatalf("top rows first:\n%s", v)
@@ -274,7 +277,7 @@ func TestModelScrollsToFocusedPanel(t *testing.T) {
 	for range 10 {
 		deliver(t, m, keyMsg("tab"))
 	}
-	v = m.View()
+	v = m.View().Content
 	checkFits(t, v, 100, 16)
 	if !strings.Contains(v, "Alarms: 1 in ALARM") {
 		t.Errorf("focusing the last panel should scroll it into view:\n%s", v)
@@ -286,14 +289,14 @@ func TestModelAlarmsStandOut(t *testing.T) {
 	// Without colour the marker carries it.
 	m := sized(t, src, 100, 40)
 	runFetch(t, m, m.Init())
-	if v := m.View(); !strings.Contains(v, "!! ALARM streamer-prod-lambd") || !strings.Contains(v, "Alarms: 1 in ALARM") {
+	if v := m.View().Content; !strings.Contains(v, "!! ALARM streamer-prod-lambd") || !strings.Contains(v, "Alarms: 1 in ALARM") {
 		t.Errorf("firing alarm not marked:\n%s", v)
 	}
 	// With colour: red and bold.
 	m = NewModel(colourOptions(src))
 	deliver(t, m, tea.WindowSizeMsg{Width: 160, Height: 40})
 	runFetch(t, m, m.Init())
-	v := m.View()
+	v := m.View().Content
 	want := m.st.alarm.Render("!! ALARM streamer-prod-lambda-errors")
 	if !strings.Contains(want, "\x1b[") || !strings.Contains(want, "1;") && !strings.Contains(want, ";1") && !strings.Contains(want, "[1m") {
 		t.Fatalf("alarm style renders no bold/colour: %q", want)
@@ -312,16 +315,23 @@ func TestModelAlarmsStandOut(t *testing.T) {
 
 func TestNoColorIsHonoured(t *testing.T) {
 	src := &fakeSource{results: []fakeResult{{snap: cloudSnapshot()}}}
-	env := map[string]string{"NO_COLOR": "1"}
-	r := NewRenderer(os.Stdout, true)
-	if got := r.ColorProfile(); got.Name() != "Ascii" {
-		t.Fatalf("NewRenderer(noColor) profile = %v, want Ascii", got.Name())
+	// Any non-empty NO_COLOR (https://no-color.org), even one
+	// strconv.ParseBool does not read as true, over a colour terminal.
+	env := map[string]string{"NO_COLOR": "yes please", "TERM": "xterm-256color", "COLORTERM": "truecolor", "CLICOLOR_FORCE": "1"}
+	getenv := func(k string) string { return env[k] }
+	if got := DetectProfile(os.Stdout, getenv); got != colorprofile.Ascii {
+		t.Fatalf("DetectProfile with NO_COLOR = %v, want Ascii", got)
 	}
-	opts := Options{Source: src, Out: os.Stdout, Getenv: func(k string) string { return env[k] }}
+	delete(env, "NO_COLOR")
+	if got := DetectProfile(os.Stdout, getenv); got != colorprofile.TrueColor {
+		t.Fatalf("DetectProfile with COLORTERM=truecolor, CLICOLOR_FORCE=1 = %v, want TrueColor", got)
+	}
+	env["NO_COLOR"] = "1"
+	opts := Options{Source: src, Out: os.Stdout, Getenv: getenv}
 	m := NewModel(opts)
 	deliver(t, m, tea.WindowSizeMsg{Width: 100, Height: 40})
 	runFetch(t, m, m.Init())
-	if v := m.View(); strings.Contains(v, "\x1b") {
+	if v := m.View().Content; strings.Contains(v, "\x1b") {
 		t.Errorf("NO_COLOR set, yet escapes in view: %q", v)
 	}
 }
@@ -331,10 +341,17 @@ func TestModelIgnoresUnknownMessages(t *testing.T) {
 	if cmd := deliver(t, m, struct{ x int }{1}); cmd != nil {
 		t.Error("unknown message produced a command")
 	}
-	if cmd := deliver(t, m, tea.MouseMsg{}); cmd != nil {
+	if cmd := deliver(t, m, tea.MouseClickMsg{}); cmd != nil {
 		t.Error("mouse message produced a command")
 	}
-	_ = fmt.Sprint(m.View())
+	// Key releases (terminals with keyboard enhancements report them) do
+	// nothing: q's release must not quit, tab's must not move the focus.
+	for _, k := range []string{"q", "tab"} {
+		if cmd := deliver(t, m, tea.KeyReleaseMsg(keyMsg(k))); cmd != nil || m.Focus() != 0 {
+			t.Errorf("release of %s: command %v, focus %d", k, cmd != nil, m.Focus())
+		}
+	}
+	_ = fmt.Sprint(m.View().Content)
 }
 
 func TestFetchUsesTimeout(t *testing.T) {
@@ -347,8 +364,8 @@ func TestFetchUsesTimeout(t *testing.T) {
 		t.Fatal("a fetch that never answers must end with the timeout")
 	}
 	deliver(t, m, msg)
-	if !strings.Contains(m.View(), "fetch failed: context deadline exceeded") {
-		t.Errorf("timeout not shown:\n%s", m.View())
+	if !strings.Contains(m.View().Content, "fetch failed: context deadline exceeded") {
+		t.Errorf("timeout not shown:\n%s", m.View().Content)
 	}
 }
 
@@ -364,7 +381,7 @@ func TestFocusClampsWhenPanelsGoAway(t *testing.T) {
 	if m.Focus() != 6 {
 		t.Errorf("focus = %d after the local snapshot, want the last of 7 panels", m.Focus())
 	}
-	if !strings.Contains(m.View(), "┃ Circuit breaker") {
-		t.Errorf("the clamped focus should be drawn:\n%s", m.View())
+	if !strings.Contains(m.View().Content, "┃ Circuit breaker") {
+		t.Errorf("the clamped focus should be drawn:\n%s", m.View().Content)
 	}
 }

@@ -2,7 +2,10 @@ package dashboard
 
 import (
 	"bufio"
+	"encoding/json"
+	"errors"
 	"io"
+	"math"
 	"strings"
 	"time"
 )
@@ -70,4 +73,117 @@ func RenderPlain(w io.Writer, s Snapshot, source string) error {
 		line("warning", clean(strings.TrimSpace(wn)))
 	}
 	return b.Flush()
+}
+
+// Snapshot output formats (Options.Output).
+const (
+	OutputPlain = "plain"
+	OutputJSON  = "json"
+)
+
+// ErrUnknownOutput is returned by Once for an Options.Output it cannot write.
+var ErrUnknownOutput = errors.New("dashboard: unknown output format (want plain or json)")
+
+// snapshotJSON is RenderJSON's object: RenderPlain's keys, every one always
+// present, null for no data or for what the source does not report. The
+// per-function and per-alarm lines of the plain output become the arrays
+// "functions" and "alarms", and its "warning" lines the array "warnings".
+type snapshotJSON struct {
+	Source                 string         `json:"source"`
+	Time                   *string        `json:"time"`
+	Counts                 *string        `json:"counts"`
+	ActiveConnections      *float64       `json:"active_connections"`
+	ConnectionsPerMinute   *float64       `json:"connections_per_minute"`
+	AuthenticationFailures *float64       `json:"authentication_failures"`
+	MessagesSentPerMinute  *float64       `json:"messages_sent_per_minute"`
+	ErrorRate              *float64       `json:"error_rate"`  // percent
+	LatencyP50             *float64       `json:"latency_p50"` // milliseconds
+	LatencyP99             *float64       `json:"latency_p99"` // milliseconds
+	LatencySource          *string        `json:"latency_source"`
+	BreakerState           *string        `json:"breaker_state"`
+	LambdaErrors           *float64       `json:"lambda_errors"`
+	LambdaThrottles        *float64       `json:"lambda_throttles"`
+	LambdaColdStarts       *float64       `json:"lambda_cold_starts"`
+	Functions              []functionJSON `json:"functions"`
+	AlarmsInAlarm          *int           `json:"alarms_in_alarm"`
+	Alarms                 []alarmJSON    `json:"alarms"`
+	Warnings               []string       `json:"warnings"`
+}
+
+type functionJSON struct {
+	Name        string   `json:"name"`
+	Invocations *float64 `json:"invocations"`
+	Errors      *float64 `json:"errors"`
+	Throttles   *float64 `json:"throttles"`
+	ColdStarts  *float64 `json:"cold_starts"`
+}
+
+type alarmJSON struct {
+	Name   string  `json:"name"`
+	State  string  `json:"state"`
+	Reason *string `json:"reason"`
+}
+
+// RenderJSON writes s as one JSON object (indented, newline-terminated)
+// with RenderPlain's keys. Numbers are numbers, rounded to three decimals
+// (plain rounds more): error_rate in percent, latency_p50/p99 in
+// milliseconds. No data is null, as are
+// time, counts and latency_source when the source gives none, breaker_state
+// when it cannot see a breaker, and the Lambda keys (lambda_*, functions,
+// alarms_in_alarm, alarms) for a source without Lambda metrics (local).
+// warnings is always an array.
+func RenderJSON(w io.Writer, s Snapshot, source string) error {
+	num := func(v Value) *float64 {
+		if !v.OK {
+			return nil
+		}
+		// Rates come from timed deltas (59.891684212135196 a minute):
+		// three decimals keep microseconds of latency and drop the noise.
+		r := math.Round(v.V*1000) / 1000
+		return &r
+	}
+	str := func(v string) *string {
+		if v = clean(v); v == "" {
+			return nil
+		}
+		return &v
+	}
+	o := snapshotJSON{
+		Source:                 clean(source),
+		Counts:                 str(s.CountsLabel),
+		ActiveConnections:      num(s.ActiveConnections),
+		ConnectionsPerMinute:   num(s.ConnectionsPerMinute),
+		AuthenticationFailures: num(s.AuthenticationFailures),
+		MessagesSentPerMinute:  num(s.MessagesSentPerMinute),
+		ErrorRate:              num(s.ErrorRatePercent),
+		LatencyP50:             num(s.LatencyP50),
+		LatencyP99:             num(s.LatencyP99),
+		LatencySource:          str(s.LatencyLabel),
+		BreakerState:           str(s.BreakerState),
+		Warnings:               []string{},
+	}
+	if !s.Time.IsZero() {
+		t := s.Time.UTC().Format(time.RFC3339)
+		o.Time = &t
+	}
+	if s.HasLambda {
+		o.LambdaErrors, o.LambdaThrottles, o.LambdaColdStarts = num(s.LambdaErrors), num(s.Throttles), num(s.ColdStarts)
+		o.Functions = make([]functionJSON, 0, len(s.Functions))
+		for _, f := range s.Functions {
+			o.Functions = append(o.Functions, functionJSON{Name: clean(f.Name), Invocations: num(f.Invocations),
+				Errors: num(f.Errors), Throttles: num(f.Throttles), ColdStarts: num(f.ColdStarts)})
+		}
+		n := s.FiringAlarms()
+		o.AlarmsInAlarm = &n
+		o.Alarms = make([]alarmJSON, 0, len(s.Alarms))
+		for _, a := range s.Alarms {
+			o.Alarms = append(o.Alarms, alarmJSON{Name: clean(a.Name), State: clean(a.State), Reason: str(a.Reason)})
+		}
+	}
+	for _, wn := range s.Warnings {
+		o.Warnings = append(o.Warnings, clean(strings.TrimSpace(wn)))
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(o)
 }

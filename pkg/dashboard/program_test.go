@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/x/exp/teatest"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/exp/teatest/v2"
 	"github.com/pay-theory/streamer/internal/syncbuf"
 	"go.uber.org/goleak"
 )
@@ -56,37 +57,73 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// screens wraps a Model and keeps every screen it draws. Bubble Tea v2's
+// renderer writes only the cells that change, so the output stream holds
+// "1001" once and a later count as a cursor move and one digit ("\x1b[D3"):
+// the tests wait on the screens the model draws, and the tmux test
+// (tests/dashboard) reads a real terminal's screen.
+type screens struct {
+	*Model
+	mu   sync.Mutex
+	seen []string
+	from int // waitFor searches the screens drawn since the last match
+}
+
+func (s *screens) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	_, cmd := s.Model.Update(msg)
+	return s, cmd
+}
+
+func (s *screens) View() tea.View {
+	v := s.Model.View()
+	s.mu.Lock()
+	s.seen = append(s.seen, v.Content)
+	s.mu.Unlock()
+	return v
+}
+
+func (s *screens) waitFor(t *testing.T, what string) {
+	t.Helper()
+	waitUntil(t, "a screen with "+strconv.Quote(what), func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i := s.from; i < len(s.seen); i++ {
+			if strings.Contains(s.seen[i], what) {
+				s.from = i
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestProgramEndToEnd(t *testing.T) {
 	defer goleak.VerifyNone(t, leakOpts()...)
 	src := &counting{fail: map[int]error{2: errors.New("endpoint down")}}
 	opts := testOptions(src)
 	opts.Refresh = 30 * time.Millisecond
-	tm := teatest.NewTestModel(t, NewModel(opts), teatest.WithInitialTermSize(100, 30))
+	m := &screens{Model: NewModel(opts)}
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(100, 30))
 
-	out := tm.Output()
-	var seen bytes.Buffer
-	waitOutput := func(what string) {
-		t.Helper()
-		teatest.WaitFor(t, out, func(b []byte) bool {
-			seen.Write(b)
-			return bytes.Contains(seen.Bytes(), []byte(what))
-		}, teatest.WithDuration(5*time.Second), teatest.WithCheckInterval(5*time.Millisecond))
-	}
-	waitOutput("Active connections")
-	waitOutput("1001")
+	m.waitFor(t, "Active connections")
+	m.waitFor(t, "1001")
 	// The failed second fetch shows in the status line, then the tick retries.
-	waitOutput("fetch failed: endpoint down — retrying in 30ms")
-	waitOutput("1003")
+	m.waitFor(t, "fetch failed: endpoint down — retrying in 30ms")
+	m.waitFor(t, "1003")
+	// The first frame reached the terminal whole, on the alternate screen.
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
+		return bytes.Contains(b, []byte("\x1b[?1049h")) && bytes.Contains(b, []byte("┃ Active connections")) && bytes.Contains(b, []byte("1001"))
+	}, teatest.WithDuration(5*time.Second), teatest.WithCheckInterval(5*time.Millisecond))
 
 	tm.Type("?")
-	waitOutput("previous panel")
+	m.waitFor(t, "previous panel")
 	before := src.Calls()
 	tm.Type("r")
 	waitUntil(t, "r to fetch", func() bool { return src.Calls() > before })
-	tm.Send(tea.KeyMsg{Type: tea.KeyTab})
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyTab})
 	tm.Type("q")
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
-	final := tm.FinalModel(t).(*Model)
+	final := tm.FinalModel(t).(*screens).Model
 	if final.Focus() != 1 || !final.HelpShown() {
 		t.Errorf("final focus %d help %v, want 1 and true", final.Focus(), final.HelpShown())
 	}

@@ -8,8 +8,8 @@ import (
 	"os"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
 )
 
 // Options configure Run, Once and NewModel. Zero values mean the documented
@@ -28,13 +28,18 @@ type Options struct {
 	Out io.Writer
 	// NoAltScreen draws inline instead of on the alternate screen.
 	NoAltScreen bool
-	// Getenv reads NO_COLOR (nil => os.Getenv).
+	// Getenv reads NO_COLOR and the variables colour detection looks at
+	// (nil => os.Getenv).
 	Getenv func(string) string
-	// Renderer overrides the colour detection (tests pass one with the Ascii
-	// profile); nil => NewRenderer(Out, NO_COLOR set).
-	Renderer *lipgloss.Renderer
+	// ColorProfile overrides the colour detection (tests pass
+	// colorprofile.Ascii for plain text); the zero value (Unknown) =>
+	// DetectProfile(Out, Getenv): Ascii when NO_COLOR is set.
+	ColorProfile colorprofile.Profile
 	// Now is the clock for "updated at" (nil => time.Now).
 	Now func() time.Time
+	// Output is Once's format: OutputPlain (RenderPlain, also for "") or
+	// OutputJSON (RenderJSON).
+	Output string
 	// OnceSettle, for Once: when the first snapshot has no rates yet (the
 	// local source needs two polls), wait this long and fetch again. 0 => a
 	// single fetch.
@@ -65,14 +70,20 @@ func (o Options) withDefaults() Options {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	if o.Renderer == nil {
-		o.Renderer = NewRenderer(o.Out, o.Getenv("NO_COLOR") != "")
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.ctx == nil {
 		o.ctx = context.Background()
+	}
+	return o
+}
+
+// withProfile detects the colour profile unless one is set (Once needs
+// none).
+func (o Options) withProfile() Options {
+	if o.ColorProfile == colorprofile.Unknown {
+		o.ColorProfile = DetectProfile(o.Out, o.Getenv)
 	}
 	return o
 }
@@ -88,7 +99,7 @@ func Run(ctx context.Context, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	opts.ctx = ctx
-	opts = opts.withDefaults()
+	opts = opts.withDefaults().withProfile()
 	m := NewModel(opts)
 	popts := []tea.ProgramOption{
 		tea.WithInput(opts.In),
@@ -96,9 +107,12 @@ func Run(ctx context.Context, opts Options) error {
 		// The caller's ctx carries SIGINT/SIGTERM; a second handler here
 		// would race it.
 		tea.WithoutSignalHandler(),
-	}
-	if !opts.NoAltScreen {
-		popts = append(popts, tea.WithAltScreen())
+		// The profile the styles were built for; Bubble Tea would otherwise
+		// detect its own from os.Environ, and read NO_COLOR differently.
+		tea.WithColorProfile(opts.ColorProfile),
+		// The size until the terminal reports one; without a terminal
+		// (a pipe, a test's buffer) Bubble Tea v2 would draw on 0x0.
+		tea.WithWindowSize(defaultWidth, defaultHeight),
 	}
 	p := tea.NewProgram(m, popts...)
 	done := make(chan struct{})
@@ -116,11 +130,19 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// Once fetches one snapshot and writes it with RenderPlain, for --once and
-// non-terminal output.
+// Once fetches one snapshot and writes it with RenderPlain (or RenderJSON,
+// see Options.Output), for --once and non-terminal output.
 func Once(ctx context.Context, opts Options) error {
 	if opts.Source == nil {
 		return ErrNoSource
+	}
+	render := RenderPlain
+	switch opts.Output {
+	case "", OutputPlain:
+	case OutputJSON:
+		render = RenderJSON
+	default:
+		return fmt.Errorf("%w: %q", ErrUnknownOutput, opts.Output)
 	}
 	opts.ctx = ctx
 	opts = opts.withDefaults()
@@ -145,5 +167,5 @@ func Once(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	return RenderPlain(opts.Out, s, opts.Source.Name())
+	return render(opts.Out, s, opts.Source.Name())
 }

@@ -2,64 +2,107 @@ package dashboard
 
 import (
 	"io"
+	"os"
 
-	"github.com/charmbracelet/bubbles/help"
-	"github.com/charmbracelet/lipgloss"
-	"github.com/muesli/termenv"
+	"charm.land/bubbles/v2/help"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/colorprofile"
 )
 
-// NewRenderer returns a lipgloss renderer for w that detects the terminal's
-// colours, or draws none when noColor (NO_COLOR set, tests).
-func NewRenderer(w io.Writer, noColor bool) *lipgloss.Renderer {
-	r := lipgloss.NewRenderer(w)
-	if noColor {
-		r.SetColorProfile(termenv.Ascii)
+// colourEnv are the variables colorprofile.Detect reads.
+var colourEnv = []string{"TERM", "COLORTERM", "CLICOLOR", "CLICOLOR_FORCE", "TTY_FORCE", "GOOGLE_CLOUD_SHELL", "TMUX"}
+
+// DetectProfile returns the colour profile for drawing on w: Ascii (no
+// colour, no text attributes) when NO_COLOR is set to anything, else what
+// colorprofile.Detect finds from w and the environment that getenv reads
+// (nil => os.Getenv). It reads the environment and w's file descriptor only;
+// it never queries the terminal.
+func DetectProfile(w io.Writer, getenv func(string) string) colorprofile.Profile {
+	if getenv == nil {
+		getenv = os.Getenv
 	}
-	// Fixed colours below, so the renderer never has to query the terminal's
-	// background (a query would race with bubbletea's input reader).
-	r.SetHasDarkBackground(true)
-	return r
+	// https://no-color.org: any non-empty value. colorprofile itself only
+	// honours values strconv.ParseBool reads as true.
+	if getenv("NO_COLOR") != "" {
+		return colorprofile.Ascii
+	}
+	var env []string
+	for _, k := range colourEnv {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return colorprofile.Detect(w, env)
 }
 
-// styles are built from one renderer so a test can switch colour off.
+// hasColour reports whether a profile draws colours and text attributes;
+// NoTTY and Ascii draw plain text (the dashboard's shapes, like the focused
+// panel's thick border, carry the meaning then).
+func hasColour(p colorprofile.Profile) bool { return p >= colorprofile.ANSI }
+
+// styles are built for one colour profile so a test can switch colour off.
 type styles struct {
-	header, dim, title, spark, value, good, warn, bad, alarm, status, statusErr lipgloss.Style
-	panel, focused                                                              lipgloss.Style
-	help                                                                        help.Styles
+	header, dim, title, spark, value, good, ok, warn, bad, alarm, status, statusErr lipgloss.Style
+	panel, focused                                                                  lipgloss.Style
+	// alertBorder is the border colour of a panel that reports something
+	// wrong (nil without colour).
+	alertBorder func(lipgloss.Style) lipgloss.Style
+	help        help.Styles
 }
 
-func newStyles(r *lipgloss.Renderer) styles {
+// newStyles returns the dashboard's styles. The colours are fixed ANSI
+// colours, so nothing ever asks the terminal for its background (in Bubble
+// Tea v1 that query ran at package init, in every command). Without colour
+// every style is plain: lipgloss v2 renders full-fidelity escapes and leaves
+// downsampling to the output, and the model's View must be plain text then.
+func newStyles(p colorprofile.Profile) styles {
+	plain := lipgloss.NewStyle()
+	if !hasColour(p) {
+		s := styles{
+			header: plain, dim: plain, title: plain, spark: plain, value: plain, good: plain, ok: plain,
+			warn: plain, bad: plain, alarm: plain, status: plain, statusErr: plain,
+			// Focus changes the border's shape too, so it shows without colour.
+			panel:       plain.Border(lipgloss.RoundedBorder()).Padding(0, 1),
+			focused:     plain.Border(lipgloss.ThickBorder()).Padding(0, 1),
+			alertBorder: func(s lipgloss.Style) lipgloss.Style { return s },
+		}
+		s.help = help.Styles{Ellipsis: plain, ShortKey: plain, ShortDesc: plain, ShortSeparator: plain, FullKey: plain, FullDesc: plain, FullSeparator: plain}
+		return s
+	}
 	var (
-		red    = lipgloss.Color("1")
-		green  = lipgloss.Color("2")
-		yellow = lipgloss.Color("3")
-		cyan   = lipgloss.Color("6")
-		grey   = lipgloss.Color("8")
+		red    = lipgloss.Red
+		green  = lipgloss.Green
+		yellow = lipgloss.Yellow
+		cyan   = lipgloss.Cyan
+		grey   = lipgloss.BrightBlack
 	)
 	s := styles{
-		header:    r.NewStyle().Bold(true),
-		dim:       r.NewStyle().Foreground(grey),
-		title:     r.NewStyle().Bold(true),
-		spark:     r.NewStyle().Foreground(cyan),
-		value:     r.NewStyle().Bold(true),
-		good:      r.NewStyle().Foreground(green),
-		warn:      r.NewStyle().Foreground(yellow).Bold(true),
-		bad:       r.NewStyle().Foreground(red).Bold(true),
-		alarm:     r.NewStyle().Foreground(red).Bold(true),
-		status:    r.NewStyle().Foreground(grey),
-		statusErr: r.NewStyle().Foreground(red),
-		// Focus changes the border's shape too, so it shows without colour.
-		panel:   r.NewStyle().Border(lipgloss.RoundedBorder()).BorderForeground(grey).Padding(0, 1),
-		focused: r.NewStyle().Border(lipgloss.ThickBorder()).BorderForeground(cyan).Padding(0, 1),
+		header:    plain.Bold(true),
+		dim:       plain.Foreground(grey),
+		title:     plain.Bold(true),
+		spark:     plain.Foreground(cyan),
+		value:     plain.Bold(true),
+		good:      plain.Foreground(green),
+		ok:        plain.Foreground(green).Bold(true),
+		warn:      plain.Foreground(yellow).Bold(true),
+		bad:       plain.Foreground(red).Bold(true),
+		alarm:     plain.Foreground(red).Bold(true),
+		status:    plain.Foreground(grey),
+		statusErr: plain.Foreground(red),
+		panel:     plain.Border(lipgloss.RoundedBorder()).BorderForeground(grey).Padding(0, 1),
+		focused:   plain.Border(lipgloss.ThickBorder()).BorderForeground(cyan).Padding(0, 1),
+		alertBorder: func(s lipgloss.Style) lipgloss.Style {
+			return s.BorderForeground(red)
+		},
 	}
 	s.help = help.Styles{
-		Ellipsis:       r.NewStyle().Foreground(grey),
-		ShortKey:       r.NewStyle().Bold(true),
-		ShortDesc:      r.NewStyle().Foreground(grey),
-		ShortSeparator: r.NewStyle().Foreground(grey),
-		FullKey:        r.NewStyle().Bold(true),
-		FullDesc:       r.NewStyle().Foreground(grey),
-		FullSeparator:  r.NewStyle().Foreground(grey),
+		Ellipsis:       plain.Foreground(grey),
+		ShortKey:       plain.Bold(true),
+		ShortDesc:      plain.Foreground(grey),
+		ShortSeparator: plain.Foreground(grey),
+		FullKey:        plain.Bold(true),
+		FullDesc:       plain.Foreground(grey),
+		FullSeparator:  plain.Foreground(grey),
 	}
 	return s
 }

@@ -5,7 +5,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/charmbracelet/lipgloss"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 )
 
@@ -77,7 +78,7 @@ func (m *Model) breakerPanel() panel {
 	p := panel{title: "Circuit breaker"}
 	switch m.snap.BreakerState {
 	case "closed":
-		p.lines = []string{st.good.Bold(true).Render("closed")}
+		p.lines = []string{st.ok.Render("closed")}
 	case "open":
 		p.lines = []string{st.bad.Render("OPEN")}
 		p.alert = true
@@ -140,12 +141,20 @@ func (m *Model) rateStyle(v Value) lipgloss.Style {
 	case v.V > 0:
 		return m.st.warn
 	}
-	return m.st.good.Bold(true)
+	return m.st.ok
 }
 
-// View implements tea.Model. Every line fits the width and the whole view
+// View implements tea.Model: the screen on the alternate screen
+// unless Options.NoAltScreen.
+func (m *Model) View() tea.View {
+	v := tea.NewView(m.screen())
+	v.AltScreen = m.altScreen
+	return v
+}
+
+// screen draws the dashboard. Every line fits the width and the whole view
 // fits the height: rows that do not fit scroll with the focus.
-func (m *Model) View() string {
+func (m *Model) screen() string {
 	w, h := m.size()
 	if w < 20 || h < 6 {
 		return ansi.Truncate("streamer dashboard: terminal too small", w, "…")
@@ -236,7 +245,7 @@ func (m *Model) row(ps []panel, offset, w, cols int) []string {
 			style = m.st.focused
 		}
 		if p.alert {
-			style = style.BorderForeground(lipgloss.Color("1"))
+			style = m.st.alertBorder(style)
 		}
 		title := m.st.title.Render(ansi.Truncate(p.title, inner, "…"))
 		if p.alert {
@@ -253,7 +262,8 @@ func (m *Model) row(ps []panel, offset, w, cols int) []string {
 				lines = append(lines, m.st.spark.Render(Sparkline(p.spark, inner)))
 			}
 		}
-		boxes[i] = style.Width(pw - 2).Height(height).Render(strings.Join(lines, "\n"))
+		// lipgloss v2 sizes include the border.
+		boxes[i] = style.Width(pw).Height(height + 2).Render(strings.Join(lines, "\n"))
 	}
 	return strings.Split(lipgloss.JoinHorizontal(lipgloss.Top, boxes...), "\n")
 }

@@ -5,6 +5,7 @@ package dashboard_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -108,6 +109,39 @@ func TestDashboardAgainstSimulatedLocal(t *testing.T) {
 		}
 	})
 
+	t.Run("once json snapshot", func(t *testing.T) {
+		out, errOut, code := dashboardCLI(t, "--once", "-o", "json", "--endpoint", s.endpoint)
+		if code != 0 {
+			t.Fatalf("exit %d\nstderr: %s", code, errOut)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("not JSON (%v):\n%s", err, out)
+		}
+		if m["source"] != "local "+s.base+"/metrics.json" || m["breaker_state"] == "" {
+			t.Errorf("source %v, breaker_state %v", m["source"], m["breaker_state"])
+		}
+		// The simulated clients are connected: a number above 0.
+		if n, ok := m["active_connections"].(float64); !ok || n <= 0 {
+			t.Errorf("active_connections %#v with %d simulated clients:\n%s", m["active_connections"], simulated, out)
+		}
+		for _, name := range []string{"connections_per_minute", "authentication_failures", "messages_sent_per_minute", "latency_p50", "latency_p99"} {
+			if _, ok := m[name].(float64); !ok {
+				t.Errorf("%s = %#v, want a number:\n%s", name, m[name], out)
+			}
+		}
+		// The error rate is null when no @connections call fell between the
+		// two polls; the key is there either way.
+		if v, ok := m["error_rate"]; !ok {
+			t.Error("no error_rate key")
+		} else if _, isNum := v.(float64); v != nil && !isNum {
+			t.Errorf("error_rate = %#v, want a number or null", v)
+		}
+		if v, ok := m["lambda_errors"]; !ok || v != nil {
+			t.Errorf("lambda_errors = %#v (present %v), want null for the local source", v, ok)
+		}
+	})
+
 	t.Run("tmux", func(t *testing.T) { dashboardOnTerminal(t, s) })
 }
 
@@ -166,6 +200,62 @@ func dashboardOnTerminal(t *testing.T, s *localStack) {
 		}
 	}
 	t.Logf("second capture:\n%s", second)
+
+	// Keys as a terminal sends them (tmux encodes shift+tab as CSI Z, the
+	// arrows as CSI A-D): the thick border follows the focus.
+	send := func(key string) {
+		t.Helper()
+		if out, err := tmux.Run("send-keys", "-t", "dash", key); err != nil {
+			t.Fatalf("tmux send-keys %s: %v\n%s", key, err, out)
+		}
+	}
+	waitScreen := func(what string, ok func(string) bool) string {
+		t.Helper()
+		var screen string
+		for deadline := time.Now().Add(screenTimeout); ; {
+			if screen = capture(); ok(screen) {
+				return screen
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no screen with %s within %s:\n%s", what, screenTimeout, screen)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	focused := func(title string) func(string) bool {
+		return func(screen string) bool { return strings.Contains(screen, "┃ "+title) }
+	}
+	for _, step := range []struct{ key, title string }{
+		{"Tab", "Connections / min"},
+		{"BTab", "Active connections"},
+		{"Right", "Connections / min"},
+		{"Down", "Error rate"}, // three columns at width 100
+		{"Left", "Messages sent / min"},
+		{"Up", "Active connections"},
+		{"Tab", "Connections / min"},
+	} {
+		send(step.key)
+		waitScreen(step.key+" focusing "+step.title, focused(step.title))
+	}
+	send("?")
+	waitScreen("the full help", func(screen string) bool { return strings.Contains(screen, "previous panel") })
+
+	// A narrower terminal: one column of panels, every line inside it.
+	if out, err := tmux.Run("resize-window", "-t", "dash", "-x", "50", "-y", "30"); err != nil {
+		t.Fatalf("tmux resize-window: %v\n%s", err, out)
+	}
+	narrow := waitScreen("one column at width 50", func(screen string) bool {
+		boxes := 0
+		for _, l := range strings.Split(screen, "\n") {
+			if n := strings.Count(l, "╭") + strings.Count(l, "┏"); n > 1 {
+				return false
+			} else {
+				boxes += n
+			}
+		}
+		return boxes > 0 && strings.Contains(screen, "┃ Connections / min")
+	})
+	t.Logf("narrow capture:\n%s", narrow)
 
 	if out, err := tmux.Run("send-keys", "-t", "dash", "q"); err != nil {
 		t.Fatalf("tmux send-keys: %v\n%s", err, out)
