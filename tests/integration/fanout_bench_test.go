@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -58,28 +57,10 @@ func benchFanOut(b *testing.B, swarm string, n int) {
 
 	before := heapAndStacks()
 	cmd := exec.Command(swarm, "-url", s.WebSocketURL, "-token", tok, "-n", strconv.Itoa(n))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	lines := make(chan string, 16)
-	var rd sync.WaitGroup
-	rd.Add(1)
-	go func() {
-		defer rd.Done()
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	defer func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-		rd.Wait()
-	}()
+	proc := startLines(b, cmd, false)
+	defer proc.Stop()
+	lines := proc.Lines
 	next := func() string {
 		select {
 		case l, ok := <-lines:

@@ -1,12 +1,10 @@
 package integration_test
 
 import (
-	"bufio"
 	"context"
 
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,41 +27,9 @@ func TestWscatReceivesSDKPost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, wscat, "-c", s.WebSocketURL+"?Authorization="+tok)
-	stdin, err := cmd.StdinPipe() // wscat exits at stdin EOF: keep it open
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start wscat: %v", err)
-	}
-	lines := make(chan string, 64)
-	var readers sync.WaitGroup
-	readers.Add(1)
-	go func() {
-		defer readers.Done()
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	defer func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		readers.Wait()
-	}()
+	proc := startLines(t, cmd, true) // wscat exits at stdin EOF: startLines keeps it open
+	defer proc.Stop()
+	lines := proc.Lines
 
 	// The record appears once $connect has accepted the upgrade.
 	var id string

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/lambda/shared/boot/boottest"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
-	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // TestDynamoDBCallsMatchContract runs this entry point's real cold start and
@@ -16,20 +14,8 @@ import (
 // endpoint: together the paths call exactly the operations the deployed role
 // grants (contract.DynamoDBActions).
 func TestDynamoDBCallsMatchContract(t *testing.T) {
-	db := boottest.StartDynamoDB(t)
-	vars := func(table string) map[string]string {
-		return map[string]string{contract.EnvConnectionsTable: table, contract.EnvEnvironment: "test"}
-	}
-	h := db.Wire(t, contract.FunctionDisconnect, vars(db.Table), nil, build)
-	storeFails := db.Wire(t, contract.FunctionDisconnect, vars("no-such-table"), nil, build)
-
-	const recorded = "R1koeHsUtjMFbRw="
-	if err := db.Store.Save(context.Background(), store.Connection{
-		ConnectionID: recorded, UserID: "user-1", TenantID: "tenant-1",
-		Endpoint: "https://dl7ptocha9.execute-api.ap-northeast-1.amazonaws.com/prod", ConnectedAt: time.Now(),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	fx := boottest.NewFixture(t, contract.FunctionDisconnect, "R1koeHsUtjMFbRw=", build)
+	db, h, storeFails, recorded := fx.DB, fx.OK, fx.StoreFails, fx.Recorded
 	for _, c := range []struct {
 		name string
 		h    boottest.Handler

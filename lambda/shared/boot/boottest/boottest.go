@@ -164,3 +164,37 @@ func (d *DynamoDB) Wire(t testing.TB, function string, vars map[string]string, l
 	}
 	return h
 }
+
+// Fixture is the usual setup of an entry point's contract test: a recording
+// endpoint, the function wired against its table (OK) and against a table
+// that does not exist (StoreFails: every store call fails), and one stored
+// connection record (Recorded).
+type Fixture struct {
+	DB         *DynamoDB
+	OK         Handler
+	StoreFails Handler
+	Recorded   string
+}
+
+// NewFixture builds a Fixture for a function that needs only the common
+// variables (disconnect, default); recorded is the stored record's id.
+func NewFixture(t testing.TB, function, recorded string, build boot.Build) *Fixture {
+	t.Helper()
+	db := StartDynamoDB(t)
+	vars := func(table string) map[string]string {
+		return map[string]string{contract.EnvConnectionsTable: table, contract.EnvEnvironment: "test"}
+	}
+	f := &Fixture{
+		DB:         db,
+		OK:         db.Wire(t, function, vars(db.Table), nil, build),
+		StoreFails: db.Wire(t, function, vars("no-such-table"), nil, build),
+		Recorded:   recorded,
+	}
+	if err := db.Store.Save(context.Background(), store.Connection{
+		ConnectionID: recorded, UserID: "user-1", TenantID: "tenant-1",
+		Endpoint: "https://dl7ptocha9.execute-api.ap-northeast-1.amazonaws.com/prod", ConnectedAt: time.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
