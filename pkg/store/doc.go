@@ -29,8 +29,10 @@
 // # TTL filtering
 //
 // DynamoDB deletes expired items lazily, sometimes days late, and the
-// emulators never do. So readers filter: List queries with a FilterExpression
-// ttl > now, Existing and Get drop records whose ttl has passed. A filter is
+// emulators never do. So readers filter: List (a Query on the tenant or user
+// index, or a Scan of the whole table when neither is set) keeps
+// attribute_not_exists(ttl) OR ttl <= 0 OR ttl > now, and Existing and Get drop
+// records whose ttl has passed (an absent or zero ttl never expires). A filter is
 // applied after DynamoDB reads a page, so a page may come back short or empty
 // with a cursor still set; callers keep going until Page.Next is "" (All does
 // this). Cursors are opaque base64 of LastEvaluatedKey, bound to the index and
