@@ -92,6 +92,27 @@ func (d *Dynamo) backoff(ctx context.Context, attempt int) error {
 	}
 }
 
+// retryUnprocessed calls step (one batch request that queues its own
+// unprocessed remainder for the next call and returns its size) until nothing
+// is left, backing off between attempts. After BatchAttempts it returns how
+// many remained, without an error: the caller's other chunks keep going so
+// its count covers the whole call.
+func (d *Dynamo) retryUnprocessed(ctx context.Context, op, what string, step func() (int, error)) (int, error) {
+	for attempt := 1; ; attempt++ {
+		n, err := step()
+		if err != nil || n == 0 {
+			return 0, err
+		}
+		if attempt >= d.attempts {
+			return n, nil
+		}
+		d.log.DebugContext(ctx, "store: retrying unprocessed "+what, "op", op, what, n, "attempt", attempt)
+		if err := d.backoff(ctx, attempt); err != nil {
+			return 0, err
+		}
+	}
+}
+
 func chunks(n, size int) int { return (n + size - 1) / size }
 
 // dedupe returns the distinct ids in a stable order, validating each.
@@ -170,10 +191,10 @@ func (d *Dynamo) Existing(ctx context.Context, connectionIDs []string) (map[stri
 			ProjectionExpression:     aws.String("#id, #ttl"),
 			ExpressionAttributeNames: map[string]string{"#id": schema.AttrConnectionID, "#ttl": schema.AttrTTL},
 		}}
-		for attempt := 1; ; attempt++ {
+		n, err := d.retryUnprocessed(ctx, "existing", "keys", func() (int, error) {
 			out, err := d.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
-				return d.wrapErr("existing", fmt.Sprintf("(%d keys)", len(req[d.table].Keys)), err)
+				return 0, d.wrapErr("existing", fmt.Sprintf("(%d keys)", len(req[d.table].Keys)), err)
 			}
 			mu.Lock()
 			for _, item := range out.Responses[d.table] {
@@ -183,22 +204,13 @@ func (d *Dynamo) Existing(ctx context.Context, connectionIDs []string) (map[stri
 				}
 			}
 			mu.Unlock()
-			n := len(out.UnprocessedKeys[d.table].Keys)
-			if n == 0 {
-				return nil
-			}
-			if attempt >= d.attempts {
-				mu.Lock()
-				left += n
-				mu.Unlock()
-				return nil
-			}
-			d.log.DebugContext(ctx, "store: retrying unprocessed keys", "keys", n, "attempt", attempt)
-			if err := d.backoff(ctx, attempt); err != nil {
-				return err
-			}
 			req = out.UnprocessedKeys
-		}
+			return len(req[d.table].Keys), nil
+		})
+		mu.Lock()
+		left += n
+		mu.Unlock()
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -251,29 +263,18 @@ func (d *Dynamo) batchWrite(ctx context.Context, op string, reqs []types.WriteRe
 	)
 	err := parallel(ctx, chunks(len(reqs), BatchWriteLimit), d.workers, func(ctx context.Context, i int) error {
 		batch := map[string][]types.WriteRequest{d.table: reqs[i*BatchWriteLimit : min((i+1)*BatchWriteLimit, len(reqs))]}
-		for attempt := 1; ; attempt++ {
+		n, err := d.retryUnprocessed(ctx, op, "items", func() (int, error) {
 			out, err := d.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: batch})
 			if err != nil {
-				return d.wrapErr(op, fmt.Sprintf("(%d items)", len(batch[d.table])), err)
-			}
-			n := len(out.UnprocessedItems[d.table])
-			if n == 0 {
-				return nil
-			}
-			if attempt >= d.attempts {
-				// Not an error for parallel: the other chunks keep going so
-				// the count below covers the whole call.
-				mu.Lock()
-				left += n
-				mu.Unlock()
-				return nil
-			}
-			d.log.DebugContext(ctx, "store: retrying unprocessed items", "op", op, "items", n, "attempt", attempt)
-			if err := d.backoff(ctx, attempt); err != nil {
-				return err
+				return 0, d.wrapErr(op, fmt.Sprintf("(%d items)", len(batch[d.table])), err)
 			}
 			batch = out.UnprocessedItems
-		}
+			return len(batch[d.table]), nil
+		})
+		mu.Lock()
+		left += n
+		mu.Unlock()
+		return err
 	})
 	if err == nil && left > 0 {
 		return fmt.Errorf("store: %s: %w", op, &UnprocessedError{Op: "BatchWriteItem", Remaining: left, Attempts: d.attempts})
