@@ -220,11 +220,10 @@ func (d *Dynamo) AddActive(ctx context.Context, delta int64) (int64, error) {
 	if err != nil {
 		return 0, d.wrapErr("add active", "", err)
 	}
-	v, ok := out.Attributes[attrActive].(*types.AttributeValueMemberN)
-	if !ok {
-		return 0, d.wrapErr("add active", "", errNoValue)
+	n, ok, err := counterValue(out.Attributes)
+	if err == nil && !ok {
+		err = errNoValue
 	}
-	n, err := strconv.ParseInt(v.Value, 10, 64)
 	if err != nil {
 		return 0, d.wrapErr("add active", "", err)
 	}
@@ -241,13 +240,20 @@ func (d *Dynamo) readActive(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, d.wrapErr("read active", "", err)
 	}
-	v, ok := out.Item[attrActive].(*types.AttributeValueMemberN)
-	if !ok {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(v.Value, 10, 64)
+	n, _, err := counterValue(out.Item) // absent: 0
 	if err != nil {
 		return 0, d.wrapErr("read active", "", err)
 	}
 	return n, nil
+}
+
+// counterValue parses the active counter attribute of item; ok is false when
+// the item carries none.
+func counterValue(item map[string]types.AttributeValue) (n int64, ok bool, err error) {
+	v, ok := item[attrActive].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, false, nil
+	}
+	n, err = strconv.ParseInt(v.Value, 10, 64)
+	return n, true, err
 }
