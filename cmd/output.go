@@ -19,19 +19,16 @@ const (
 )
 
 // resolveFormat applies the -o flag: "" means a table on a terminal and
-// plain tab-separated text otherwise (pipes, files, scripts).
-func resolveFormat(flag string, outTTY bool) (string, error) {
-	switch flag {
-	case "":
-		if outTTY {
-			return FormatTable, nil
-		}
-		return FormatPlain, nil
-	case FormatTable, FormatJSON, FormatPlain:
-		return flag, nil
-	default:
-		return "", &UsageError{Err: fmt.Errorf("unknown --output %q: use table, json or plain", flag)}
+// plain tab-separated text otherwise (pipes, files, scripts). Commands check
+// the flag with checkOutput before they run.
+func resolveFormat(flag string, outTTY bool) string {
+	switch {
+	case flag != "":
+		return flag
+	case outTTY:
+		return FormatTable
 	}
+	return FormatPlain
 }
 
 const outputFlagHelp = "output format: table|json|plain (default: table on a terminal, plain tab-separated otherwise)"
@@ -91,12 +88,10 @@ func (w *listWriter) Write(rows [][]string, objs []any) error {
 		}
 		return nil
 	default:
-		for _, r := range rows {
-			if _, err := fmt.Fprintln(w.out, strings.Join(sanitizeCells(r), "\t")); err != nil {
-				return err
-			}
-			w.n++
+		if err := renderPlain(w.out, rows); err != nil {
+			return err
 		}
+		w.n += len(rows)
 		return nil
 	}
 }
@@ -171,11 +166,14 @@ func writeJSON(out io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// lineBreaks turns the characters that would split a plain record into spaces.
+var lineBreaks = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
+
 // sanitizeCells keeps each record on one line in plain output.
 func sanitizeCells(r []string) []string {
 	out := make([]string, len(r))
 	for i, c := range r {
-		out[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c)
+		out[i] = lineBreaks.Replace(c)
 	}
 	return out
 }
