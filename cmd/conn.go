@@ -100,10 +100,7 @@ func connJSON(c store.Connection) store.Connection {
 
 func connLsRun(ctx context.Context, opts *ConnLsOptions) error {
 	f := opts.F
-	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
-	if err != nil {
-		return err
-	}
+	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	cfg, err := f.Config()
 	if err != nil {
 		return err
@@ -268,10 +265,7 @@ type connTarget struct {
 
 // resolveConnTarget resolves a connTarget, failing on the first problem.
 func resolveConnTarget(ctx context.Context, f *Factory, output string) (connTarget, error) {
-	format, err := resolveFormat(output, f.IO.OutTTY)
-	if err != nil {
-		return connTarget{}, err
-	}
+	format := resolveFormat(output, f.IO.OutTTY)
 	cfg, err := f.Config()
 	if err != nil {
 		return connTarget{}, err

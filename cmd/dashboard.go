@@ -140,10 +140,8 @@ func validateDashboard(c *cobra.Command, opts *DashboardOptions) error {
 	default:
 		return usage("unknown --source %q: use local or cloudwatch", opts.Source)
 	}
-	switch opts.Output {
-	case "", FormatPlain, FormatJSON:
-	default:
-		return usage("unknown --output %q: use plain or json", opts.Output)
+	if err := checkOutput(opts.Output, FormatPlain, FormatJSON); err != nil {
+		return err
 	}
 	if opts.Refresh < MinDashboardRefresh {
 		return usage("--refresh %s: want at least %s", opts.Refresh, MinDashboardRefresh)

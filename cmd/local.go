@@ -80,10 +80,8 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 			if opts.Simulate < 0 || opts.Simulate > maxSimulatedClients {
 				return &UsageError{Err: fmt.Errorf("--simulate %d: want 0 (off) to %d clients", opts.Simulate, maxSimulatedClients)}
 			}
-			switch opts.Output {
-			case "", FormatTable, FormatPlain, FormatJSON:
-			default:
-				return &UsageError{Err: fmt.Errorf("unknown --output %q: use table, json or plain", opts.Output)}
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
 			}
 			return runWith(c.Context(), opts, runF, localRun)
 		},

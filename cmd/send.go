@@ -218,10 +218,7 @@ const progressThreshold = 50
 
 func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 	f := opts.F
-	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
-	if err != nil {
-		return err
-	}
+	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	msg, err := readMessage(opts.Message, f.IO.In)
 	if err != nil {
 		return err

@@ -52,6 +52,9 @@ JSON output (-o json): {"passed": bool, "duration_ms", "steps":[{"name","status"
       --ws-url wss://xyz.execute-api.us-east-1.amazonaws.com/prod --key prod-signing.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, smokeRun)
 		},
 	}
@@ -88,10 +91,7 @@ type smokeStep struct {
 
 func smokeRun(ctx context.Context, opts *SmokeOptions) error {
 	f := opts.F
-	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
-	if err != nil {
-		return err
-	}
+	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	if opts.Local {
 		if f.StartLocal == nil {
 			return fmt.Errorf("smoke --local: the embedded local stack is %w yet; start `streamer local` in another terminal and run `streamer smoke` without --local", ErrNotWired)

@@ -54,10 +54,7 @@ Clients present it as ?Authorization=TOKEN on the WebSocket URL.`,
 			if opts.TTL < 0 {
 				return &UsageError{Err: fmt.Errorf("--ttl must be positive, got %s", opts.TTL)}
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return tokenMintRun(opts)
+			return runWith(c.Context(), opts, runF, tokenMintRun)
 		},
 	}
 	c.Flags().StringVar(&opts.UserID, "user", "user-1", "user id (sub claim)")
@@ -70,7 +67,7 @@ Clients present it as ?Authorization=TOKEN on the WebSocket URL.`,
 	return c
 }
 
-func tokenMintRun(opts *TokenMintOptions) error {
+func tokenMintRun(_ context.Context, opts *TokenMintOptions) error {
 	f := opts.F
 	cfg, err := f.Config()
 	if err != nil {
@@ -118,6 +115,9 @@ Times are RFC 3339; claims are shown even for an invalid token (decoded, not tru
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Token = args[0]
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, tokenVerifyRun)
 		},
 	}
@@ -149,10 +149,7 @@ type tokenVerdictJSON struct {
 
 func tokenVerifyRun(ctx context.Context, opts *TokenVerifyOptions) error {
 	f := opts.F
-	format, err := resolveFormat(opts.Output, f.IO.OutTTY)
-	if err != nil {
-		return err
-	}
+	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	tok := opts.Token
 	if tok == "-" {
 		b, err := io.ReadAll(io.LimitReader(f.IO.In, 1<<20))
@@ -320,10 +317,11 @@ an existing pair unless --force.
 JSON output (-o json): {"private_key": path, "public_key": path}.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(opts)
+			// table is accepted (and printed as plain) as it always was.
+			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+				return err
 			}
-			return tokenKeygenRun(opts)
+			return runWith(c.Context(), opts, runF, tokenKeygenRun)
 		},
 	}
 	c.Flags().StringVar(&opts.Dir, "dir", "", "directory for the key pair (default: --key-dir)")
@@ -332,11 +330,8 @@ JSON output (-o json): {"private_key": path, "public_key": path}.`,
 	return c
 }
 
-func tokenKeygenRun(opts *TokenKeygenOptions) error {
+func tokenKeygenRun(_ context.Context, opts *TokenKeygenOptions) error {
 	f := opts.F
-	if opts.Output != "" && opts.Output != FormatJSON && opts.Output != FormatPlain && opts.Output != FormatTable {
-		return &UsageError{Err: fmt.Errorf("unknown --output %q: use plain or json", opts.Output)}
-	}
 	dir := opts.Dir
 	if dir == "" {
 		var err error

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -22,11 +23,11 @@ func NewCmdVersion(f *Factory, runF func(*VersionOptions) error) *cobra.Command 
 		Use:   "version",
 		Short: "Print the streamer version",
 		Args:  cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(opts)
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkOutput(opts.Output, "text", FormatJSON); err != nil {
+				return err
 			}
-			return versionRun(opts)
+			return runWith(c.Context(), opts, runF, versionRun)
 		},
 	}
 	c.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text|json")
@@ -36,20 +37,16 @@ func NewCmdVersion(f *Factory, runF func(*VersionOptions) error) *cobra.Command 
 // Version is set at build time with -ldflags "-X github.com/pay-theory/streamer/cmd.Version=v1.2.3".
 var Version = "dev"
 
-func versionRun(opts *VersionOptions) error {
+func versionRun(_ context.Context, opts *VersionOptions) error {
 	v := Version
 	if v == "dev" {
 		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
 	}
-	switch opts.Output {
-	case "json":
+	if opts.Output == FormatJSON {
 		return json.NewEncoder(opts.IO.Out).Encode(map[string]string{"version": v, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH})
-	case "text", "":
-		_, err := fmt.Fprintf(opts.IO.Out, "streamer %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return err
-	default:
-		return &UsageError{Err: fmt.Errorf("unknown --output %q: use text or json", opts.Output)}
 	}
+	_, err := fmt.Fprintf(opts.IO.Out, "streamer %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return err
 }
