@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pay-theory/streamer/internal/latency"
 )
 
 // Benchmarks report figures with b.ReportMetric; nothing is asserted. Each
@@ -112,7 +114,7 @@ func BenchmarkSend(b *testing.B) {
 	m := benchManager(b, srv, newMemStore("L0SM9cOFvHcCIhw="), 0)
 	ctx := context.Background()
 	_ = m.Send(ctx, "L0SM9cOFvHcCIhw=", benchPayload) // warm the connection
-	m.m.latency = histogram{}
+	m.m.latency = latency.Histogram{}
 	b.ResetTimer()
 	for range b.N {
 		if err := m.Send(ctx, "L0SM9cOFvHcCIhw=", benchPayload); err != nil {
@@ -124,7 +126,7 @@ func BenchmarkSend(b *testing.B) {
 
 	raw := newRawClient(b, srv)
 	_ = raw.post("L0SM9cOFvHcCIhw=")
-	var rh histogram
+	var rh latency.Histogram
 	for range b.N {
 		t0 := time.Now()
 		if err := raw.post("L0SM9cOFvHcCIhw="); err != nil {
@@ -147,7 +149,7 @@ func BenchmarkBroadcast100(b *testing.B) {
 	m := benchManager(b, srv, newMemStore(all...), 0)
 	ctx := context.Background()
 	_, _ = m.Broadcast(ctx, all, benchPayload)
-	var h histogram
+	var h latency.Histogram
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
@@ -159,7 +161,7 @@ func BenchmarkBroadcast100(b *testing.B) {
 	}
 	b.StopTimer()
 	raw := newRawClient(b, srv)
-	var rh histogram
+	var rh latency.Histogram
 	for range b.N {
 		rh.Record(fanOut(100, DefaultWorkers, func(i int) { _ = raw.post(all[i]) }))
 	}
@@ -186,7 +188,7 @@ func BenchmarkSendConcurrent1000(b *testing.B) {
 	b.StopTimer()
 	lat := m.Metrics().Latency
 	raw := newRawClient(b, srv)
-	var rh histogram
+	var rh latency.Histogram
 	var rawErrs atomic.Int64
 	rawWall := fanOut(b.N, 1000, func(i int) {
 		t0 := time.Now()
@@ -215,7 +217,7 @@ func BenchmarkBroadcast1000Latency20ms(b *testing.B) {
 			all := ids("l", 1000)
 			m := benchManager(b, srv, newMemStore(all...), workers)
 			ctx := context.Background()
-			var h histogram
+			var h latency.Histogram
 			b.ResetTimer()
 			for range b.N {
 				t0 := time.Now()
@@ -227,7 +229,7 @@ func BenchmarkBroadcast1000Latency20ms(b *testing.B) {
 			}
 			b.StopTimer()
 			raw := newRawClient(b, srv)
-			var rh histogram
+			var rh latency.Histogram
 			for range b.N {
 				rh.Record(fanOut(1000, workers, func(i int) { _ = raw.post(all[i]) }))
 			}

@@ -550,7 +550,7 @@ func (m *Manager) Metrics() MetricsSnapshot {
 		ErrorsByType:         m.m.errorsByType(),
 		Attempts:             m.m.attempts.Load(),
 		Retries:              m.m.retries.Load(),
-		Latency:              m.m.latency.Snapshot(),
+		Latency:              latencySnapshot(m.m.latency.Snapshot()),
 		Broadcasts:           m.m.broadcasts.Load(),
 		BroadcastMessages:    m.m.broadcastMsgs.Load(),
 		UnhealthyConnections: m.health.unhealthy(),

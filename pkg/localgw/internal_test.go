@@ -4,50 +4,9 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"testing"
 	"time"
 )
-
-func TestHistogramQuantilesWithinBucketError(t *testing.T) {
-	var h histogram
-	r := rand.New(rand.NewPCG(1, 2))
-	vals := make([]float64, 0, 20000)
-	for range 20000 {
-		// Log-uniform between 1 µs and 1 s.
-		v := time.Duration(math.Exp(r.Float64()*math.Log(1e6)) * 1e3)
-		h.record(v)
-		vals = append(vals, float64(v)/1e6)
-	}
-	sort.Float64s(vals)
-	got := h.quantiles(0.5, 0.9, 0.99)
-	for i, q := range []float64{0.5, 0.9, 0.99} {
-		exact := vals[int(math.Ceil(q*float64(len(vals))))-1]
-		if rel := math.Abs(got[i]-exact) / exact; rel > 1.0/16 {
-			t.Errorf("p%v = %.4f ms, exact %.4f ms: error %.1f%% > 6.25%%", q*100, got[i], exact, rel*100)
-		}
-	}
-	if q := (&histogram{}).quantiles(0.5); q[0] != 0 {
-		t.Errorf("empty histogram p50 = %v", q[0])
-	}
-}
-
-func TestHistogramBuckets(t *testing.T) {
-	prev := -1
-	for v := uint64(0); v < 1<<20; v += 7 {
-		b := bucketOf(v)
-		if b < prev {
-			t.Fatalf("bucketOf not monotonic at %d", v)
-		}
-		prev = b
-		if mid := bucketMid(b); v >= 32 && math.Abs(mid-float64(v))/float64(v) > 1.0/16 {
-			t.Fatalf("value %d in bucket %d with midpoint %.0f", v, b, mid)
-		}
-	}
-	if b := bucketOf(math.MaxUint64); b >= len(histogram{}.counts) {
-		t.Fatalf("max value bucket %d out of range", b)
-	}
-}
 
 // frame builds a masked client frame header for opcode and payload length.
 func frame(opcode byte, fin bool, n uint64) []byte {

@@ -40,7 +40,7 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 	start := time.Now()
 	defer func() {
 		g.metrics.mgmtRequests.Add(1)
-		g.metrics.mgmtLatency.record(time.Since(start))
+		g.metrics.mgmtLatency.Record(time.Since(start))
 	}()
 	w.Header().Set("x-amzn-RequestId", newID())
 

@@ -3,10 +3,11 @@ package localgw
 import (
 	"fmt"
 	"io"
-	"math/bits"
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/pay-theory/streamer/internal/latency"
 )
 
 // Management API error types (the x-amzn-ErrorType values).
@@ -20,82 +21,13 @@ const (
 
 var errorTypes = []string{ErrTypeGone, ErrTypePayloadTooLarge, ErrTypeForbidden, ErrTypeLimitExceeded, ErrTypeInternal}
 
-// histogram is a lock-free log-linear histogram of durations in nanoseconds:
-// each power of two is split into 16 buckets, so a recorded value and its
-// reported percentile differ by at most 1/16 (6.25%). Record is O(1); a
-// percentile scans a fixed 976 buckets.
-type histogram struct {
-	counts [976]atomic.Uint64
-	total  atomic.Uint64
-	sum    atomic.Uint64 // nanoseconds
+func latencyMS(s latency.Snapshot) LatencyMS {
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return LatencyMS{P50: ms(s.P50), P90: ms(s.P90), P99: ms(s.P99)}
 }
 
-func bucketOf(v uint64) int {
-	n := bits.Len64(v)
-	if n <= 5 {
-		return int(v) // exact below 32
-	}
-	shift := n - 5
-	return shift*16 + int(v>>shift) // v>>shift is in [16, 31]
-}
-
-// bucketMid is a representative value for bucket i (its midpoint).
-func bucketMid(i int) float64 {
-	if i < 32 {
-		return float64(i)
-	}
-	shift := i/16 - 1
-	top := uint64(i - shift*16)
-	lo := top << shift
-	hi := (top + 1) << shift
-	return (float64(lo) + float64(hi)) / 2
-}
-
-func (h *histogram) record(d time.Duration) {
-	if d < 0 {
-		d = 0
-	}
-	h.counts[bucketOf(uint64(d))].Add(1)
-	h.total.Add(1)
-	h.sum.Add(uint64(d))
-}
-
-// quantiles returns the values (in ms) at each q in qs (ascending), or zeros
-// when nothing was recorded.
-func (h *histogram) quantiles(qs ...float64) []float64 {
-	out := make([]float64, len(qs))
-	var counts [976]uint64
-	var total uint64
-	for i := range h.counts {
-		counts[i] = h.counts[i].Load()
-		total += counts[i]
-	}
-	if total == 0 {
-		return out
-	}
-	var cum uint64
-	qi := 0
-	for i := range counts {
-		cum += counts[i]
-		for qi < len(qs) {
-			rank := uint64(qs[qi]*float64(total) + 0.999999)
-			if rank < 1 {
-				rank = 1
-			}
-			if cum < rank {
-				break
-			}
-			out[qi] = bucketMid(i) / 1e6
-			qi++
-		}
-		if qi == len(qs) {
-			break
-		}
-	}
-	return out
-}
-
-// LatencyMS holds latency percentiles in milliseconds.
+// LatencyMS holds latency percentiles in milliseconds, each within ~3% (1/32)
+// of the true value (internal/latency bucket midpoints).
 type LatencyMS struct {
 	P50 float64 `json:"p50"`
 	P90 float64 `json:"p90"`
@@ -144,7 +76,7 @@ type metrics struct {
 	msgsIn, msgsOut, integrationErrors                      atomic.Int64
 	mgmtRequests, faultsInjected                            atomic.Int64
 	mgmtErrors                                              map[string]*atomic.Int64 // fixed keys, map never written after init
-	mgmtLatency                                             histogram
+	mgmtLatency                                             latency.Histogram
 }
 
 func newMetrics() *metrics {
@@ -164,7 +96,7 @@ func (m *metrics) countError(errType string) {
 // Metrics returns a snapshot of the gateway's counters.
 func (g *Gateway) Metrics() MetricsSnapshot {
 	m := g.metrics
-	q := m.mgmtLatency.quantiles(0.5, 0.9, 0.99)
+	lat := m.mgmtLatency.Snapshot()
 	s := MetricsSnapshot{
 		Time:                   g.cfg.Now().UTC().Format(time.RFC3339Nano),
 		UptimeSeconds:          time.Since(g.started).Seconds(),
@@ -176,12 +108,12 @@ func (g *Gateway) Metrics() MetricsSnapshot {
 		MessagesInTotal:        m.msgsIn.Load(),
 		MessagesOutTotal:       m.msgsOut.Load(),
 		IntegrationErrorsTotal: m.integrationErrors.Load(),
-		mgmtLatencySumSec:      float64(m.mgmtLatency.sum.Load()) / 1e9,
-		mgmtLatencyCount:       m.mgmtLatency.total.Load(),
+		mgmtLatencySumSec:      lat.Sum.Seconds(),
+		mgmtLatencyCount:       lat.Count,
 		Management: ManagementMetrics{
 			RequestsTotal:       m.mgmtRequests.Load(),
 			ErrorsTotal:         make(map[string]int64, len(errorTypes)),
-			LatencyMS:           LatencyMS{P50: q[0], P90: q[1], P99: q[2]},
+			LatencyMS:           latencyMS(lat),
 			FaultsInjectedTotal: m.faultsInjected.Load(),
 		},
 	}
