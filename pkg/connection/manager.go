@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -295,9 +293,7 @@ func (m *Manager) decActive(ctx context.Context, cid string, n int) {
 
 // plausibleID rejects ids no store record can have (the store's own key
 // rules), so one bad id cannot fail a whole existence batch.
-func plausibleID(id string) bool {
-	return id != "" && len(id) <= store.MaxIDLength && utf8.ValidString(id) && !strings.HasPrefix(id, "#")
-}
+func plausibleID(id string) bool { return store.ValidateConnectionID(id) == nil }
 
 // checkExists looks the record up; ok false means o is final.
 func (m *Manager) checkExists(ctx context.Context, id string) (o Outcome, ok bool) {

@@ -23,7 +23,10 @@ func validateID(field, id string) error {
 	return nil
 }
 
-func validateConnectionID(id string) error {
+// ValidateConnectionID checks a connection id against the store's key rules:
+// non-empty, at most MaxIDLength bytes, valid UTF-8 and not starting with the
+// prefix reserved for internal items. No record can have an id it rejects.
+func ValidateConnectionID(id string) error {
 	if err := validateID("connection_id", id); err != nil {
 		return err
 	}
@@ -32,6 +35,8 @@ func validateConnectionID(id string) error {
 	}
 	return nil
 }
+
+func validateConnectionID(id string) error { return ValidateConnectionID(id) }
 
 // Validate checks a record against the limits before it is written.
 func Validate(c Connection) error {
