@@ -110,9 +110,6 @@ type Stack struct {
 	// DynamoDB is an SDK client for the embedded endpoint; Store uses it.
 	DynamoDB *dynamodb.Client
 	Store    *store.Dynamo
-
-	listener net.Listener
-	served   chan error
 }
 
 // Start starts a local stack and returns once it accepts connections.
@@ -127,12 +124,6 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("localstack: key pair in %s: %w", cfg.KeyDir, err)
 	}
 
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("localstack: cannot listen on %s: %w (is another `streamer local` running? choose another address with --listen)", cfg.Listen, err)
-	}
-	base := "http://" + l.Addr().String()
-
 	gcfg := cfg.Gateway
 	gcfg.Stage = cfg.Stage
 	gcfg.Table = cfg.Table
@@ -143,12 +134,21 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	gcfg.Routes = nil
 	gw, err := localgw.New(gcfg)
 	if err != nil {
-		_ = l.Close()
 		return nil, fmt.Errorf("localstack: %w", err)
+	}
+	base, err := gw.Start(cfg.Listen)
+	if err != nil {
+		_ = gw.Shutdown(ctx)
+		// Name the CLI's flag rather than the gateway's generic hint.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op
+		}
+		return nil, fmt.Errorf("localstack: cannot listen on %s: %w (is another `streamer local` running? choose another address with --listen)", cfg.Listen, err)
 	}
 	s := &Stack{
 		BaseURL:            base,
-		WebSocketURL:       "ws://" + l.Addr().String() + "/" + cfg.Stage,
+		WebSocketURL:       "ws://" + strings.TrimPrefix(base, "http://") + "/" + cfg.Stage,
 		ManagementEndpoint: base + "/" + cfg.Stage,
 		DynamoDBEndpoint:   base,
 		MetricsURL:         base + "/metrics.json",
@@ -160,10 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		PrivateKey:         priv,
 		KeyCreated:         created,
 		Gateway:            gw,
-		listener:           l,
-		served:             make(chan error, 1),
 	}
-	go func() { s.served <- gw.Serve(l) }()
 
 	fail := func(err error) (*Stack, error) {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -245,13 +242,6 @@ func (s *Stack) Mint(opts auth.MintOptions) (string, error) {
 // and waits for it until ctx is done.
 func (s *Stack) Close(ctx context.Context) error {
 	err := s.Gateway.Shutdown(ctx)
-	select {
-	case <-s.served:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
-	}
 	if s.DynamoDB != nil {
 		// Idle keep-alive connections of the SDK client would otherwise
 		// outlive the stack.
