@@ -123,7 +123,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.snap, m.have = msg.snap, true
 			m.updated = m.now()
 			// A source may report fewer panels than before.
-			m.focus = min(m.focus, len(m.panels())-1)
+			m.focus = min(m.focus, m.panelCount()-1)
 		}
 		return m, m.schedule()
 	case tickMsg:
@@ -138,7 +138,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
-	n := len(m.panels())
+	n := m.panelCount()
 	w, _ := m.size()
 	cols := columns(w)
 	switch {
@@ -168,21 +168,6 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	}
 	return nil
 }
-
-// Focus returns the index of the highlighted panel.
-func (m *Model) Focus() int { return m.focus }
-
-// Snapshot returns the last good snapshot and whether there is one.
-func (m *Model) Snapshot() (Snapshot, bool) { return m.snap, m.have }
-
-// Err returns the last fetch's error (nil after a success).
-func (m *Model) Err() error { return m.err }
-
-// Fetches counts the fetches started.
-func (m *Model) Fetches() int { return m.fetches }
-
-// HelpShown reports whether the full help is open.
-func (m *Model) HelpShown() bool { return m.showHelp }
 
 func (m *Model) size() (int, int) {
 	w, h := m.width, m.height

@@ -115,8 +115,8 @@ func TestModelErrorStateKeepsDataAndRetries(t *testing.T) {
 		t.Fatalf("refresh command produced %T, want tickMsg", msg)
 	}
 	retry := runFetch(t, m, deliver(t, m, tm))
-	if !errors.Is(m.Err(), boom) {
-		t.Fatalf("Err() = %v, want the fetch error", m.Err())
+	if !errors.Is(m.err, boom) {
+		t.Fatalf("Err() = %v, want the fetch error", m.err)
 	}
 	if retry == nil {
 		t.Fatal("a failed fetch must schedule a retry")
@@ -133,8 +133,8 @@ func TestModelErrorStateKeepsDataAndRetries(t *testing.T) {
 
 	// The retry succeeds and clears the error.
 	runFetch(t, m, deliver(t, m, retry()))
-	if m.Err() != nil || strings.Contains(m.View().Content, "fetch failed") {
-		t.Errorf("a successful retry should clear the error, got %v", m.Err())
+	if m.err != nil || strings.Contains(m.View().Content, "fetch failed") {
+		t.Errorf("a successful retry should clear the error, got %v", m.err)
 	}
 	if src.Calls() != 3 {
 		t.Errorf("fetches = %d, want 3", src.Calls())
@@ -177,12 +177,12 @@ func TestModelKeys(t *testing.T) {
 	}
 
 	// r fetches now; a second r while that fetch runs does nothing.
-	before := m.Fetches()
+	before := m.fetches
 	cmd := deliver(t, m, keyMsg("r"))
-	if cmd == nil || m.Fetches() != before+1 {
-		t.Fatalf("r should start a fetch (fetches %d -> %d)", before, m.Fetches())
+	if cmd == nil || m.fetches != before+1 {
+		t.Fatalf("r should start a fetch (fetches %d -> %d)", before, m.fetches)
 	}
-	if deliver(t, m, keyMsg("r")) != nil || m.Fetches() != before+1 {
+	if deliver(t, m, keyMsg("r")) != nil || m.fetches != before+1 {
 		t.Error("r during a fetch should not start another")
 	}
 	staleGen := m.gen - 1
@@ -203,8 +203,8 @@ func TestModelKeys(t *testing.T) {
 	}
 	for _, s := range steps {
 		deliver(t, m, keyMsg(s.key))
-		if m.Focus() != s.want {
-			t.Fatalf("after %s focus = %d, want %d", s.key, m.Focus(), s.want)
+		if m.focus != s.want {
+			t.Fatalf("after %s focus = %d, want %d", s.key, m.focus, s.want)
 		}
 	}
 	// The focused panel has the thick border: panel 9 is "Cold starts".
@@ -223,12 +223,12 @@ func TestModelKeys(t *testing.T) {
 	}
 	deliver(t, m, keyMsg("?"))
 	v := m.View().Content
-	if !m.HelpShown() || !strings.Contains(v, "previous panel") || !strings.Contains(v, "refresh now") {
+	if !m.showHelp || !strings.Contains(v, "previous panel") || !strings.Contains(v, "refresh now") {
 		t.Errorf("? should show the full help:\n%s", v)
 	}
 	checkFits(t, v, 100, 40)
 	deliver(t, m, keyMsg("?"))
-	if m.HelpShown() || strings.Contains(m.View().Content, "previous panel") {
+	if m.showHelp || strings.Contains(m.View().Content, "previous panel") {
 		t.Error("a second ? should hide the full help")
 	}
 }
@@ -253,7 +253,7 @@ func TestModelReflowsOnResize(t *testing.T) {
 		for h := 1; h <= 45; h += 4 {
 			for _, help := range []bool{false, true} {
 				deliver(t, m, tea.WindowSizeMsg{Width: w, Height: h})
-				if help != m.HelpShown() {
+				if help != m.showHelp {
 					deliver(t, m, keyMsg("?"))
 				}
 				checkFits(t, m.View().Content, w, h)
@@ -347,8 +347,8 @@ func TestModelIgnoresUnknownMessages(t *testing.T) {
 	// Key releases (terminals with keyboard enhancements report them) do
 	// nothing: q's release must not quit, tab's must not move the focus.
 	for _, k := range []string{"q", "tab"} {
-		if cmd := deliver(t, m, tea.KeyReleaseMsg(keyMsg(k))); cmd != nil || m.Focus() != 0 {
-			t.Errorf("release of %s: command %v, focus %d", k, cmd != nil, m.Focus())
+		if cmd := deliver(t, m, tea.KeyReleaseMsg(keyMsg(k))); cmd != nil || m.focus != 0 {
+			t.Errorf("release of %s: command %v, focus %d", k, cmd != nil, m.focus)
 		}
 	}
 	_ = fmt.Sprint(m.View().Content)
@@ -374,14 +374,23 @@ func TestFocusClampsWhenPanelsGoAway(t *testing.T) {
 	m := sized(t, src, 100, 30)
 	runFetch(t, m, m.Init())
 	deliver(t, m, keyMsg("shift+tab")) // the last cloud panel (alarms)
-	if m.Focus() != 10 {
-		t.Fatalf("focus = %d", m.Focus())
+	if m.focus != 10 {
+		t.Fatalf("focus = %d", m.focus)
 	}
 	runFetch(t, m, deliver(t, m, keyMsg("r")))
-	if m.Focus() != 6 {
-		t.Errorf("focus = %d after the local snapshot, want the last of 7 panels", m.Focus())
+	if m.focus != 6 {
+		t.Errorf("focus = %d after the local snapshot, want the last of 7 panels", m.focus)
 	}
 	if !strings.Contains(m.View().Content, "┃ Circuit breaker") {
 		t.Errorf("the clamped focus should be drawn:\n%s", m.View().Content)
+	}
+}
+
+func TestPanelCountMatchesPanels(t *testing.T) {
+	for name, snap := range map[string]Snapshot{"local": localSnapshot(), "cloud": cloudSnapshot()} {
+		m := &Model{snap: snap}
+		if got, want := m.panelCount(), len(m.panels()); got != want {
+			t.Errorf("%s: panelCount() = %d, len(panels()) = %d", name, got, want)
+		}
 	}
 }

@@ -124,8 +124,8 @@ func TestProgramEndToEnd(t *testing.T) {
 	tm.Type("q")
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 	final := tm.FinalModel(t).(*screens).Model
-	if final.Focus() != 1 || !final.HelpShown() {
-		t.Errorf("final focus %d help %v, want 1 and true", final.Focus(), final.HelpShown())
+	if final.focus != 1 || !final.showHelp {
+		t.Errorf("final focus %d help %v, want 1 and true", final.focus, final.showHelp)
 	}
 }
 

@@ -40,6 +40,20 @@ func columns(width int) int {
 	return c
 }
 
+// Panels per layout; panelCount must agree with panels (a test checks).
+const (
+	basePanels   = 7
+	lambdaPanels = 4
+)
+
+// panelCount is len(m.panels()) without rendering them, for key handling.
+func (m *Model) panelCount() int {
+	if m.snap.HasLambda {
+		return basePanels + lambdaPanels
+	}
+	return basePanels
+}
+
 func (m *Model) panels() []panel {
 	s, st := m.snap, m.st
 	ps := []panel{
