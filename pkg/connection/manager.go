@@ -260,12 +260,21 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 		return o.Err
 	}
 	o := m.deliverAs(ctx, cid, "send", connectionID, payload, m.cfg.MaxAttempts, start)
-	if o.Status == StatusStale && m.st != nil {
-		if _, err := m.remove(ctx, cid, connectionID); err != nil {
-			m.log.WarnContext(ctx, "could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
-		}
+	if o.Status == StatusStale {
+		m.removeStale(ctx, cid, connectionID)
 	}
 	return o.Err
+}
+
+// removeStale removes the record of a connection the API answered 410 for;
+// a failure is logged, not returned (the record's TTL expires it anyway).
+func (m *Manager) removeStale(ctx context.Context, cid, id string) {
+	if m.st == nil {
+		return
+	}
+	if _, err := m.remove(ctx, cid, id); err != nil {
+		m.log.WarnContext(ctx, "could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", id, "error", err)
+	}
 }
 
 // remove deletes one record and, when it was there, decrements the active
@@ -312,7 +321,7 @@ func (m *Manager) checkExists(ctx context.Context, id string) (o Outcome, ok boo
 		return o, false
 	case err != nil:
 		r := classify(ctx, err)
-		if r.kind == ErrShuttingDown || errors.Is(r.kind, context.Canceled) || errors.Is(r.kind, context.DeadlineExceeded) {
+		if isCancelled(r.kind) {
 			o.Status, o.Err = StatusCancelled, &SendError{ConnectionID: id, Err: r.kind}
 		} else {
 			o.Status, o.Err = StatusFailed, &SendError{ConnectionID: id, Err: fmt.Errorf("%w: %v", ErrStoreUnavailable, err)}
@@ -320,6 +329,12 @@ func (m *Manager) checkExists(ctx context.Context, id string) (o Outcome, ok boo
 		return o, false
 	}
 	return o, true
+}
+
+// isCancelled reports whether a classified error means the operation was
+// cut short (shutdown, ctx cancelled or past its deadline), not failed.
+func isCancelled(kind error) bool {
+	return kind == ErrShuttingDown || errors.Is(kind, context.Canceled) || errors.Is(kind, context.DeadlineExceeded)
 }
 
 // deliver posts payload with retries and records the outcome (metrics,
@@ -333,7 +348,7 @@ func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []b
 		o.Status = StatusSent
 	case r.kind == ErrConnectionStale:
 		o.Status = StatusStale
-	case r.kind == ErrShuttingDown || errors.Is(r.kind, context.Canceled) || errors.Is(r.kind, context.DeadlineExceeded):
+	case isCancelled(r.kind):
 		o.Status = StatusCancelled
 	default:
 		o.Status = StatusFailed
@@ -353,27 +368,17 @@ func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxA
 		if err := ctx.Err(); err != nil {
 			return attempt - 1, classify(ctx, err)
 		}
-		var done func(error)
-		if m.breaker != nil {
-			var err error
-			if done, err = m.breaker.Allow(); err != nil {
-				return attempt - 1, attemptResult{kind: ErrCircuitOpen}
-			}
-		}
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if m.cfg.AttemptTimeout > 0 {
-			actx, cancel = context.WithTimeout(ctx, m.cfg.AttemptTimeout)
-		}
 		t0 := time.Now()
-		_, err := m.api.PostToConnection(actx, in)
-		cancel()
+		r, called := m.call(ctx, func(actx context.Context) error {
+			_, err := m.api.PostToConnection(actx, in)
+			return err
+		})
+		if !called {
+			return attempt - 1, r
+		}
 		m.m.attempts.Add(1)
 		if attempt > 1 {
 			m.m.retries.Add(1)
-		}
-		r := classify(ctx, err)
-		if done != nil {
-			done(r.kind)
 		}
 		if r.kind == nil {
 			return attempt, r
@@ -392,6 +397,30 @@ func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxA
 			return attempt, c
 		}
 	}
+}
+
+// call makes one Management API request through the breaker, bounded by
+// AttemptTimeout, and classifies its error (reporting it to the breaker).
+// called false means the breaker refused it: r is ErrCircuitOpen.
+func (m *Manager) call(ctx context.Context, fn func(context.Context) error) (r attemptResult, called bool) {
+	var done func(error)
+	if m.breaker != nil {
+		var err error
+		if done, err = m.breaker.Allow(); err != nil {
+			return attemptResult{kind: ErrCircuitOpen}, false
+		}
+	}
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if m.cfg.AttemptTimeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, m.cfg.AttemptTimeout)
+	}
+	err := fn(actx)
+	cancel()
+	r = classify(ctx, err)
+	if done != nil {
+		done(r.kind)
+	}
+	return r, true
 }
 
 // sleep waits d on the clock; false when ctx ended first.
@@ -483,26 +512,15 @@ func (m *Manager) IsActive(ctx context.Context, connectionID string) bool {
 	if _, ok := m.checkExists(ctx, connectionID); !ok {
 		return false
 	}
-	var done func(error)
-	if m.breaker != nil {
-		if done, err = m.breaker.Allow(); err != nil {
-			return false
-		}
+	r, called := m.call(ctx, func(actx context.Context) error {
+		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connectionID)})
+		return err
+	})
+	if !called {
+		return false
 	}
-	actx, cancel := ctx, context.CancelFunc(func() {})
-	if m.cfg.AttemptTimeout > 0 {
-		actx, cancel = context.WithTimeout(ctx, m.cfg.AttemptTimeout)
-	}
-	_, err = m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connectionID)})
-	cancel()
-	r := classify(ctx, err)
-	if done != nil {
-		done(r.kind)
-	}
-	if r.kind == ErrConnectionStale && m.st != nil {
-		if _, err := m.remove(ctx, cid, connectionID); err != nil {
-			m.log.WarnContext(ctx, "could not remove stale connection record; its TTL will", "correlation_id", cid, "connection_id", connectionID, "error", err)
-		}
+	if r.kind == ErrConnectionStale {
+		m.removeStale(ctx, cid, connectionID)
 	}
 	m.log.DebugContext(ctx, "connection is_active", "correlation_id", cid, "connection_id", connectionID,
 		"duration_ms", ms(time.Since(start)), "active", r.kind == nil, "error_type", errorType(r.kind))
@@ -708,19 +726,16 @@ func (m *Manager) finalFlush(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 	}
-	done := make(chan error, 1)
-	go func() { done <- m.Flush(ctx) }()
+	var err error
+	done := make(chan struct{})
+	go func() { err = m.Flush(ctx); close(done) }()
 	select {
-	case err := <-done:
+	case <-done:
 		return err
 	case <-ctx.Done():
 	}
-	t := time.NewTimer(m.grace)
-	defer t.Stop()
-	select {
-	case err := <-done:
+	if m.waitGrace(done) {
 		return err
-	case <-t.C:
-		return fmt.Errorf("connection: shutdown abandoned the last messages_sent flush, still running %v after its deadline: %w", m.grace, ctx.Err())
 	}
+	return fmt.Errorf("connection: shutdown abandoned the last messages_sent flush, still running %v after its deadline: %w", m.grace, ctx.Err())
 }
