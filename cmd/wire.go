@@ -90,13 +90,7 @@ func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
 }
 
 func newDynamoClient(ac aws.Config, cfg Config) *dynamodb.Client {
-	return dynamodb.NewFromConfig(ac, func(o *dynamodb.Options) {
-		if cfg.DynamoDBEndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
-			// The embedded DynamoDB API (minidyn) sends no CRC32 header.
-			o.DisableValidateResponseChecksum = true
-		}
-	})
+	return dynamodb.NewFromConfig(ac, store.EndpointOptions(cfg.DynamoDBEndpoint))
 }
 
 // newStore wires pkg/store's DynamoDB implementation.
