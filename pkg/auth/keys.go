@@ -183,41 +183,47 @@ func LoadPrivateKeyFile(path string) (*rsa.PrivateKey, error) {
 // writes nothing and fails with ErrKeyExists. Each file is written to a
 // temporary name and renamed, so a crash never leaves a half-written key.
 func WriteKeyPair(dir string, force bool) (privPath, pubPath string, err error) {
-	privPath = filepath.Join(dir, PrivateKeyFile)
-	pubPath = filepath.Join(dir, PublicKeyFile)
+	_, privPath, pubPath, err = writeKeyPair(dir, force)
+	return privPath, pubPath, err
+}
+
+// writeKeyPair is WriteKeyPair also returning the key it generated.
+func writeKeyPair(dir string, force bool) (*rsa.PrivateKey, string, string, error) {
+	privPath := filepath.Join(dir, PrivateKeyFile)
+	pubPath := filepath.Join(dir, PublicKeyFile)
 	if !force {
 		for _, p := range []string{privPath, pubPath} {
 			if _, err := os.Lstat(p); err == nil {
-				return "", "", fmt.Errorf("%w: %s (pass force to replace it; tokens signed with the old key will stop verifying)", ErrKeyExists, p)
+				return nil, "", "", fmt.Errorf("%w: %s (pass force to replace it; tokens signed with the old key will stop verifying)", ErrKeyExists, p)
 			} else if !errors.Is(err, fs.ErrNotExist) {
-				return "", "", fmt.Errorf("auth: checking %s: %w", p, err)
+				return nil, "", "", fmt.Errorf("auth: checking %s: %w", p, err)
 			}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", fmt.Errorf("auth: creating key directory %s: %w", dir, err)
+		return nil, "", "", fmt.Errorf("auth: creating key directory %s: %w", dir, err)
 	}
 	k, err := GenerateKeyPair(MinRSABits)
 	if err != nil {
-		return "", "", err
+		return nil, "", "", err
 	}
 	privPEM, err := EncodePrivateKeyPEM(k)
 	if err != nil {
-		return "", "", err
+		return nil, "", "", err
 	}
 	pubPEM, err := EncodePublicKeyPEM(&k.PublicKey)
 	if err != nil {
-		return "", "", err
+		return nil, "", "", err
 	}
 	// Private first: a public key without its private half is useless,
 	// whereas the public key can always be re-derived.
 	if err := writeFileAtomic(privPath, privPEM, 0o600); err != nil {
-		return "", "", err
+		return nil, "", "", err
 	}
 	if err := writeFileAtomic(pubPath, pubPEM, 0o644); err != nil {
-		return "", "", err
+		return nil, "", "", err
 	}
-	return privPath, pubPath, nil
+	return k, privPath, pubPath, nil
 }
 
 // EnsureKeyPair loads the private key from dir, or creates a new pair there
@@ -245,10 +251,7 @@ func EnsureKeyPair(dir string) (priv *rsa.PrivateKey, created bool, err error) {
 		return k, false, nil
 	case errors.Is(statErr, fs.ErrNotExist):
 		// A lone public key without its private half is useless: replace it.
-		if _, _, err := WriteKeyPair(dir, true); err != nil {
-			return nil, false, err
-		}
-		k, err := LoadPrivateKeyFile(privPath)
+		k, _, _, err := writeKeyPair(dir, true)
 		if err != nil {
 			return nil, false, err
 		}
@@ -261,9 +264,14 @@ func EnsureKeyPair(dir string) (priv *rsa.PrivateKey, created bool, err error) {
 // writeFileAtomic writes data to a temporary file in path's directory with
 // the given mode and renames it over path.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("auth: writing %s: %w", path, err)
+		}
+	}()
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("auth: writing %s: %w", path, err)
+		return err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -271,23 +279,18 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if err = f.Chmod(mode); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("auth: writing %s: %w", path, err)
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
 	}
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("auth: writing %s: %w", path, err)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("auth: writing %s: %w", path, err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("auth: writing %s: %w", path, err)
+	if err != nil {
+		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("auth: writing %s: %w", path, err)
-	}
-	return nil
+	return os.Rename(tmp, path)
 }
