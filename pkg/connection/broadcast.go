@@ -189,6 +189,22 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 	// Jobs hold up to 25 ids, fewer when 25 would leave workers idle
 	// (100 ids on 10 workers: 10 jobs of 10, not 4 of 25).
 	size := min(JobBatchSize, max(1, (len(ids)+m.cfg.Workers-1)/m.cfg.Workers))
+	// settle records the final outcome of ids[i], decided before delivery.
+	settle := func(i int, status Status, err error) {
+		o := Outcome{ConnectionID: ids[i], Status: status, Err: &SendError{ConnectionID: ids[i], Err: err}}
+		m.record(b.ctx, b.cid, "broadcast", o, 0, false)
+		b.finish(i, o)
+	}
+	// send hands a job to the workers; false when the broadcast ended first.
+	send := func(batch []int) bool {
+		select {
+		case jobs <- batch:
+			return true
+		case <-b.ctx.Done():
+			b.releaseProbes(batch)
+			return false
+		}
+	}
 	for lo := 0; lo < len(ids); lo += ExistenceBatchSize {
 		if b.ctx.Err() != nil {
 			return
@@ -211,9 +227,7 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 					return
 				}
 				for i := lo; i < hi; i++ {
-					o := Outcome{ConnectionID: ids[i], Status: StatusFailed, Err: &SendError{ConnectionID: ids[i], Err: fmt.Errorf("%w: %v", ErrStoreUnavailable, err)}}
-					m.record(b.ctx, b.cid, "broadcast", o, 0, false)
-					b.finish(i, o)
+					settle(i, StatusFailed, fmt.Errorf("%w: %v", ErrStoreUnavailable, err))
 				}
 				continue
 			}
@@ -222,38 +236,26 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 		for i := lo; i < hi; i++ {
 			id := ids[i]
 			if !plausibleID(id) || (m.st != nil && !exists[id]) {
-				o := Outcome{ConnectionID: id, Status: StatusNotFound, Err: &SendError{ConnectionID: id, Err: ErrConnectionNotFound}}
-				m.record(b.ctx, b.cid, "broadcast", o, 0, false)
-				b.finish(i, o)
+				settle(i, StatusNotFound, ErrConnectionNotFound)
 				continue
 			}
 			switch m.health.admit(id, m.clock.Now()) {
 			case admitSkip:
-				o := Outcome{ConnectionID: id, Status: StatusSkipped, Err: &SendError{ConnectionID: id, Err: ErrUnhealthy}}
-				m.record(b.ctx, b.cid, "broadcast", o, 0, false)
-				b.finish(i, o)
+				settle(i, StatusSkipped, ErrUnhealthy)
 				continue
 			case admitProbe:
 				b.probe[i] = true
 			}
 			batch = append(batch, i)
 			if len(batch) == size {
-				select {
-				case jobs <- batch:
-				case <-b.ctx.Done():
-					b.releaseProbes(batch)
+				if !send(batch) {
 					return
 				}
 				batch = make([]int, 0, size)
 			}
 		}
-		if len(batch) > 0 {
-			select {
-			case jobs <- batch:
-			case <-b.ctx.Done():
-				b.releaseProbes(batch)
-				return
-			}
+		if len(batch) > 0 && !send(batch) {
+			return
 		}
 	}
 }
