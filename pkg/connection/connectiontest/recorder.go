@@ -111,20 +111,27 @@ func (r *Recorder) Reset() {
 	r.sent, r.failID, r.failAll, r.inactive = nil, nil, nil, nil
 }
 
+// encode turns message into the payload the Manager would post, rejecting
+// what it would reject (nil, unmarshalable, over MaxMessageBytes).
 func encode(message any) ([]byte, error) {
+	var b []byte
 	switch v := message.(type) {
 	case nil:
 		return nil, fmt.Errorf("%w: message is nil", connection.ErrInvalidMessage)
 	case []byte:
-		return v, nil
+		b = v
 	case json.RawMessage:
-		return v, nil
+		b = v
 	case string:
-		return []byte(v), nil
+		b = []byte(v)
+	default:
+		var err error
+		if b, err = json.Marshal(message); err != nil {
+			return nil, fmt.Errorf("%w: %v", connection.ErrInvalidMessage, err)
+		}
 	}
-	b, err := json.Marshal(message)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", connection.ErrInvalidMessage, err)
+	if len(b) > connection.MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes", connection.ErrPayloadTooLarge, len(b))
 	}
 	return b, nil
 }
@@ -164,9 +171,6 @@ func (r *Recorder) deliver(ctx context.Context, id string, payload []byte, broad
 // as a *connection.SendError.
 func (r *Recorder) Send(ctx context.Context, connectionID string, message any) error {
 	payload, err := encode(message)
-	if err == nil && len(payload) > connection.MaxMessageBytes {
-		err = fmt.Errorf("%w: %d bytes", connection.ErrPayloadTooLarge, len(payload))
-	}
 	if err != nil {
 		return &connection.SendError{ConnectionID: connectionID, Err: err}
 	}
@@ -179,9 +183,6 @@ func (r *Recorder) Send(ctx context.Context, connectionID string, message any) e
 func (r *Recorder) Broadcast(ctx context.Context, connectionIDs []string, message any) (connection.BroadcastResult, error) {
 	start := time.Now()
 	payload, err := encode(message)
-	if err == nil && len(payload) > connection.MaxMessageBytes {
-		err = fmt.Errorf("%w: %d bytes", connection.ErrPayloadTooLarge, len(payload))
-	}
 	if err != nil {
 		return connection.BroadcastResult{Total: len(connectionIDs)}, fmt.Errorf("connectiontest: broadcast not started: %w", err)
 	}
