@@ -129,58 +129,42 @@ func (f *Factory) Config() (Config, error) {
 
 // Store returns the connection store, built on first use.
 func (f *Factory) Store(ctx context.Context) (ConnStore, error) {
-	cfg, err := f.Config()
-	if err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.st == nil {
-		st, err := f.Build.Store(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		f.st = st
-	}
-	return f.st, nil
+	return lazy(f, &f.st, func(cfg Config) (ConnStore, error) { return f.Build.Store(ctx, cfg) }, nil)
 }
 
 // Management returns the management API client, built on first use.
 func (f *Factory) Management(ctx context.Context) (ManagementAPI, error) {
-	cfg, err := f.Config()
-	if err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.mgmt == nil {
-		m, err := f.Build.Management(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		f.mgmt = m
-	}
-	return f.mgmt, nil
+	return lazy(f, &f.mgmt, func(cfg Config) (ManagementAPI, error) { return f.Build.Management(ctx, cfg) }, nil)
 }
 
 // Messenger returns the Manager, built on first use with opts (later calls
 // get the same Manager). Close shuts it down.
 func (f *Factory) Messenger(ctx context.Context, opts MessengerOptions) (Messenger, error) {
+	return lazy(f, &f.msgr, func(cfg Config) (Messenger, error) { return f.Build.Messenger(ctx, cfg, opts) },
+		func(m Messenger) { f.shutdown = append(f.shutdown, m.Shutdown) })
+}
+
+// lazy returns *slot, building it from the resolved configuration on first
+// use under f.mu; built, when not nil, runs (under f.mu) once it is built.
+func lazy[T comparable](f *Factory, slot *T, build func(Config) (T, error), built func(T)) (T, error) {
+	var zero T
 	cfg, err := f.Config()
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.msgr == nil {
-		m, err := f.Build.Messenger(ctx, cfg, opts)
+	if *slot == zero {
+		v, err := build(cfg)
 		if err != nil {
-			return nil, err
+			return zero, err
 		}
-		f.msgr = m
-		f.shutdown = append(f.shutdown, m.Shutdown)
+		*slot = v
+		if built != nil {
+			built(v)
+		}
 	}
-	return f.msgr, nil
+	return *slot, nil
 }
 
 // KeyDir is the resolved key directory; it fails, with what to do, when

@@ -40,7 +40,7 @@ func RealBuilders() Builders {
 			if err != nil {
 				return nil, err
 			}
-			return newStore(newDynamoClient(ac, cfg), cfg)
+			return newStore(ac, cfg), nil
 		},
 		Management: func(ctx context.Context, cfg Config) (ManagementAPI, error) {
 			ac, err := load(ctx, cfg)
@@ -54,7 +54,7 @@ func RealBuilders() Builders {
 			if err != nil {
 				return nil, err
 			}
-			return newMessenger(ctx, ac, newDynamoClient(ac, cfg), cfg, opts)
+			return newMessenger(ac, cfg, opts)
 		},
 	}
 }
@@ -94,8 +94,8 @@ func newDynamoClient(ac aws.Config, cfg Config) *dynamodb.Client {
 }
 
 // newStore wires pkg/store's DynamoDB implementation.
-func newStore(client *dynamodb.Client, cfg Config) (ConnStore, error) {
-	return store.New(client, store.Config{Table: cfg.Table}), nil
+func newStore(ac aws.Config, cfg Config) *store.Dynamo {
+	return store.New(newDynamoClient(ac, cfg), store.Config{Table: cfg.Table})
 }
 
 // newManagementClient is pkg/connection's tuned client (keep-alive
@@ -106,9 +106,8 @@ func newManagementClient(ac aws.Config, cfg Config) *apigatewaymanagementapi.Cli
 
 // newMessenger wires pkg/connection's Manager. Its per-operation logs are
 // for services; the CLI reports outcomes itself, so they are discarded.
-func newMessenger(_ context.Context, ac aws.Config, client *dynamodb.Client, cfg Config, opts MessengerOptions) (Messenger, error) {
-	st := store.New(client, store.Config{Table: cfg.Table})
-	m, err := connection.New(newManagementClient(ac, cfg), st, connection.Config{
+func newMessenger(ac aws.Config, cfg Config, opts MessengerOptions) (Messenger, error) {
+	m, err := connection.New(newManagementClient(ac, cfg), newStore(ac, cfg), connection.Config{
 		Workers:        opts.Workers,
 		AttemptTimeout: cfg.Timeout,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
