@@ -11,9 +11,6 @@ import (
 	"net/http/httptest"
 	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/truora/minidyn/server"
 
 	"github.com/pay-theory/streamer/pkg/store"
@@ -50,14 +47,15 @@ func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // transport (the listener does not exist yet).
 func newEmbeddedDynamo(ctx context.Context, table string) (*embeddedDynamo, error) {
 	d := &embeddedDynamo{srv: server.NewServer()}
-	client := dynamodb.New(dynamodb.Options{
-		Region:                          "us-east-1",
-		BaseEndpoint:                    aws.String("http://localgw.embedded"),
-		Credentials:                     credentials.NewStaticCredentialsProvider("local", "local", ""),
-		HTTPClient:                      &http.Client{Transport: handlerTransport{d}},
-		DisableValidateResponseChecksum: true,
-		RetryMaxAttempts:                1,
+	// The SDK's default retryer applies: the table setup is idempotent, so a
+	// retried 5xx or throttle from the store is harmless.
+	client, err := store.NewDynamoClient(ctx, store.ClientConfig{
+		Endpoint:   "http://localgw.embedded",
+		HTTPClient: &http.Client{Transport: handlerTransport{d}},
 	})
+	if err != nil {
+		return nil, fmt.Errorf("localgw: embedded DynamoDB client: %w", err)
+	}
 	// pkg/store owns the table definition (from pkg/store/schema).
 	if err := store.EnsureTable(ctx, client, table); err != nil {
 		return nil, fmt.Errorf("localgw: create table %q in the embedded DynamoDB: %w", table, err)
