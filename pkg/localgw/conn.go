@@ -229,12 +229,7 @@ func (g *Gateway) rejectUpgrade(w http.ResponseWriter, status int, resp events.A
 	for k, v := range resp.Headers {
 		w.Header().Set(k, v)
 	}
-	body := []byte(resp.Body)
-	if resp.IsBase64Encoded {
-		if b, err := base64.StdEncoding.DecodeString(resp.Body); err == nil {
-			body = b
-		}
-	}
+	body := proxyBody(resp)
 	if len(body) == 0 {
 		body, _ = json.Marshal(map[string]string{"message": http.StatusText(status)})
 		w.Header().Set("Content-Type", "application/json")
@@ -540,15 +535,21 @@ func (c *conn) dispatch(data []byte) {
 	if resp.Body == "" {
 		return
 	}
-	body := []byte(resp.Body)
-	if resp.IsBase64Encoded {
-		if b, err := base64.StdEncoding.DecodeString(resp.Body); err == nil {
-			body = b
-		}
-	}
+	body := proxyBody(resp)
 	if err := c.enqueue(body); err != nil {
 		g.cfg.Logger.Warn("localgw: route response dropped", "route", key, "connectionId", c.info.id, "err", err)
 	}
+}
+
+// proxyBody is an integration response's body, base64-decoded when it says
+// so (kept as is when that decoding fails).
+func proxyBody(resp events.APIGatewayProxyResponse) []byte {
+	if resp.IsBase64Encoded {
+		if b, err := base64.StdEncoding.DecodeString(resp.Body); err == nil {
+			return b
+		}
+	}
+	return []byte(resp.Body)
 }
 
 // sendError queues API Gateway's error frame, byte for byte in its format:

@@ -1,7 +1,6 @@
 package localgw
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,10 +29,7 @@ type getConnectionResponse struct {
 func (g *Gateway) writeAPIError(w http.ResponseWriter, status int, errType, message string) {
 	g.metrics.countError(errType)
 	w.Header().Set("x-amzn-ErrorType", errType)
-	b, _ := json.Marshal(map[string]string{"message": message})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	writeJSON(w, status, map[string]string{"message": message})
 }
 
 func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID string) {
