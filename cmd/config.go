@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/store/schema"
@@ -14,15 +15,14 @@ import (
 // Defaults: with nothing configured every command targets a running
 // `streamer local` on its default port.
 const (
-	DefaultEndpoint     = "http://" + localstack.DefaultListen + "/" + localstack.DefaultStage
-	DefaultWSURL        = "ws://" + localstack.DefaultListen + "/" + localstack.DefaultStage
-	DefaultIssuer       = localstack.DefaultIssuer
-	DefaultTimeout      = 10 * time.Second
-	DefaultLocalRegion  = "us-east-1"
-	keyDirEnv           = "STREAMER_KEY_DIR"
-	timeoutEnv          = "STREAMER_TIMEOUT"
-	issuerEnv           = "STREAMER_ISSUER"
-	dynamoDBEndpointEnv = "AWS_ENDPOINT_URL_DYNAMODB"
+	DefaultEndpoint    = "http://" + localstack.DefaultListen + "/" + localstack.DefaultStage
+	DefaultWSURL       = "ws://" + localstack.DefaultListen + "/" + localstack.DefaultStage
+	DefaultIssuer      = localstack.DefaultIssuer
+	DefaultTimeout     = 10 * time.Second
+	DefaultLocalRegion = "us-east-1"
+	keyDirEnv          = "STREAMER_KEY_DIR"
+	timeoutEnv         = "STREAMER_TIMEOUT"
+	issuerEnv          = "STREAMER_ISSUER"
 )
 
 // GlobalFlags are the raw values of the root's persistent flags. Empty (or
@@ -67,10 +67,8 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 		if flag != "" {
 			return flag
 		}
-		if env != "" {
-			if v := getenv(env); v != "" {
-				return v
-			}
+		if v := getenv(env); v != "" {
+			return v
 		}
 		return def
 	}
@@ -80,7 +78,7 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 		Table:            pick(fl.Table, "STREAMER_TABLE", schema.DefaultTableName),
 		Region:           pick(fl.Region, "AWS_REGION", getenv("AWS_DEFAULT_REGION")),
 		Profile:          pick(fl.Profile, "AWS_PROFILE", ""),
-		DynamoDBEndpoint: pick(fl.DynamoDBEndpoint, dynamoDBEndpointEnv, ""),
+		DynamoDBEndpoint: pick(fl.DynamoDBEndpoint, contract.EnvEndpointURLDynamoDB, ""),
 		KeyDir:           pick(fl.KeyDir, keyDirEnv, ""),
 		Issuer:           pick(fl.Issuer, issuerEnv, DefaultIssuer),
 		Timeout:          fl.Timeout,
@@ -93,13 +91,14 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 	if err != nil || (wu.Scheme != "ws" && wu.Scheme != "wss") || wu.Host == "" {
 		return Config{}, &UsageError{Err: fmt.Errorf("--ws-url %q is not a ws(s) URL like %s", redactURL(c.WSURL), DefaultWSURL)}
 	}
-	if c.DynamoDBEndpoint == "" && connection.IsLoopbackEndpoint(c.Endpoint) {
+	local := connection.IsLoopbackEndpoint(c.Endpoint)
+	if c.DynamoDBEndpoint == "" && local {
 		// The local gateway serves the DynamoDB API on its own listener
 		// (requests carrying X-Amz-Target), so derive it from the endpoint.
 		c.DynamoDBEndpoint = eu.Scheme + "://" + eu.Host
 	}
 	if c.Region == "" {
-		if connection.IsLoopbackEndpoint(c.Endpoint) {
+		if local {
 			c.Region = DefaultLocalRegion
 		} else {
 			c.Region = connection.RegionFromEndpoint(c.Endpoint)

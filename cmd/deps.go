@@ -106,10 +106,10 @@ type AuthKit interface {
 	LoadPublicKey(path string) (*rsa.PublicKey, error)
 }
 
-// Key file names inside a key directory (the same as pkg/auth's).
+// Key file names inside a key directory: pkg/auth's.
 const (
-	PrivateKeyFile = "jwt-private.pem"
-	PublicKeyFile  = "jwt-public.pem"
+	PrivateKeyFile = auth.PrivateKeyFile
+	PublicKeyFile  = auth.PublicKeyFile
 )
 
 // WSConn is a client WebSocket connection (smoke).

@@ -72,7 +72,7 @@ func exitCode(stderr io.Writer, err error) int {
 	case errors.Is(err, ErrSilent):
 		return ExitError
 	case errors.Is(err, ErrPartial):
-		if !errors.Is(err, ErrSilent) && err.Error() != ErrPartial.Error() {
+		if err.Error() != ErrPartial.Error() {
 			fmt.Fprintln(stderr, "error:", userText(err.Error()))
 		}
 		return ExitPartial
