@@ -7,6 +7,8 @@ import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/pay-theory/streamer/internal/wait"
 )
 
 // Defaults for Options' zero values.
@@ -96,14 +98,10 @@ func (m *Model) schedule() tea.Cmd {
 	// Not tea.Tick: its timer goroutine outlives the program by up to a
 	// refresh interval; this one ends with Run's context.
 	return func() tea.Msg {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return tickMsg{gen: gen}
-		case <-ctx.Done():
+		if wait.Sleep(ctx, d) != nil {
 			return nil
 		}
+		return tickMsg{gen: gen}
 	}
 }
 

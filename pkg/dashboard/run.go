@@ -10,6 +10,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/colorprofile"
+
+	"github.com/pay-theory/streamer/internal/wait"
 )
 
 // Options configure Run, Once and NewModel. Zero values mean the documented
@@ -156,12 +158,8 @@ func Once(ctx context.Context, opts Options) error {
 		return err
 	}
 	if opts.OnceSettle > 0 && !s.ConnectionsPerMinute.OK {
-		t := time.NewTimer(opts.OnceSettle)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := wait.Sleep(ctx, opts.OnceSettle); err != nil {
+			return err
 		}
 		if s, err = fetch(); err != nil {
 			return err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/pay-theory/streamer/internal/wait"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localgw"
@@ -170,24 +171,12 @@ func jitter(r *rand.Rand, d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.5 + r.Float64()))
 }
 
-// sleep waits d or until ctx is done; false means ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 func (s *Simulator) client(ctx context.Context, n int) {
 	defer s.wg.Done()
 	r := rand.New(rand.NewPCG(s.cfg.Seed, uint64(n)))
 	tenant := "tenant-" + strconv.Itoa(n%s.cfg.Tenants)
 	// Spread the first connects over one message interval, not all at once.
-	if !sleep(ctx, time.Duration(r.Int64N(int64(s.cfg.MessageInterval)))) {
+	if wait.Sleep(ctx, time.Duration(r.Int64N(int64(s.cfg.MessageInterval)))) != nil {
 		return
 	}
 	for gen := 0; ctx.Err() == nil; gen++ {
@@ -206,7 +195,7 @@ func (s *Simulator) client(ctx context.Context, n int) {
 				return
 			}
 			s.refused.Add(1)
-			if !sleep(ctx, jitter(r, time.Second)) {
+			if wait.Sleep(ctx, jitter(r, time.Second)) != nil {
 				return
 			}
 			continue
@@ -279,7 +268,7 @@ func (s *Simulator) awaitReader(c *websocket.Conn, readDone <-chan struct{}) {
 func (s *Simulator) broadcaster(ctx context.Context) {
 	defer s.wg.Done()
 	for i := 0; ; i++ {
-		if !sleep(ctx, s.cfg.BroadcastInterval) {
+		if wait.Sleep(ctx, s.cfg.BroadcastInterval) != nil {
 			return
 		}
 		tenant := "tenant-" + strconv.Itoa(i%s.cfg.Tenants)

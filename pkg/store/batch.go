@@ -8,11 +8,11 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/pay-theory/streamer/internal/wait"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
@@ -77,19 +77,11 @@ feed:
 // backoff waits before retry attempt (1-based) with capped exponential
 // backoff and equal jitter; it returns ctx's error if ctx ends first.
 func (d *Dynamo) backoff(ctx context.Context, attempt int) error {
-	wait := d.base << min(attempt-1, 20)
-	if wait > d.max || wait <= 0 {
-		wait = d.max
+	delay := d.base << min(attempt-1, 20)
+	if delay > d.max || delay <= 0 {
+		delay = d.max
 	}
-	wait = wait/2 + rand.N(wait/2+1)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return wait.Sleep(ctx, delay/2+rand.N(delay/2+1))
 }
 
 // retryUnprocessed calls step (one batch request that queues its own
