@@ -260,11 +260,7 @@ func dashboardLocalURL(opts *DashboardOptions) string {
 	if err != nil {
 		return opts.MetricsURL
 	}
-	// LocalSource takes a gateway base URL or its metrics URL.
-	if u = strings.TrimRight(u, "/"); !strings.HasSuffix(u, "/metrics.json") {
-		u += "/metrics.json"
-	}
-	return u
+	return dashboard.NewLocalSource(u).MetricsURL()
 }
 
 // explainDashboardErr adds what to do to a failed --once fetch.

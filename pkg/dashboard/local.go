@@ -85,9 +85,11 @@ type LocalSource struct {
 func NewLocalSource(baseURL string) *LocalSource { return &LocalSource{URL: baseURL} }
 
 // Name implements Source.
-func (l *LocalSource) Name() string { return "local " + l.metricsURL() }
+func (l *LocalSource) Name() string { return "local " + l.MetricsURL() }
 
-func (l *LocalSource) metricsURL() string {
+// MetricsURL is the URL polled: URL itself when it names metrics.json,
+// else the gateway base URL's metrics.json.
+func (l *LocalSource) MetricsURL() string {
 	u := strings.TrimRight(l.URL, "/")
 	if strings.HasSuffix(u, "/metrics.json") {
 		return u
@@ -98,7 +100,7 @@ func (l *LocalSource) metricsURL() string {
 // Fetch implements Source. window only labels nothing here: the gateway
 // keeps totals, not windows.
 func (l *LocalSource) Fetch(ctx context.Context, _ time.Duration) (Snapshot, error) {
-	target := l.metricsURL()
+	target := l.MetricsURL()
 	if _, err := url.ParseRequestURI(target); err != nil || l.URL == "" {
 		return Snapshot{}, &FetchError{Source: "local", Op: "metrics URL", Err: fmt.Errorf("%q is not a URL: set the gateway address, e.g. http://127.0.0.1:4510", l.URL)}
 	}
