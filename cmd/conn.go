@@ -148,6 +148,18 @@ func connLsRun(ctx context.Context, opts *ConnLsOptions) error {
 	return nil
 }
 
+// listIDs is every connection id of q (see listConnections).
+func listIDs(ctx context.Context, st ConnStore, cfg Config, q store.ListQuery) ([]string, error) {
+	var ids []string
+	err := listConnections(ctx, st, cfg, q, 0, func(page []store.Connection) error {
+		for _, c := range page {
+			ids = append(ids, c.ConnectionID)
+		}
+		return nil
+	})
+	return ids, err
+}
+
 // listConnections walks every page of q (up to limit connections, 0 = all),
 // calling each with one page. Each request is bounded by cfg.Timeout.
 func listConnections(ctx context.Context, st ConnStore, cfg Config, q store.ListQuery, limit int, each func([]store.Connection) error) error {

@@ -297,13 +297,7 @@ func broadcastTargets(ctx context.Context, opts *BroadcastOptions, cfg Config) (
 		if err != nil {
 			return nil, "", err
 		}
-		err = listConnections(ctx, st, cfg, q, 0, func(page []store.Connection) error {
-			for _, c := range page {
-				ids = append(ids, c.ConnectionID)
-			}
-			return nil
-		})
-		if err != nil {
+		if ids, err = listIDs(ctx, st, cfg, q); err != nil {
 			return nil, "", err
 		}
 	case len(opts.IDs) > 0:

@@ -271,13 +271,7 @@ func smokeRun(ctx context.Context, opts *SmokeOptions) error {
 			return "", nil
 		}},
 		{name: "tenant broadcast received", needs: []string{"record stored"}, run: func(ctx context.Context) (string, error) {
-			var ids []string
-			err := listConnections(ctx, st, cfg, store.ListQuery{TenantID: tenant}, 0, func(p []store.Connection) error {
-				for _, c := range p {
-					ids = append(ids, c.ConnectionID)
-				}
-				return nil
-			})
+			ids, err := listIDs(ctx, st, cfg, store.ListQuery{TenantID: tenant})
 			if err != nil {
 				return "", err
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // TestConnectionLifecycle is the product's promise end to end: a minted
@@ -143,7 +144,7 @@ func TestTenantBroadcast(t *testing.T) {
 		b = append(b, mustDial(t, s, mint(t, s, "ub-"+string(rune('0'+i)), "tenant-b")))
 	}
 	var ids []string
-	for conn, err := range storeAll(ctx, s, "tenant-a") {
+	for conn, err := range storeIDs(ctx, s, store.ListQuery{TenantID: "tenant-a"}) {
 		if err != nil {
 			t.Fatal(err)
 		}

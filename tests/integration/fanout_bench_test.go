@@ -19,6 +19,7 @@ import (
 
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // BenchmarkFanOut broadcasts to 1,000 and 10,000 real WebSocket clients held
@@ -81,7 +82,7 @@ func benchFanOut(b *testing.B, swarm string, n int) {
 	after := heapAndStacks()
 
 	var ids []string
-	for id, err := range storeAll(ctx, s, "fan-tenant") {
+	for id, err := range storeIDs(ctx, s, store.ListQuery{TenantID: "fan-tenant"}) {
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	"github.com/pay-theory/streamer/pkg/localstack"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // TestWscatReceivesSDKPost: wscat (npm), a client nobody here wrote,
@@ -35,7 +36,7 @@ func TestWscatReceivesSDKPost(t *testing.T) {
 	var id string
 	deadline := time.Now().Add(30 * time.Second)
 	for id == "" {
-		for c, err := range storeAllByUser(ctx, s, "wscat-user") {
+		for c, err := range storeIDs(ctx, s, store.ListQuery{UserID: "wscat-user"}) {
 			if err != nil {
 				t.Fatal(err)
 			}
