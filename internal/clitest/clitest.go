@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pay-theory/streamer/internal/syncbuf"
+	"github.com/pay-theory/streamer/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -264,10 +265,7 @@ func NewTmux(t *testing.T) *Tmux {
 	t.Helper()
 	bin, err := exec.LookPath("tmux")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux is not installed; CI must run the terminal test (apt-get install tmux)")
-		}
-		t.Skip("tmux is not installed; run make test")
+		testenv.Missing(t, "tmux is not installed", "apt-get install tmux")
 	}
 	x := &Tmux{bin: bin, sock: fmt.Sprintf("streamer-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
 	t.Cleanup(func() { _, _ = x.Run("kill-server") })

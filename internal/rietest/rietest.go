@@ -21,6 +21,7 @@ import (
 
 	"github.com/pay-theory/streamer/internal/freeport"
 	"github.com/pay-theory/streamer/internal/syncbuf"
+	"github.com/pay-theory/streamer/internal/testenv"
 	"github.com/pay-theory/streamer/lambda/contract"
 )
 
@@ -28,13 +29,7 @@ import (
 // fails under CI and skips elsewhere (run `make test`).
 func Binary(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("STREAMER_TEST_RIE")
-	if p == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("STREAMER_TEST_RIE is not set: CI must run the Runtime Interface Emulator test (scripts/with-dynalite.sh sets it; scripts/tools.sh installs aws-lambda-rie)")
-		}
-		t.Skip("STREAMER_TEST_RIE is not set; run make test")
-	}
+	p := testenv.Env(t, "STREAMER_TEST_RIE", "scripts/with-dynalite.sh sets it; scripts/tools.sh installs aws-lambda-rie")
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("STREAMER_TEST_RIE=%s: %v (run scripts/tools.sh)", p, err)
 	}

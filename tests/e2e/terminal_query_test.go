@@ -3,12 +3,12 @@ package e2e_test
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/pay-theory/streamer/internal/clitest"
+	"github.com/pay-theory/streamer/internal/testenv"
 )
 
 // terminalQueries are requests a program writes to a terminal and then
@@ -73,10 +73,7 @@ func utilLinuxScript(t *testing.T) string {
 	t.Helper()
 	missing := func(why string) {
 		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s; CI must run this test (apt-get install util-linux)", why)
-		}
-		t.Skip(why)
+		testenv.Missing(t, why, "apt-get install util-linux")
 	}
 	path, err := exec.LookPath("script")
 	if err != nil {

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -9,19 +8,14 @@ import (
 	"time"
 
 	"github.com/pay-theory/streamer/internal/syncbuf"
+	"github.com/pay-theory/streamer/internal/testenv"
 )
 
 // TestWalkthroughWithWscat is the README walk-through with a client nobody
 // here wrote: wscat connects with a token from `streamer token mint`, and
 // `streamer send` from another process delivers to it.
 func TestWalkthroughWithWscat(t *testing.T) {
-	wscat := os.Getenv("STREAMER_TEST_WSCAT")
-	if wscat == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("STREAMER_TEST_WSCAT is not set: CI must run the wscat walk-through (scripts/with-dynalite.sh sets it)")
-		}
-		t.Skip("STREAMER_TEST_WSCAT is not set; run make test")
-	}
+	wscat := testenv.Env(t, "STREAMER_TEST_WSCAT", "scripts/with-dynalite.sh sets it")
 	s := startLocal(t)
 	tok := s.mint(t, "--user", "walker", "--tenant", "readme")
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -163,18 +162,6 @@ func waitGone(t *testing.T, st *store.Dynamo, id string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func envOrFail(t *testing.T, name string) string {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: CI must run the tests through `make test`", name)
-		}
-		t.Skipf("%s is not set: run `make test`", name)
-	}
-	return v
 }
 
 func benchMint(user, tenant string) auth.MintOptions {

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
+	"github.com/pay-theory/streamer/internal/testenv"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/store"
 )
@@ -21,7 +22,7 @@ import (
 // plain AWS SDK management client, configured as a user would for AWS with
 // only the endpoint changed.
 func TestWscatReceivesSDKPost(t *testing.T) {
-	wscat := envOrFail(t, "STREAMER_TEST_WSCAT")
+	wscat := testenv.Env(t, "STREAMER_TEST_WSCAT", "scripts/with-dynalite.sh sets it")
 	s := startStack(t, localstack.Config{})
 	tok := mint(t, s, "wscat-user", "tenant-w")
 

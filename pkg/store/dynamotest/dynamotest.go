@@ -8,13 +8,13 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/pay-theory/streamer/internal/testenv"
 	"github.com/pay-theory/streamer/pkg/store"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 	"github.com/truora/minidyn/server"
@@ -51,13 +51,7 @@ func Start(t testing.TB) *Endpoint {
 // when CI is set.
 func Dynalite(t testing.TB) *Endpoint {
 	t.Helper()
-	url := os.Getenv(EnvEndpoint)
-	if url == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: CI must run the store tests against dynalite (use scripts/with-dynalite.sh or make test)", EnvEndpoint)
-		}
-		t.Skipf("%s is not set; run make test to include dynalite", EnvEndpoint)
-	}
+	url := testenv.Env(t, EnvEndpoint, "scripts/with-dynalite.sh starts dynalite")
 	table := "streamer-test-" + strings.ToLower(rand.Text()[:12])
 	ep := connect(t, url, table)
 	t.Cleanup(func() {
