@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/pay-theory/streamer/internal/wait"
 )
 
 type injectedError struct {
@@ -79,12 +81,8 @@ func (fi *faultInjector) apply(ctx context.Context) (*injectedError, error) {
 	}
 	fi.mu.Unlock()
 	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := wait.Sleep(ctx, delay); err != nil {
+			return nil, err
 		}
 	}
 	return inj, nil
