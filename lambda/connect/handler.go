@@ -102,7 +102,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	rc := req.RequestContext
 	ctx, inv, span := observability.BeginRoute(ctx, h.d.Tracer, observability.RouteInvocation{
 		Operation:   observability.OpConnect,
-		Route:       "$connect",
+		Route:       contract.RouteConnect,
 		Request:     rc,
 		TraceHeader: header(req, "X-Amzn-Trace-Id"),
 		ColdStart:   !h.invoked.Swap(true),

@@ -12,6 +12,23 @@ const (
 	FunctionDefault    = "default"
 )
 
+// Route keys of the WebSocket API: $connect and $disconnect call their
+// functions, and $default (every message) calls FunctionDefault.
+const (
+	RouteConnect    = "$connect"
+	RouteDisconnect = "$disconnect"
+	RouteDefault    = "$default"
+)
+
+// NamePrefix is the prefix of a deployed stack's resource names (functions
+// "<prefix>-<function>", alarms) in environment, unless configured otherwise.
+func NamePrefix(environment string) string { return "streamer-" + environment }
+
+// InitDurationMetricPrefix + a deployed function's name is the metric (in the
+// metrics namespace, without dimensions) the deployment's log metric filter
+// writes for each cold start of that function.
+const InitDurationMetricPrefix = "InitDuration-"
+
 // Functions lists every Lambda function of the stack.
 func Functions() []string {
 	return []string{FunctionConnect, FunctionDisconnect, FunctionDefault}

@@ -88,7 +88,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	rc := req.RequestContext
 	route := rc.RouteKey
 	if route == "" {
-		route = "$default"
+		route = contract.RouteDefault
 	}
 	ctx, _, span := observability.BeginRoute(ctx, h.d.Tracer, observability.RouteInvocation{
 		Operation: observability.OpMessage,

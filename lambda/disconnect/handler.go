@@ -108,7 +108,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	rc := req.RequestContext
 	ctx, inv, span := observability.BeginRoute(ctx, h.d.Tracer, observability.RouteInvocation{
 		Operation: observability.OpDisconnect,
-		Route:     "$disconnect",
+		Route:     contract.RouteDisconnect,
 		Request:   rc,
 		ColdStart: !h.invoked.Swap(true),
 		Now:       h.d.Now,

@@ -222,7 +222,7 @@ func (cfg Config) WithDefaults(stack string) Config {
 		}
 	}
 	def(&cfg.Environment, stack)
-	def(&cfg.NamePrefix, "streamer-"+cfg.Environment)
+	def(&cfg.NamePrefix, contract.NamePrefix(cfg.Environment))
 	def(&cfg.LogLevel, DefaultLogLevel)
 	defInt(&cfg.LogRetentionDays, DefaultLogRetentionDays)
 	def(&cfg.MetricsNamespace, contract.DefaultMetricsNamespace)

@@ -39,7 +39,9 @@ const initDurationPattern = `[report="REPORT", request_id_label="RequestId:", re
 // InitDurationMetricName is the metric (in the stack's metrics namespace) the
 // filter writes for one deployed function. A metric filter cannot attach a
 // constant dimension, so the function name is part of the metric name.
-func InitDurationMetricName(functionName string) string { return "InitDuration-" + functionName }
+func InitDurationMetricName(functionName string) string {
+	return contract.InitDurationMetricPrefix + functionName
+}
 
 func (d *deployed) deployMonitoring(ctx *pulumi.Context) error {
 	for _, fn := range contract.Functions() {

@@ -77,17 +77,17 @@ func TableActions(function string) []string {
 func functionSpecs() []functionSpec {
 	return []functionSpec{
 		{
-			Name: contract.FunctionConnect, RouteKey: "$connect",
+			Name: contract.FunctionConnect, RouteKey: contract.RouteConnect,
 			TableActions: TableActions(contract.FunctionConnect),
 			// The JWT public key, once per cold start.
 			ReadsSecret: true,
 		},
 		{
-			Name: contract.FunctionDisconnect, RouteKey: "$disconnect",
+			Name: contract.FunctionDisconnect, RouteKey: contract.RouteDisconnect,
 			TableActions: TableActions(contract.FunctionDisconnect),
 		},
 		{
-			Name: contract.FunctionDefault, RouteKey: "$default",
+			Name: contract.FunctionDefault, RouteKey: contract.RouteDefault,
 			TableActions: TableActions(contract.FunctionDefault),
 		},
 	}

@@ -483,7 +483,7 @@ func (d *deployed) deployStage(ctx *pulumi.Context) error {
 			AuthorizationType: pulumi.String("NONE"),
 			Target:            pulumi.Sprintf("integrations/%s", integ.ID()),
 		}
-		if spec.RouteKey == "$default" {
+		if spec.RouteKey == contract.RouteDefault {
 			// Two-way route: the default handler's response body goes back to the client.
 			ra.RouteResponseSelectionExpression = pulumi.String("$default")
 		}
@@ -492,7 +492,7 @@ func (d *deployed) deployStage(ctx *pulumi.Context) error {
 			return err
 		}
 		routes = append(routes, route)
-		if spec.RouteKey == "$default" {
+		if spec.RouteKey == contract.RouteDefault {
 			rr, err := apigatewayv2.NewRouteResponse(ctx, "route-response-"+spec.Name, &apigatewayv2.RouteResponseArgs{
 				ApiId:            d.api.ID(),
 				RouteId:          route.ID(),
