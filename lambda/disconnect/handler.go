@@ -22,9 +22,6 @@ import (
 // BodyDisconnected is the (ignored by API Gateway) response body.
 const BodyDisconnected = "Disconnected"
 
-// MetricStoreErrors counts store failures the handler absorbed.
-const MetricStoreErrors = contract.MetricStoreErrors
-
 // Store is the part of store.Store the handler uses.
 type Store interface {
 	Delete(ctx context.Context, connectionID string) (store.Connection, bool, error)
@@ -129,7 +126,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	}
 	if storeErr != nil {
 		h.d.Logger.ErrorContext(ctx, "disconnect: connection record not deleted (it expires by TTL)", observability.ErrAttr(storeErr))
-		metrics = append(metrics, observability.Count(MetricStoreErrors, 1))
+		metrics = append(metrics, observability.Count(contract.MetricStoreErrors, 1))
 		span.RecordError(storeErr)
 		span.SetStatus(codes.Error, "delete failed")
 		found = false

@@ -17,9 +17,8 @@ type Unit string
 
 // Units used by the handlers.
 const (
-	UnitCount        Unit = "Count"
-	UnitMilliseconds Unit = "Milliseconds"
-	UnitNone         Unit = "None"
+	UnitCount Unit = "Count"
+	UnitNone  Unit = "None"
 )
 
 // Metric is one value of one metric.

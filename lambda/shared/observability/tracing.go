@@ -92,9 +92,6 @@ func (t *Tracing) Tracer(name string) trace.Tracer { return t.provider.Tracer(na
 // Exporting reports whether spans leave the process.
 func (t *Tracing) Exporting() bool { return t.sdk != nil }
 
-// Propagator is the X-Ray propagator.
-func (t *Tracing) Propagator() propagation.TextMapPropagator { return xray.Propagator{} }
-
 // Flush exports buffered spans. Call it at the end of every invocation: a
 // Lambda environment is frozen between invocations, so a background batch
 // may never get to run.
