@@ -307,24 +307,32 @@ func tableOperations() []string {
 	return ops
 }
 
-// Saved Logs Insights queries. A saved query takes no parameters: replace
-// the placeholder value before running it.
-func (d *deployed) queries() map[string]string {
-	return map[string]string{
-		"by-correlation-id": `fields @timestamp, @log, level, operation, connection_id, user_id, tenant_id, msg, error
+// savedQuery is one saved Logs Insights query. A saved query takes no
+// parameters: replace the placeholder value before running it.
+type savedQuery struct {
+	name, query string
+	// withAccess: the query also searches the API's access log (it carries
+	// the correlation and connection ids too).
+	withAccess bool
+}
+
+// queries are the saved Logs Insights queries, in deployment order.
+func (d *deployed) queries() []savedQuery {
+	return []savedQuery{
+		{name: "by-correlation-id", withAccess: true, query: `fields @timestamp, @log, level, operation, connection_id, user_id, tenant_id, msg, error
 | filter correlation_id = "REPLACE_WITH_CORRELATION_ID"
-| sort @timestamp asc`,
-		"by-connection-id": `fields @timestamp, @log, level, operation, correlation_id, user_id, tenant_id, msg, error
+| sort @timestamp asc`},
+		{name: "by-connection-id", withAccess: true, query: `fields @timestamp, @log, level, operation, correlation_id, user_id, tenant_id, msg, error
 | filter connection_id = "REPLACE_WITH_CONNECTION_ID"
-| sort @timestamp asc`,
-		"auth-failures-by-reason": `filter operation = "connect" and ispresent(reason)
+| sort @timestamp asc`},
+		{name: "auth-failures-by-reason", query: `filter operation = "connect" and ispresent(reason)
 | stats count(*) as failures by reason
-| sort failures desc`,
+| sort failures desc`},
 		// Handlers log operation=send; pkg/connection's Manager logs op=send|broadcast.
-		"slow-sends": fmt.Sprintf(`fields @timestamp, @log, coalesce(operation, op) as what, connection_id, correlation_id, duration_ms, outcome, error
+		{name: "slow-sends", query: fmt.Sprintf(`fields @timestamp, @log, coalesce(operation, op) as what, connection_id, correlation_id, duration_ms, outcome, error
 | filter (operation = "send" or op = "send" or op = "broadcast") and duration_ms > %d
 | sort duration_ms desc
-| limit 100`, d.cfg.SlowSendMs),
+| limit 100`, d.cfg.SlowSendMs)},
 	}
 }
 
@@ -334,16 +342,16 @@ func (d *deployed) deployQueries(ctx *pulumi.Context) error {
 		groups = append(groups, d.logGroups[fn].Name)
 	}
 	withAccess := append(append(pulumi.StringArray{}, groups...), d.accessLogs.Name)
-	for _, name := range []string{"by-correlation-id", "by-connection-id", "auth-failures-by-reason", "slow-sends"} {
+	for _, q := range d.queries() {
 		lgs := groups
-		if name == "by-correlation-id" || name == "by-connection-id" {
-			lgs = withAccess // the access log carries both ids too
+		if q.withAccess {
+			lgs = withAccess
 		}
-		if _, err := cloudwatch.NewQueryDefinition(ctx, "query-"+name, &cloudwatch.QueryDefinitionArgs{
+		if _, err := cloudwatch.NewQueryDefinition(ctx, "query-"+q.name, &cloudwatch.QueryDefinitionArgs{
 			// Slashes make folders in the console's saved queries list.
-			Name:          pulumi.String("streamer/" + d.cfg.Environment + "/" + name),
+			Name:          pulumi.String("streamer/" + d.cfg.Environment + "/" + q.name),
 			LogGroupNames: lgs,
-			QueryString:   pulumi.String(d.queries()[name]),
+			QueryString:   pulumi.String(q.query),
 		}); err != nil {
 			return err
 		}
