@@ -30,7 +30,7 @@ const (
 	// deployment's log metric filter writes for every cold start
 	// (deployment/pulumi/stack.InitDurationMetricName): its SampleCount is
 	// the number of cold starts.
-	DefaultInitDurationMetricPrefix = "InitDuration-"
+	DefaultInitDurationMetricPrefix = contract.InitDurationMetricPrefix
 	// MaxQueriesPerRequest is GetMetricData's limit on queries in one request.
 	MaxQueriesPerRequest = 500
 )
@@ -79,7 +79,7 @@ func NewCloudWatchSource(client CloudWatchAPI, cfg CloudWatchConfig) *CloudWatch
 		cfg.Namespace = contract.DefaultMetricsNamespace
 	}
 	if cfg.FunctionPrefix == "" {
-		cfg.FunctionPrefix = "streamer-" + cfg.Environment + "-"
+		cfg.FunctionPrefix = contract.NamePrefix(cfg.Environment) + "-"
 	}
 	if cfg.Functions == nil {
 		for _, f := range contract.Functions() {
@@ -90,7 +90,7 @@ func NewCloudWatchSource(client CloudWatchAPI, cfg CloudWatchConfig) *CloudWatch
 		cfg.LatencyFunction = cfg.FunctionPrefix + contract.FunctionDefault
 	}
 	if cfg.AlarmPrefix == "" {
-		cfg.AlarmPrefix = "streamer-" + cfg.Environment
+		cfg.AlarmPrefix = contract.NamePrefix(cfg.Environment)
 	}
 	if cfg.InitDurationMetricPrefix == "" {
 		cfg.InitDurationMetricPrefix = DefaultInitDurationMetricPrefix

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
@@ -37,11 +38,12 @@ const (
 	DefaultRouteSelectionExpression = "$request.body.action"
 )
 
-// Route keys with special meaning.
+// Route keys with special meaning (the same keys the handlers and the
+// deployment use).
 const (
-	RouteConnect    = "$connect"
-	RouteDisconnect = "$disconnect"
-	RouteDefault    = "$default"
+	RouteConnect    = contract.RouteConnect
+	RouteDisconnect = contract.RouteDisconnect
+	RouteDefault    = contract.RouteDefault
 )
 
 // ErrInvalidConfig is returned by New (wrapped, with the field at fault).

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/pay-theory/streamer/internal/wait"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
@@ -120,12 +121,8 @@ func waitActive(ctx context.Context, client TableAPI, table string) error {
 		if ready(out.Table) {
 			return nil
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("store: waiting for table %q to become active: %w", table, ctx.Err())
-		case <-t.C:
+		if err := wait.Sleep(ctx, delay); err != nil {
+			return fmt.Errorf("store: waiting for table %q to become active: %w", table, err)
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
