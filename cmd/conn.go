@@ -232,10 +232,7 @@ JSON output (-o json): {"connection_id", "state", "record": <conn ls JSON object
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID = args[0]
-			if err := checkConnectionID("connection id", opts.ConnectionID); err != nil {
-				return err
-			}
-			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+			if err := checkTargetArgs(opts.ConnectionID, opts.Output); err != nil {
 				return err
 			}
 			return runWith(c.Context(), opts, runF, connInspectRun)
@@ -434,10 +431,7 @@ JSON output (-o json): {"connection_id", "gateway": "disconnected|gone", "record
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID = args[0]
-			if err := checkConnectionID("connection id", opts.ConnectionID); err != nil {
-				return err
-			}
-			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+			if err := checkTargetArgs(opts.ConnectionID, opts.Output); err != nil {
 				return err
 			}
 			return runWith(c.Context(), opts, runF, connKickRun)

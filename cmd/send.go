@@ -88,10 +88,7 @@ JSON output (-o json): {"connection_id", "status": "sent", "bytes": N}.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.ConnectionID, opts.Message = args[0], args[1]
-			if err := checkConnectionID("connection id", opts.ConnectionID); err != nil {
-				return err
-			}
-			if err := checkOutput(opts.Output, dataFormats...); err != nil {
+			if err := checkTargetArgs(opts.ConnectionID, opts.Output); err != nil {
 				return err
 			}
 			return runWith(c.Context(), opts, runF, sendRun)

@@ -96,3 +96,13 @@ func storeValidation(err error) error {
 	}
 	return &UsageError{Err: &redactedError{msg: field + " " + ve.Reason, err: err}}
 }
+
+// checkTargetArgs is the usage check of the commands that act on one
+// connection (send, conn inspect, conn kick): its id and the -o format,
+// before any I/O.
+func checkTargetArgs(connectionID, output string) error {
+	if err := checkConnectionID("connection id", connectionID); err != nil {
+		return err
+	}
+	return checkOutput(output, dataFormats...)
+}
