@@ -224,22 +224,16 @@ func TestCloudWatchNumbersMatchCannedData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, got Value, want float64) {
-		t.Helper()
-		if !got.OK || got.V != want {
-			t.Errorf("%s = %+v, want %v", name, got, want)
-		}
-	}
-	check("active (latest)", s.ActiveConnections, 9)
-	check("connections/min (latest)", s.ConnectionsPerMinute, 4)
-	check("auth failures (sum)", s.AuthenticationFailures, 6)
-	check("messages/min (latest)", s.MessagesSentPerMinute, 120)
-	check("error rate (latest)", s.ErrorRatePercent, 1.2987012987)
-	check("p50", s.LatencyP50, 12.5)
-	check("p99", s.LatencyP99, 80)
-	check("lambda errors", s.LambdaErrors, 4)
-	check("throttles", s.Throttles, 5)
-	check("cold starts", s.ColdStarts, 2)
+	checkValue(t, "active (latest)", s.ActiveConnections, 9)
+	checkValue(t, "connections/min (latest)", s.ConnectionsPerMinute, 4)
+	checkValue(t, "auth failures (sum)", s.AuthenticationFailures, 6)
+	checkValue(t, "messages/min (latest)", s.MessagesSentPerMinute, 120)
+	checkValue(t, "error rate (latest)", s.ErrorRatePercent, 1.2987012987)
+	checkValue(t, "p50", s.LatencyP50, 12.5)
+	checkValue(t, "p99", s.LatencyP99, 80)
+	checkValue(t, "lambda errors", s.LambdaErrors, 4)
+	checkValue(t, "throttles", s.Throttles, 5)
+	checkValue(t, "cold starts", s.ColdStarts, 2)
 	if got := s.ActiveSeries; fmt.Sprint(got) != "[5 7 9]" {
 		t.Errorf("active series = %v, want [5 7 9] (oldest first)", got)
 	}
@@ -249,9 +243,9 @@ func TestCloudWatchNumbersMatchCannedData(t *testing.T) {
 	if len(s.Functions) != 3 {
 		t.Fatalf("functions = %+v", s.Functions)
 	}
-	check("connect errors", s.Functions[0].Errors, 3)
-	check("connect invocations", s.Functions[0].Invocations, 110)
-	check("connect cold starts", s.Functions[0].ColdStarts, 2)
+	checkValue(t, "connect errors", s.Functions[0].Errors, 3)
+	checkValue(t, "connect invocations", s.Functions[0].Invocations, 110)
+	checkValue(t, "connect cold starts", s.Functions[0].ColdStarts, 2)
 	if s.Functions[1].ColdStarts.OK {
 		t.Errorf("no ColdStarts datapoints must read no data, got %+v", s.Functions[1].ColdStarts)
 	}

@@ -161,3 +161,11 @@ func checkFits(t *testing.T, view string, w, h int) {
 		}
 	}
 }
+
+// checkValue fails t unless got holds exactly want.
+func checkValue(t *testing.T, name string, got Value, want float64) {
+	t.Helper()
+	if !got.OK || got.V != want {
+		t.Errorf("%s = %+v, want %v", name, got, want)
+	}
+}

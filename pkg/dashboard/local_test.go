@@ -93,19 +93,13 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, got Value, want float64) {
-		t.Helper()
-		if !got.OK || got.V != want {
-			t.Errorf("%s = %+v, want %v", name, got, want)
-		}
-	}
-	check("connections/min", s1.ConnectionsPerMinute, 30)
-	check("messages sent/min", s1.MessagesSentPerMinute, 90)
-	check("error rate %", s1.ErrorRatePercent, 10)
-	check("active", s1.ActiveConnections, 8)
-	check("auth failures", s1.AuthenticationFailures, 5)
-	check("p50", s1.LatencyP50, 0.3)
-	check("p99", s1.LatencyP99, 2.5)
+	checkValue(t, "connections/min", s1.ConnectionsPerMinute, 30)
+	checkValue(t, "messages sent/min", s1.MessagesSentPerMinute, 90)
+	checkValue(t, "error rate %", s1.ErrorRatePercent, 10)
+	checkValue(t, "active", s1.ActiveConnections, 8)
+	checkValue(t, "auth failures", s1.AuthenticationFailures, 5)
+	checkValue(t, "p50", s1.LatencyP50, 0.3)
+	checkValue(t, "p99", s1.LatencyP99, 2.5)
 	if s1.BreakerState != "half-open" {
 		t.Errorf("breaker = %q, want half-open", s1.BreakerState)
 	}
