@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/store/schema"

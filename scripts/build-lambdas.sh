@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: scripts/build-lambdas.sh [--arch arm64|amd64] [--out DIR]
-# Builds the Lambda functions (lambda/contract: connect, disconnect, default)
+# Builds the Lambda functions (contract/: connect, disconnect, default)
 # for the provided.al2023 runtime: DIR/<fn>/bootstrap, zipped as DIR/<fn>.zip.
 # arm64 (Graviton) by default. Static, no RPC shim, trimmed and stripped.
 set -euo pipefail

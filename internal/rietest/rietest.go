@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/internal/freeport"
 	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/internal/testenv"
-	"github.com/pay-theory/streamer/lambda/contract"
 )
 
 // Binary returns the aws-lambda-rie path from STREAMER_TEST_RIE: missing

@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/connect"
-	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 	"github.com/pay-theory/streamer/lambda/shared/observability"
 	"github.com/pay-theory/streamer/pkg/auth"

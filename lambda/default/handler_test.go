@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	defaultroute "github.com/pay-theory/streamer/lambda/default"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 	"github.com/pay-theory/streamer/lambda/shared/observability"

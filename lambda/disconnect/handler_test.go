@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/disconnect"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 	"github.com/pay-theory/streamer/lambda/shared/observability"

@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 )
 
 // CloudWatchAPI is the part of *cloudwatch.Client the dashboard uses.
@@ -23,7 +23,7 @@ type CloudWatchAPI interface {
 	DescribeAlarms(ctx context.Context, params *cloudwatch.DescribeAlarmsInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.DescribeAlarmsOutput, error)
 }
 
-// Metric and dimension names the CloudWatch source reads beyond lambda/contract
+// Metric and dimension names the CloudWatch source reads beyond contract/
 // (see the package doc on cold starts).
 const (
 	// DefaultInitDurationMetricPrefix + <function name> is the metric the

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 )
 
 // fakeCloudWatch answers GetMetricData from canned series by query id (split
@@ -162,7 +162,7 @@ func TestCloudWatchOneBatchedRequest(t *testing.T) {
 		t.Errorf("query ids\n got %v\nwant %v", ids, wantIDs)
 	}
 
-	// The handlers' EMF metrics: namespace, Environment dimension, names from lambda/contract.
+	// The handlers' EMF metrics: namespace, Environment dimension, names from contract/.
 	for id, want := range map[string][2]string{
 		"active":       {contract.MetricActiveConnections, "Maximum"},
 		"conns":        {contract.MetricConnectionsPerMinute, "Sum"},

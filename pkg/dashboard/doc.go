@@ -15,7 +15,7 @@
 //     first poll shows rates as "no data" (—).
 //   - CloudWatchSource reads the metrics the Lambda handlers emit as EMF
 //     (namespace contract.DefaultMetricsNamespace unless configured, dimension
-//     contract.DimensionEnvironment=<env>, names from lambda/contract) plus the
+//     contract.DimensionEnvironment=<env>, names from contract/) plus the
 //     AWS/Lambda metrics of the stack's functions, all in ONE batched
 //     GetMetricData request (paginated by NextToken only), and the alarms whose
 //     names start with a prefix through DescribeAlarms.

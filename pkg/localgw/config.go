@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/internal/rietest"
-	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localstack"

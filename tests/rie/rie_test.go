@@ -14,8 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/internal/rietest"
-	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/store"
 	"github.com/pay-theory/streamer/pkg/store/dynamotest"

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 )
 
 // PolicyDocument is an IAM policy document. Building it from types (instead
@@ -45,7 +45,7 @@ func (d PolicyDocument) JSON() (string, error) {
 var XRayActions = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 // functionSpec says what each handler calls, and so what its role allows.
-// The DynamoDB actions come from lambda/contract (DynamoDBActions), which a
+// The DynamoDB actions come from contract/ (DynamoDBActions), which a
 // root-module test holds equal to the operations each real handler calls
 // on every path; a handler change without the contract change fails there,
 // and this program grants exactly the contract's list.

@@ -25,7 +25,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/archive"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/deployment/pulumi/stack"
-	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 

@@ -6,8 +6,8 @@ import (
 	"context"
 	"os"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/connect"
-	"github.com/pay-theory/streamer/lambda/contract"
 	"github.com/pay-theory/streamer/lambda/shared/boot"
 )
 

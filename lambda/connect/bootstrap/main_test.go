@@ -6,7 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/boot/boottest"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 	"github.com/pay-theory/streamer/pkg/auth"

@@ -7,7 +7,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/disconnect"
 	"github.com/pay-theory/streamer/lambda/shared/boot"
 )

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/boot/boottest"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 )

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/contrib/propagators/aws/xray"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/observability"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/store"

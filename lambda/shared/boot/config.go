@@ -1,5 +1,5 @@
 // Package boot is the cold-start wiring the Lambda entry points share:
-// configuration from the environment (names from lambda/contract), the
+// configuration from the environment (names from contract/), the
 // logger, tracing, the AWS SDK config with OpenTelemetry instrumentation, the
 // DynamoDB client and the JWT verifier; Main runs all of it for an entry
 // point. It never exits the process: Main returns the exit code (1 after a
@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/observability"
 )
 

@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 )
 
-// TestDocsCoverContract keeps docs/lambda.md in step with lambda/contract.
+// TestDocsCoverContract keeps docs/lambda.md in step with contract/.
 func TestDocsCoverContract(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "lambda.md"))
 	if err != nil {

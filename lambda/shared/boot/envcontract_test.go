@@ -16,7 +16,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/boot"
 	"github.com/pay-theory/streamer/pkg/auth"
 )
@@ -181,13 +181,13 @@ func TestWireReadsOnlyContractVars(t *testing.T) {
 }
 
 // contractConsts maps "contract.Name" to the value of every string constant
-// of lambda/contract, so source calls like os.Getenv(contract.EnvX) resolve.
+// of contract/, so source calls like os.Getenv(contract.EnvX) resolve.
 func contractConsts(t *testing.T, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	pkgs, err := filepath.Glob(filepath.Join(root, "contract", "*.go"))
+	pkgs, err := filepath.Glob(filepath.Join(root, "..", "contract", "*.go"))
 	if err != nil || len(pkgs) == 0 {
-		t.Fatalf("lambda/contract sources not found under %s: %v", root, err)
+		t.Fatalf("contract/ sources not found under %s: %v", root, err)
 	}
 	for _, p := range pkgs {
 		if strings.HasSuffix(p, "_test.go") {
@@ -219,7 +219,7 @@ func contractConsts(t *testing.T, root string) map[string]string {
 
 // TestSourcesReadOnlyContractVars finds every os.Getenv, os.LookupEnv and
 // os.Environ in the non-test sources of lambda/: each must name (by literal
-// or lambda/contract constant) a variable of contract.Vars or
+// or contract/ constant) a variable of contract.Vars or
 // contract.PlatformVars. The one exception is boot.Main handing os.Getenv
 // to Load, whose reads the tests above record.
 func TestSourcesReadOnlyContractVars(t *testing.T) {
@@ -296,7 +296,7 @@ func TestSourcesReadOnlyContractVars(t *testing.T) {
 			}
 			switch {
 			case !ok:
-				t.Errorf("%s: os.%s with a computed name: use a lambda/contract constant", where, sel.Sel.Name)
+				t.Errorf("%s: os.%s with a computed name: use a contract/ constant", where, sel.Sel.Name)
 			case !slices.Contains(allowed, name):
 				t.Errorf("%s: reads %s, which is in neither contract.Vars nor contract.PlatformVars()", where, name)
 			default:

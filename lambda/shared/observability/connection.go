@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/pkg/connection"
 )
 

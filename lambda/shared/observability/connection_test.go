@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 	"github.com/pay-theory/streamer/lambda/shared/observability"
 	"github.com/pay-theory/streamer/pkg/connection"

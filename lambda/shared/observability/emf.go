@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 )
 
 // Unit is a CloudWatch metric unit.

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/truora/minidyn/server"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/boot"
 	"github.com/pay-theory/streamer/pkg/store"
 	"github.com/pay-theory/streamer/pkg/store/schema"
@@ -119,7 +119,7 @@ func (d *DynamoDB) RequireContract(t testing.TB, function string) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("%s called DynamoDB operations %v over all its paths; contract.DynamoDBActions(%q) (the IAM grant) is %v: "+
-			"change the handler or lambda/contract (the deployment follows it)", function, got, function, want)
+			"change the handler or contract/ (the deployment follows it)", function, got, function, want)
 	}
 }
 

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/pay-theory/streamer/lambda/contract"
+	"github.com/pay-theory/streamer/contract"
 )
 
 func TestDynamoDBActionsAreSortedAndKnown(t *testing.T) {

@@ -1,6 +1,7 @@
-// Package contract is the agreement between the Lambda handlers and the
-// infrastructure that deploys them: function names, the environment each
-// handler reads, and the metrics it emits. It has no dependencies so the
+// Package contract is the agreement between the Lambda handlers and
+// everything that deploys, emulates or watches them (the Pulumi stack, the
+// local gateway, the dashboard): function names, route keys, the environment
+// each handler reads, and the metrics it emits. It has no dependencies so the
 // Pulumi program (its own module) imports the same list the handlers read;
 // adding a variable to a handler without the IaC fails the deployment tests.
 package contract
