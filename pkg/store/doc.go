@@ -58,4 +58,12 @@
 // how many remained. The counter may drift from the true count if a handler
 // dies between its two writes; the gauge is advisory and DynamoDB's TTL sweep
 // is the backstop for records.
+//
+// # Errors
+//
+// Callers branch with errors.Is: ErrNotFound, ErrInvalid (a *ValidationError
+// naming the field), ErrTableNotFound, ErrThrottled, ErrUnprocessed, and
+// ErrUnavailable when the endpoint did not answer (refused, no such host, or
+// still silent at the caller's deadline): an *UnavailableError naming the
+// endpoint, with the network or context error still in the chain.
 package store

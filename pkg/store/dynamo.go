@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -52,6 +53,7 @@ type Config struct {
 type Dynamo struct {
 	client   DynamoAPI
 	table    string
+	endpoint string // for UnavailableError
 	now      func() time.Time
 	log      *slog.Logger
 	workers  int
@@ -71,6 +73,7 @@ func New(client DynamoAPI, cfg Config) *Dynamo {
 	if d.table == "" {
 		d.table = schema.DefaultTableName
 	}
+	d.endpoint = clientEndpoint(client)
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -90,6 +93,24 @@ func New(client DynamoAPI, cfg Config) *Dynamo {
 		d.max = 2 * time.Second
 	}
 	return d
+}
+
+// clientEndpoint names the endpoint client sends to, for errors: a
+// *dynamodb.Client's BaseEndpoint, else its region's AWS endpoint; other
+// DynamoAPI implementations are just "DynamoDB".
+func clientEndpoint(client DynamoAPI) string {
+	c, ok := client.(interface{ Options() dynamodb.Options })
+	if !ok {
+		return "DynamoDB"
+	}
+	o := c.Options()
+	switch {
+	case o.BaseEndpoint != nil && *o.BaseEndpoint != "":
+		return strings.TrimRight(*o.BaseEndpoint, "/")
+	case o.Region != "":
+		return "https://dynamodb." + o.Region + ".amazonaws.com"
+	}
+	return "DynamoDB"
 }
 
 // Table returns the table name the store uses.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // More errors callers branch on (see also ErrNotFound and ErrInvalid).
@@ -20,7 +23,54 @@ var (
 	// ErrUnprocessed: a batch operation gave up with items still unprocessed;
 	// the error is an *UnprocessedError saying how many.
 	ErrUnprocessed = errors.New("store: batch items left unprocessed")
+	// ErrUnavailable: the DynamoDB endpoint could not be reached (connection
+	// refused or reset, no such host, or no answer before the caller's
+	// deadline). The error is an *UnavailableError naming the endpoint; it
+	// also matches the underlying network or context error.
+	ErrUnavailable = errors.New("store: DynamoDB endpoint unavailable")
 )
+
+// UnavailableError reports a request that never got an answer from the
+// DynamoDB endpoint. It matches ErrUnavailable and the underlying error
+// (e.g. context.DeadlineExceeded) with errors.Is.
+type UnavailableError struct {
+	// Endpoint is the URL the request went to: the client's BaseEndpoint,
+	// the URL of the failed request, or the regional AWS endpoint.
+	Endpoint string
+	Err      error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("cannot reach DynamoDB at %s: %v", e.Endpoint, e.Err)
+}
+
+// Unwrap makes errors.Is(err, ErrUnavailable) true and keeps Err in the chain.
+func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// unreachable reports whether err means no answer came from the endpoint: a
+// request that could not be sent or read, or one still waiting when the
+// deadline passed. A cancellation is the caller's decision, not the
+// endpoint's failure.
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var send *smithyhttp.RequestSendError
+	var ne net.Error
+	return errors.As(err, &send) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// endpointOf is the endpoint an unreachable request went to: the failed
+// request's own URL when the error carries it, else the store's.
+func (d *Dynamo) endpointOf(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+			return u.Scheme + "://" + u.Host
+		}
+	}
+	return d.endpoint
+}
 
 // ValidationError says which field failed validation and why. It matches
 // ErrInvalid with errors.Is.
@@ -78,6 +128,9 @@ func (d *Dynamo) wrapErr(op, subject string, err error) error {
 	var rnf *types.ResourceNotFoundException
 	if errors.As(err, &rnf) {
 		return &tableNotFoundError{table: d.table, err: err}
+	}
+	if unreachable(err) {
+		err = &UnavailableError{Endpoint: d.endpointOf(err), Err: err}
 	}
 	var api smithy.APIError
 	if errors.As(err, &api) {

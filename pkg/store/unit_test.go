@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
@@ -210,3 +211,18 @@ func TestParallelStopsOnError(t *testing.T) {
 }
 
 func b64(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
+
+func TestClientEndpointNamesWhereRequestsGo(t *testing.T) {
+	for _, tc := range []struct {
+		client DynamoAPI
+		want   string
+	}{
+		{dynamodb.New(dynamodb.Options{Region: "eu-west-1"}), "https://dynamodb.eu-west-1.amazonaws.com"},
+		{dynamodb.New(dynamodb.Options{Region: "us-east-1"}, EndpointOptions("http://127.0.0.1:4510/")), "http://127.0.0.1:4510"},
+		{nil, "DynamoDB"},
+	} {
+		if got := clientEndpoint(tc.client); got != tc.want {
+			t.Errorf("clientEndpoint = %q, want %q", got, tc.want)
+		}
+	}
+}
