@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // BroadcastResult summarises a broadcast. Outcomes has one entry per
@@ -60,7 +62,7 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 	}
 	defer end()
 	cid := correlationFor(ctx)
-	payload, err := encode(message)
+	payload, err := Encode(message)
 	if err != nil {
 		return fail(StatusFailed, err)
 	}
@@ -186,9 +188,10 @@ func (b *broadcast) finish(i int, o Outcome) {
 // start after the first chunk instead of after the whole list.
 func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 	m := b.m
-	// Jobs hold up to 25 ids, fewer when 25 would leave workers idle
-	// (100 ids on 10 workers: 10 jobs of 10, not 4 of 25).
-	size := min(JobBatchSize, max(1, (len(ids)+m.cfg.Workers-1)/m.cfg.Workers))
+	// Jobs hold up to 25 ids (the size of a stale-record batch), fewer when
+	// 25 would leave workers idle (100 ids on 10 workers: 10 jobs of 10, not
+	// 4 of 25).
+	size := min(store.BatchWriteLimit, max(1, (len(ids)+m.cfg.Workers-1)/m.cfg.Workers))
 	// settle records the final outcome of ids[i], decided before delivery.
 	settle := func(i int, status Status, err error) {
 		o := Outcome{ConnectionID: ids[i], Status: status, Err: &SendError{ConnectionID: ids[i], Err: err}}
@@ -205,11 +208,11 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 			return false
 		}
 	}
-	for lo := 0; lo < len(ids); lo += ExistenceBatchSize {
+	for lo := 0; lo < len(ids); lo += store.BatchGetLimit {
 		if b.ctx.Err() != nil {
 			return
 		}
-		hi := min(lo+ExistenceBatchSize, len(ids))
+		hi := min(lo+store.BatchGetLimit, len(ids))
 		var exists map[string]bool
 		if m.st != nil {
 			var err error
@@ -227,7 +230,7 @@ func (b *broadcast) produce(ids []string, jobs chan<- []int) {
 					return
 				}
 				for i := lo; i < hi; i++ {
-					settle(i, StatusFailed, fmt.Errorf("%w: %v", ErrStoreUnavailable, err))
+					settle(i, StatusFailed, fmt.Errorf("%w: %w", ErrStoreUnavailable, err))
 				}
 				continue
 			}
@@ -302,12 +305,12 @@ func (b *broadcast) removeStale() {
 	if m.st == nil || len(b.stale) == 0 {
 		return
 	}
-	for lo := 0; lo < len(b.stale); lo += JobBatchSize {
+	for lo := 0; lo < len(b.stale); lo += store.BatchWriteLimit {
 		if b.ctx.Err() != nil {
 			m.log.InfoContext(b.ctx, "broadcast interrupted before removing all stale records; their TTL will", "correlation_id", b.cid, "remaining", len(b.stale)-lo)
 			return
 		}
-		hi := min(lo+JobBatchSize, len(b.stale))
+		hi := min(lo+store.BatchWriteLimit, len(b.stale))
 		if err := m.st.DeleteMany(b.ctx, b.stale[lo:hi]); err != nil {
 			m.log.WarnContext(b.ctx, "could not remove stale connection records; their TTL will", "correlation_id", b.cid, "count", hi-lo, "error", err)
 			continue

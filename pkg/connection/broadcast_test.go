@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 func TestBroadcastOutcomes(t *testing.T) {
@@ -74,7 +76,7 @@ func TestBroadcastOutcomes(t *testing.T) {
 	// existence in chunks of at most 100, one call per chunk.
 	var checked int
 	for _, c := range st.existing {
-		if len(c) > ExistenceBatchSize {
+		if len(c) > store.BatchGetLimit {
 			t.Errorf("existence chunk of %d", len(c))
 		}
 		checked += len(c)

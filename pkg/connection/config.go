@@ -19,13 +19,6 @@ const (
 	DefaultJitter         = 0.25
 	DefaultAttemptTimeout = 10 * time.Second
 	DefaultFlushInterval  = 5 * time.Second
-	// JobBatchSize is how many ids a Broadcast worker takes from the job
-	// channel at once, and how many stale records one DeleteMany removes
-	// (DynamoDB's BatchWriteItem limit).
-	JobBatchSize = 25
-	// ExistenceBatchSize is how many ids one store existence check covers
-	// (DynamoDB's BatchGetItem limit).
-	ExistenceBatchSize = 100
 )
 
 // Config configures a Manager. Every zero value means the documented default.
@@ -88,13 +81,7 @@ type RetryPolicy struct {
 
 // DefaultShouldRetry retries 5xx, 429 and network errors (connection
 // refused/reset, EOF, per-attempt timeouts); never other 4xx.
-func DefaultShouldRetry(err error) bool {
-	switch errorType(err) {
-	case "server_error", "throttled", "network":
-		return true
-	}
-	return false
-}
+func DefaultShouldRetry(err error) bool { return err != nil && kindOf(err).retry }
 
 // BreakerConfig configures the circuit breaker on the endpoint. 410, 4xx
 // and cancellations never count as failures; 429 is neutral.

@@ -50,33 +50,26 @@
 //     it; operations stuck in injected code that ignores ctx (a Store,
 //     Observer or progress callback) are abandoned 1 s later and counted in
 //     its error, so Shutdown never hangs.
-//   - Errors are *SendError values wrapping this package's sentinels; AWS SDK
-//     error types never reach callers. Every operation logs (log/slog) its
-//     correlation_id (WithCorrelationID, else generated), connection_id,
-//     attempt, duration_ms and outcome.
+//   - Errors are *SendError values wrapping this package's sentinels; the
+//     Management API's SDK error types never reach callers, and a store
+//     failure keeps the store's error in the chain (store.ErrUnavailable
+//     names the endpoint that did not answer). One table decides, per
+//     sentinel, the metrics label, the Outcome status (StatusOf) and
+//     whether retries, the breaker and health count it. Every operation
+//     logs (log/slog) its correlation_id (WithCorrelationID, else
+//     generated), connection_id, attempt, duration_ms and outcome.
 //   - Metrics returns counters, a latency histogram (p50/p90/p99; lock-free,
-//     O(1) record, ~38 ns under parallel load), error counts by type and the
-//     breaker state; an Observer receives each outcome for EMF export.
+//     O(1) record), error counts by type and the breaker state; an Observer
+//     receives each outcome (connectionemf exports them as EMF).
 //
 // # Performance
 //
-// Measured on the 2-core shared development VM (Go 1.26, loopback server,
-// 100-byte messages; `go test -run '^$' -bench . ./pkg/connection/`), each
-// next to a raw baseline of plain net/http POSTs in the same run:
-//
-//	Send, one at a time           p50 86 µs, p99 1.1 ms   (raw p50 16 µs: 5.4×)
-//	Broadcast to 100, 10 workers  p50 7.1 ms, p99 18 ms   (raw 1.9 ms: 3.7×)
-//	1000 goroutines sending       10.4k msgs/s, p99 243 ms, 0 errors (raw 41.8k msgs/s: 0.25×)
-//	Broadcast 1000, +20 ms/request:
-//	  10 workers                  2125 ms (ideal 2000, raw 2092: 1.02×)
-//	  50 workers                   472 ms (ideal  400, raw  433: 1.09×)
-//	  100 workers                  252 ms (ideal  200, raw  228: 1.11×)
-//
-// On loopback the cost is CPU in the SDK (middleware stack, SigV4 signing:
-// ~35 µs per request), so concurrent throughput is a quarter of raw HTTP.
-// Against AWS, where a request takes ~20 ms, the overhead disappears (within
-// 2–11% of raw) and the worker count decides throughput: ≈ Workers / latency.
-// See docs/decisions.md.
+// On loopback the cost of a delivery is CPU in the SDK (middleware, SigV4
+// signing); against AWS it is the request's latency, so Broadcast's
+// throughput is about Workers / latency. The measured figures, with the
+// machine and the baselines they were taken against, are dated records in
+// docs/decisions.md; `go test -run '^$' -bench . ./pkg/connection/`
+// reproduces them.
 //
 // # In a Lambda
 //

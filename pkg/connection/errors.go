@@ -15,7 +15,9 @@ import (
 
 // Errors callers branch on with errors.Is. Every error returned by Send is a
 // *SendError whose Unwrap yields one of these (or context.Canceled /
-// context.DeadlineExceeded); AWS SDK error types never reach callers.
+// context.DeadlineExceeded); the Management API's SDK error types never
+// reach callers. A store failure keeps the store's error in the chain
+// (store.ErrTableNotFound, store.ErrUnavailable naming the endpoint, ...).
 var (
 	// ErrConnectionNotFound: no unexpired record for the id in the store, so
 	// nothing was posted. The client is not connected (or never was).
@@ -52,7 +54,7 @@ var (
 	// failed repeatedly and its cooldown has not passed.
 	ErrUnhealthy = errors.New("connection: skipped, connection is unhealthy (repeated failures) and cooling down")
 	// ErrStoreUnavailable: the connection store failed while checking
-	// existence; nothing was posted.
+	// existence; nothing was posted. The store's error stays in the chain.
 	ErrStoreUnavailable = errors.New("connection: connection store unavailable")
 )
 
@@ -70,7 +72,12 @@ type SendError struct {
 }
 
 func (e *SendError) Error() string {
-	s := fmt.Sprintf("send to connection %q failed after %d attempt(s): %v", e.ConnectionID, e.Attempts, e.Err)
+	// With no request made, the failure was decided before the network
+	// (not found, store, breaker, shutdown): counting 0 attempts says nothing.
+	s := fmt.Sprintf("send to connection %q: %v", e.ConnectionID, e.Err)
+	if e.Attempts > 0 {
+		s = fmt.Sprintf("send to connection %q failed after %d attempt(s): %v", e.ConnectionID, e.Attempts, e.Err)
+	}
 	if e.StatusCode != 0 {
 		s += fmt.Sprintf(" (HTTP %d", e.StatusCode)
 		if e.Code != "" {
@@ -83,6 +90,85 @@ func (e *SendError) Error() string {
 
 // Unwrap returns the sentinel so errors.Is(err, ErrConnectionStale) works.
 func (e *SendError) Unwrap() error { return e.Err }
+
+// errorKind is what the package decides about one kind of error.
+type errorKind struct {
+	err error
+	// label names it in MetricsSnapshot.ErrorsByType.
+	label string
+	// status is the Outcome status of a delivery that failed with it.
+	status Status
+	// retry: DefaultShouldRetry retries it.
+	retry bool
+	// breaker: how the circuit breaker counts it (a success unless said).
+	breaker breakerVerdict
+	// unhealthy: it counts against the connection's health.
+	unhealthy bool
+	// fromAPI: a ManagementAPI implementation other than the SDK (a fake,
+	// an in-process gateway) may return it directly.
+	fromAPI bool
+}
+
+type breakerVerdict int
+
+const (
+	breakerSuccess  breakerVerdict = iota // proves the endpoint is up
+	breakerFailure                        // endpoint trouble
+	breakerExcluded                       // neither (429, cancellations)
+)
+
+// errorKinds is the one table of the package's error rules: kindOf takes
+// the first row whose error matches, so an error matching two rows (a store
+// failure that also wraps a deadline) gets the earlier one.
+var errorKinds = []errorKind{
+	{err: ErrConnectionNotFound, label: "not_found", status: StatusNotFound, fromAPI: true},
+	{err: ErrConnectionStale, label: "gone", status: StatusStale, fromAPI: true},
+	{err: ErrCircuitOpen, label: "circuit_open", status: StatusFailed},
+	{err: ErrPayloadTooLarge, label: "payload_too_large", status: StatusFailed, fromAPI: true},
+	{err: ErrShuttingDown, label: "shutting_down", status: StatusCancelled, breaker: breakerExcluded},
+	{err: ErrThrottled, label: "throttled", status: StatusFailed, retry: true, breaker: breakerExcluded, fromAPI: true},
+	{err: ErrForbidden, label: "forbidden", status: StatusFailed, fromAPI: true},
+	{err: ErrServerError, label: "server_error", status: StatusFailed, retry: true, breaker: breakerFailure, unhealthy: true, fromAPI: true},
+	{err: ErrNetwork, label: "network", status: StatusFailed, retry: true, breaker: breakerFailure, unhealthy: true, fromAPI: true},
+	{err: ErrRejected, label: "rejected", status: StatusFailed, unhealthy: true, fromAPI: true},
+	{err: ErrInvalidMessage, label: "invalid_message", status: StatusFailed},
+	{err: ErrUnhealthy, label: "skipped", status: StatusSkipped},
+	{err: ErrStoreUnavailable, label: "store", status: StatusFailed},
+	{err: context.Canceled, label: "cancelled", status: StatusCancelled, breaker: breakerExcluded},
+	{err: context.DeadlineExceeded, label: "cancelled", status: StatusCancelled, breaker: breakerExcluded},
+}
+
+// otherKind is the verdict on an error no row matches.
+var otherKind = errorKind{label: "other", status: StatusFailed}
+
+// kindOf returns err's row of errorKinds (otherKind when none matches).
+func kindOf(err error) errorKind {
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return k
+		}
+	}
+	return otherKind
+}
+
+// errorType is the metrics label of an error ("" for nil).
+func errorType(err error) string {
+	if err == nil {
+		return ""
+	}
+	return kindOf(err).label
+}
+
+// StatusOf is the Outcome status a delivery gets when it ends with err:
+// StatusSent for nil, StatusNotFound, StatusStale, StatusSkipped or
+// StatusCancelled for those sentinels (and context errors), else
+// StatusFailed. The Manager and connectiontest.Recorder decide with it.
+func StatusOf(err error) Status {
+	if err == nil {
+		return StatusSent
+	}
+	return kindOf(err).status
+}
 
 // attemptResult is one classified attempt: kind is a sentinel (nil on success).
 type attemptResult struct {
@@ -104,14 +190,13 @@ func classify(parent context.Context, err error) attemptResult {
 		return attemptResult{kind: cerr}
 	}
 	// Implementations of ManagementAPI other than the SDK (fakes, the local
-	// gateway in-process) may return our sentinels directly.
-	for _, s := range []error{ErrConnectionStale, ErrPayloadTooLarge, ErrForbidden, ErrThrottled, ErrServerError, ErrNetwork, ErrRejected, ErrConnectionNotFound} {
-		if errors.Is(err, s) {
-			if s == ErrConnectionNotFound {
-				s = ErrConnectionStale
-			}
-			return attemptResult{kind: s}
+	// gateway in-process) may return our sentinels directly; for the API,
+	// "not found" is the connection being gone.
+	if k := kindOf(err); k.fromAPI {
+		if k.err == ErrConnectionNotFound {
+			return attemptResult{kind: ErrConnectionStale}
 		}
+		return attemptResult{kind: k.err}
 	}
 	r := attemptResult{status: httpStatus(err)}
 	var apiErr smithy.APIError
@@ -170,41 +255,4 @@ func isNetwork(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, context.DeadlineExceeded)
-}
-
-// errorType is the metrics label of an error.
-func errorType(err error) string {
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ErrConnectionNotFound):
-		return "not_found"
-	case errors.Is(err, ErrConnectionStale):
-		return "gone"
-	case errors.Is(err, ErrCircuitOpen):
-		return "circuit_open"
-	case errors.Is(err, ErrPayloadTooLarge):
-		return "payload_too_large"
-	case errors.Is(err, ErrShuttingDown):
-		return "shutting_down"
-	case errors.Is(err, ErrThrottled):
-		return "throttled"
-	case errors.Is(err, ErrForbidden):
-		return "forbidden"
-	case errors.Is(err, ErrServerError):
-		return "server_error"
-	case errors.Is(err, ErrNetwork):
-		return "network"
-	case errors.Is(err, ErrRejected):
-		return "rejected"
-	case errors.Is(err, ErrInvalidMessage):
-		return "invalid_message"
-	case errors.Is(err, ErrUnhealthy):
-		return "skipped"
-	case errors.Is(err, ErrStoreUnavailable):
-		return "store"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "cancelled"
-	}
-	return "other"
 }

@@ -142,8 +142,8 @@ func New(api ManagementAPI, st Store, cfg Config) (*Manager, error) {
 			ReadyToTrip: func(c gobreaker.Counts) bool {
 				return c.ConsecutiveFailures >= cfg.Breaker.ConsecutiveFailures
 			},
-			IsSuccessful: breakerSuccess,
-			IsExcluded:   breakerExcluded,
+			IsSuccessful: func(err error) bool { return err == nil || kindOf(err).breaker != breakerFailure },
+			IsExcluded:   func(err error) bool { return err != nil && kindOf(err).breaker == breakerExcluded },
 			OnStateChange: func(_ string, from, to gobreaker.State) {
 				m.log.Warn("circuit breaker state change", "from", from.String(), "to", to.String())
 				if m.obs != nil {
@@ -158,33 +158,6 @@ func New(api ManagementAPI, st Store, cfg Config) (*Manager, error) {
 		close(m.flushDone)
 	}
 	return m, nil
-}
-
-// breakerSuccess: only endpoint trouble (5xx, network) counts against the
-// breaker; 410 and other client errors prove the endpoint is up.
-func breakerSuccess(err error) bool {
-	switch errorType(err) {
-	case "server_error", "network":
-		return false
-	}
-	return true
-}
-
-func breakerExcluded(err error) bool {
-	switch errorType(err) {
-	case "throttled", "cancelled", "shutting_down":
-		return true
-	}
-	return false
-}
-
-// healthFailure: failures that say something about this connection.
-func healthFailure(err error) bool {
-	switch errorType(err) {
-	case "server_error", "network", "rejected":
-		return true
-	}
-	return false
 }
 
 // begin registers an operation unless shutting down; the returned ctx is
@@ -211,9 +184,12 @@ func (m *Manager) begin(ctx context.Context) (context.Context, func(), error) {
 	}, nil
 }
 
-// encode marshals message once. []byte, json.RawMessage and string pass
-// through unchanged (they are assumed to be the wire bytes already).
-func encode(message any) ([]byte, error) {
+// Encode returns the wire payload of message, as Send and Broadcast post it:
+// []byte, json.RawMessage and string pass through unchanged (they are
+// assumed to be the wire bytes already), anything else is JSON. A nil or
+// unmarshalable message is ErrInvalidMessage; over MaxMessageBytes,
+// ErrPayloadTooLarge. connectiontest.Recorder encodes with it too.
+func Encode(message any) ([]byte, error) {
 	var b []byte
 	switch v := message.(type) {
 	case nil:
@@ -249,7 +225,7 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 	}
 	defer end()
 	cid := correlationFor(ctx)
-	payload, err := encode(message)
+	payload, err := Encode(message)
 	if err != nil {
 		o := Outcome{ConnectionID: connectionID, Status: StatusFailed, Err: &SendError{ConnectionID: connectionID, Err: err}}
 		m.record(ctx, cid, "send", o, time.Since(start), false)
@@ -320,12 +296,14 @@ func (m *Manager) checkExists(ctx context.Context, id string) (o Outcome, ok boo
 		o.Status, o.Err = StatusNotFound, &SendError{ConnectionID: id, Err: ErrConnectionNotFound}
 		return o, false
 	case err != nil:
-		r := classify(ctx, err)
-		if isCancelled(r.kind) {
-			o.Status, o.Err = StatusCancelled, &SendError{ConnectionID: id, Err: r.kind}
+		// Both keep the store's error in the chain (store.ErrUnavailable
+		// names the endpoint that did not answer).
+		if r := classify(ctx, err); isCancelled(r.kind) {
+			o.Err = &SendError{ConnectionID: id, Err: fmt.Errorf("%w while checking the connection store: %w", r.kind, err)}
 		} else {
-			o.Status, o.Err = StatusFailed, &SendError{ConnectionID: id, Err: fmt.Errorf("%w: %v", ErrStoreUnavailable, err)}
+			o.Err = &SendError{ConnectionID: id, Err: fmt.Errorf("%w: %w", ErrStoreUnavailable, err)}
 		}
+		o.Status = StatusOf(o.Err)
 		return o, false
 	}
 	return o, true
@@ -342,17 +320,7 @@ func isCancelled(kind error) bool {
 // records: callers remove stale ones (one by one or in batches).
 func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []byte, maxAttempts int, start time.Time) Outcome {
 	attempts, r := m.post(ctx, cid, id, payload, maxAttempts)
-	o := Outcome{ConnectionID: id, Attempts: attempts}
-	switch {
-	case r.kind == nil:
-		o.Status = StatusSent
-	case r.kind == ErrConnectionStale:
-		o.Status = StatusStale
-	case isCancelled(r.kind):
-		o.Status = StatusCancelled
-	default:
-		o.Status = StatusFailed
-	}
+	o := Outcome{ConnectionID: id, Attempts: attempts, Status: StatusOf(r.kind)}
 	if r.kind != nil {
 		o.Err = &SendError{ConnectionID: id, Attempts: attempts, Err: r.kind, StatusCode: r.status, Code: r.code}
 	}
@@ -464,7 +432,7 @@ func (m *Manager) record(ctx context.Context, cid, op string, o Outcome, latency
 			m.m.sendErrors.Add(1)
 		}
 		m.m.countError(errorType(o.Err))
-		if healthFailure(o.Err) && m.health.failure(o.ConnectionID, m.clock.Now()) {
+		if kindOf(o.Err).unhealthy && m.health.failure(o.ConnectionID, m.clock.Now()) {
 			m.log.WarnContext(ctx, "connection marked unhealthy; broadcasts skip it until its cooldown passes",
 				"correlation_id", cid, "connection_id", o.ConnectionID, "failures", m.cfg.Health.FailureThreshold, "cooldown", m.cfg.Health.Cooldown)
 		}

@@ -3,9 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +46,7 @@ func TestUnavailableNamesTheEndpoint(t *testing.T) {
 	})
 
 	t.Run("no answer before the deadline", func(t *testing.T) {
-		ep := "http://" + silentListener(t)
+		ep := "http://" + freeport.Silent(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		_, err := open(t, ep).List(ctx, store.ListQuery{TenantID: "t"})
@@ -56,7 +54,7 @@ func TestUnavailableNamesTheEndpoint(t *testing.T) {
 	})
 
 	t.Run("cancelled is the caller's, not unavailable", func(t *testing.T) {
-		ep := "http://" + silentListener(t)
+		ep := "http://" + freeport.Silent(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(50*time.Millisecond, cancel)
 		_, err := open(t, ep).Get(ctx, "abc=")
@@ -64,42 +62,4 @@ func TestUnavailableNamesTheEndpoint(t *testing.T) {
 			t.Fatalf("err = %v; want context.Canceled and not ErrUnavailable", err)
 		}
 	})
-}
-
-// silentListener accepts connections and never answers; cleanup closes
-// everything it accepted.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return l.Addr().String()
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/pay-theory/streamer/internal/clitest"
@@ -88,7 +87,7 @@ func TestErrorCases(t *testing.T) {
 	t.Run("unreachable endpoint", func(t *testing.T) {
 		// A listener that accepts and never answers: only the timeout ends
 		// the call. clitest.RunTimeout bounds the whole run.
-		hole := blackhole(t)
+		hole := freeport.Silent(t)
 		e := append(clitest.CleanEnv(t), "STREAMER_ENDPOINT=http://"+hole+"/local", "STREAMER_KEY_DIR="+s.KeyDir, "STREAMER_TIMEOUT=1s")
 		expect("conn ls", run(t, e, "", "conn", "ls", "--tenant", "t"), 1, "cannot reach the DynamoDB API at http://"+hole, "streamer local")
 		expect("send", run(t, e, "", "send", live, "hi"), 1, "http://"+hole)
@@ -140,42 +139,4 @@ func TestErrorCases(t *testing.T) {
 			t.Errorf("stdout must stay empty when the stack did not start: %q", r.Stdout)
 		}
 	})
-}
-
-// blackhole returns the address of a listener that accepts connections and
-// never answers; cleanup closes it and every accepted connection.
-func blackhole(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return l.Addr().String()
 }
