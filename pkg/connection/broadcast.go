@@ -52,7 +52,7 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 			res.Outcomes[i].Status = status
 			res.Outcomes[i].Err = &SendError{ConnectionID: res.Outcomes[i].ConnectionID, Err: err}
 		}
-		res.tally()
+		res.Tally()
 		res.Duration = time.Since(start)
 		return res, fmt.Errorf("connection: broadcast to %d connections not started: %w", len(ids), err)
 	}
@@ -93,7 +93,7 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 		}
 	}
 	b.removeStale()
-	res.tally()
+	res.Tally()
 	res.Duration = time.Since(start)
 	m.m.broadcasts.Add(1)
 	m.m.broadcastMsgs.Add(uint64(res.Sent))
@@ -121,7 +121,9 @@ func cancelCause(ctx context.Context) error {
 	return context.Canceled
 }
 
-func (r *BroadcastResult) tally() {
+// Tally sets the per-status counts from Outcomes (an outcome with no final
+// status counts as cancelled).
+func (r *BroadcastResult) Tally() {
 	r.Sent, r.NotFound, r.Stale, r.Skipped, r.Failed, r.Cancelled = 0, 0, 0, 0, 0, 0
 	for _, o := range r.Outcomes {
 		switch o.Status {

@@ -1,6 +1,8 @@
 // Package connectiontest provides a test double for code that sends through
 // connection.Sender: a Recorder that captures what was sent (in a slice and,
 // optionally, on a channel sink) and can be told to fail per id or globally.
+// It encodes messages and decides outcomes with the connection package's own
+// rules (connection.Encode, connection.StatusOf), so it agrees with a Manager.
 package connectiontest
 
 import (
@@ -39,6 +41,7 @@ type Recorder struct {
 	failID   map[string]error
 	failAll  error
 	inactive map[string]bool
+	shut     bool
 }
 
 var _ connection.Sender = (*Recorder)(nil)
@@ -104,36 +107,20 @@ func (r *Recorder) SentTo(id string) []Sent {
 	return out
 }
 
-// Reset forgets deliveries and failure settings.
+// Reset forgets deliveries, failure settings and a Shutdown.
 func (r *Recorder) Reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.sent, r.failID, r.failAll, r.inactive = nil, nil, nil, nil
+	r.sent, r.failID, r.failAll, r.inactive, r.shut = nil, nil, nil, nil, false
 }
 
-// encode turns message into the payload the Manager would post, rejecting
-// what it would reject (nil, unmarshalable, over MaxMessageBytes).
-func encode(message any) ([]byte, error) {
-	var b []byte
-	switch v := message.(type) {
-	case nil:
-		return nil, fmt.Errorf("%w: message is nil", connection.ErrInvalidMessage)
-	case []byte:
-		b = v
-	case json.RawMessage:
-		b = v
-	case string:
-		b = []byte(v)
-	default:
-		var err error
-		if b, err = json.Marshal(message); err != nil {
-			return nil, fmt.Errorf("%w: %v", connection.ErrInvalidMessage, err)
-		}
-	}
-	if len(b) > connection.MaxMessageBytes {
-		return nil, fmt.Errorf("%w: %d bytes", connection.ErrPayloadTooLarge, len(b))
-	}
-	return b, nil
+// Shutdown makes later calls fail as a shut-down Manager's do: Send with
+// connection.ErrShuttingDown, Broadcast not started, IsActive false.
+func (r *Recorder) Shutdown(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.shut = true
+	return nil
 }
 
 func (r *Recorder) deliver(ctx context.Context, id string, payload []byte, broadcast bool) error {
@@ -144,6 +131,9 @@ func (r *Recorder) deliver(ctx context.Context, id string, payload []byte, broad
 	err := r.failAll
 	if e, ok := r.failID[id]; ok {
 		err = e
+	}
+	if r.shut {
+		err = &connection.SendError{ConnectionID: id, Err: connection.ErrShuttingDown}
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -170,60 +160,63 @@ func (r *Recorder) deliver(ctx context.Context, id string, payload []byte, broad
 // Send records message for connectionID or returns the configured failure
 // as a *connection.SendError.
 func (r *Recorder) Send(ctx context.Context, connectionID string, message any) error {
-	payload, err := encode(message)
+	payload, err := connection.Encode(message)
 	if err != nil {
 		return &connection.SendError{ConnectionID: connectionID, Err: err}
 	}
 	return r.deliver(ctx, connectionID, payload, false)
 }
 
-// Broadcast records message for every distinct id and reports outcomes the
-// way the Manager does (not_found, stale, skipped and failed from the
-// configured failures).
+// Broadcast records message for every distinct id; see BroadcastWithProgress.
 func (r *Recorder) Broadcast(ctx context.Context, connectionIDs []string, message any) (connection.BroadcastResult, error) {
+	return r.BroadcastWithProgress(ctx, connectionIDs, message, nil)
+}
+
+// BroadcastWithProgress records message for every distinct id and reports
+// outcomes the way the Manager does (not_found, stale, skipped, failed and
+// cancelled from the configured failures, through connection.StatusOf).
+// progress, when non-nil, is called after each id with (done, total).
+func (r *Recorder) BroadcastWithProgress(ctx context.Context, connectionIDs []string, message any, progress func(done, total int)) (connection.BroadcastResult, error) {
 	start := time.Now()
-	payload, err := encode(message)
+	payload, err := connection.Encode(message)
 	if err != nil {
 		return connection.BroadcastResult{Total: len(connectionIDs)}, fmt.Errorf("connectiontest: broadcast not started: %w", err)
 	}
-	var res connection.BroadcastResult
+	var ids []string
 	seen := map[string]bool{}
 	for _, id := range connectionIDs {
-		if seen[id] {
-			continue
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
 		}
-		seen[id] = true
-		o := connection.Outcome{ConnectionID: id, Status: connection.StatusSent, Attempts: 1}
-		if err := r.deliver(ctx, id, payload, true); err != nil {
-			o.Err = err
-			switch {
-			case errors.Is(err, connection.ErrConnectionNotFound):
-				o.Status, o.Attempts = connection.StatusNotFound, 0
-				res.NotFound++
-			case errors.Is(err, connection.ErrConnectionStale):
-				o.Status = connection.StatusStale
-				res.Stale++
-			case errors.Is(err, connection.ErrUnhealthy):
-				o.Status, o.Attempts = connection.StatusSkipped, 0
-				res.Skipped++
-			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, connection.ErrShuttingDown):
-				o.Status, o.Attempts = connection.StatusCancelled, 0
-				res.Cancelled++
-			default:
-				o.Status = connection.StatusFailed
-				res.Failed++
-			}
+	}
+	r.mu.Lock()
+	shut := r.shut
+	r.mu.Unlock()
+	res := connection.BroadcastResult{Total: len(ids)}
+	for i, id := range ids {
+		var err error
+		if shut {
+			err = &connection.SendError{ConnectionID: id, Err: connection.ErrShuttingDown}
 		} else {
-			res.Sent++
+			err = r.deliver(ctx, id, payload, true)
+		}
+		o := connection.Outcome{ConnectionID: id, Status: connection.StatusOf(err), Attempts: 1, Err: err}
+		switch o.Status {
+		case connection.StatusNotFound, connection.StatusSkipped, connection.StatusCancelled:
+			o.Attempts = 0 // decided before any request
 		}
 		res.Outcomes = append(res.Outcomes, o)
+		if progress != nil && !shut {
+			progress(i+1, len(ids))
+		}
 	}
-	res.Total = len(res.Outcomes)
+	res.Tally()
 	res.Duration = time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return res, err
+	if shut {
+		return res, fmt.Errorf("connectiontest: broadcast to %d connections not started: %w", len(ids), connection.ErrShuttingDown)
 	}
-	return res, nil
+	return res, ctx.Err()
 }
 
 // IsActive reports what SetActive / FailID configured (default true).
@@ -233,7 +226,7 @@ func (r *Recorder) IsActive(ctx context.Context, connectionID string) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.inactive[connectionID] {
+	if r.shut || r.inactive[connectionID] {
 		return false
 	}
 	err := r.failID[connectionID]

@@ -119,3 +119,50 @@ func TestRecorderConcurrentAndSinkCancel(t *testing.T) {
 		t.Errorf("cancelled %d ok %d recorded %d", cancelled, ok, len(rec.Sent()))
 	}
 }
+
+// TestRecorderAgreesWithTheManager: progress, Shutdown and message encoding
+// behave as a Manager's do, so code written against the Manager's methods
+// can be tested with the Recorder.
+func TestRecorderAgreesWithTheManager(t *testing.T) {
+	ctx := context.Background()
+	rec := connectiontest.NewRecorder(0)
+	rec.FailID("b", connection.ErrConnectionNotFound)
+	var calls [][2]int
+	res, err := rec.BroadcastWithProgress(ctx, []string{"a", "b", "a", "c"}, "hi", func(done, total int) {
+		calls = append(calls, [2]int{done, total})
+	})
+	if err != nil || res.Total != 3 || res.Sent != 2 || res.NotFound != 1 || fmt.Sprint(calls) != "[[1 3] [2 3] [3 3]]" {
+		t.Fatalf("result %+v err %v progress %v", res, err, calls)
+	}
+	if res.Outcomes[1].Status != connection.StatusNotFound || res.Outcomes[1].Attempts != 0 {
+		t.Errorf("not found outcome %+v", res.Outcomes[1])
+	}
+
+	// The Manager's encoder: a func cannot be JSON, []byte passes through.
+	if err := rec.Send(ctx, "a", func() {}); !errors.Is(err, connection.ErrInvalidMessage) {
+		t.Errorf("func message: %v", err)
+	}
+	want, _ := connection.Encode(map[string]int{"n": 1})
+	if err := rec.Send(ctx, "a", map[string]int{"n": 1}); err != nil || string(rec.SentTo("a")[1].Message) != string(want) {
+		t.Errorf("map message: %v %+v", err, rec.SentTo("a"))
+	}
+
+	if err := rec.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Send(ctx, "a", "late"); !errors.Is(err, connection.ErrShuttingDown) {
+		t.Errorf("Send after Shutdown: %v", err)
+	}
+	calls = nil
+	res, err = rec.BroadcastWithProgress(ctx, []string{"a", "c"}, "late", func(done, total int) { calls = append(calls, [2]int{done, total}) })
+	if !errors.Is(err, connection.ErrShuttingDown) || res.Cancelled != 2 || len(calls) != 0 {
+		t.Errorf("Broadcast after Shutdown: %+v %v progress %v", res, err, calls)
+	}
+	if rec.IsActive(ctx, "a") {
+		t.Error("IsActive after Shutdown")
+	}
+	rec.Reset()
+	if err := rec.Send(ctx, "a", "again"); err != nil {
+		t.Errorf("Send after Reset: %v", err)
+	}
+}
