@@ -1,7 +1,8 @@
-package observability_test
+package connectionemf_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/shared/lambdatest"
 	"github.com/pay-theory/streamer/lambda/shared/observability"
 	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/connection/connectionemf"
 )
 
 // managementAPI answers POST /{stage}/@connections/{id} like API Gateway:
@@ -42,15 +46,15 @@ func managementAPI(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// TestConnectionObserverExportsSendsAsEMF drives a real Manager over HTTP
+// TestObserverExportsSendsAsEMF drives a real Manager over HTTP
 // and parses what the adapter writes: one document per Flush, the messages
 // delivered by Send and Broadcast as MessagesSentPerMinute, the Environment
 // dimension only.
-func TestConnectionObserverExportsSendsAsEMF(t *testing.T) {
+func TestObserverExportsSendsAsEMF(t *testing.T) {
 	gw := managementAPI(t)
 	out := &lambdatest.Buffer{}
 	emf := observability.NewEMF(observability.EMFConfig{Writer: out, Environment: "prod", Function: "notifier"})
-	cm := observability.ConnectionObserver(emf)
+	cm := connectionemf.New(emf)
 	api := connection.NewManagementClient(gw.URL+"/prod", connection.ClientOptions{})
 	t.Cleanup(func() { connection.CloseIdleConnections(api) })
 	mgr, err := connection.New(api, nil, connection.Config{Observer: cm, Logger: slog.New(slog.DiscardHandler)})
@@ -112,8 +116,8 @@ func TestConnectionObserverExportsSendsAsEMF(t *testing.T) {
 	}
 }
 
-func TestConnectionObserverKeepsCountsWhenEmitFails(t *testing.T) {
-	cm := observability.ConnectionObserver(&failingEmitter{})
+func TestObserverKeepsCountsWhenEmitFails(t *testing.T) {
+	cm := connectionemf.New(failingEmitter{})
 	for range 3 {
 		cm.OnSend(connection.Outcome{ConnectionID: "a", Status: connection.StatusSent}, time.Millisecond)
 	}
@@ -125,11 +129,19 @@ func TestConnectionObserverKeepsCountsWhenEmitFails(t *testing.T) {
 	if sent, failed := cm.Pending(); sent != 3 || failed != 0 {
 		t.Errorf("pending after a failed Flush = %d sent %d failed, want 3 and 0", sent, failed)
 	}
-	var none *observability.ConnectionMetrics
+	var none *connectionemf.Observer
 	if err := none.Flush(context.Background()); err != nil {
 		t.Errorf("nil Flush = %v", err)
 	}
-	if err := observability.ConnectionObserver(nil).Flush(context.Background()); err != nil {
+	if err := connectionemf.New(nil).Flush(context.Background()); err != nil {
 		t.Errorf("Flush without an emitter = %v", err)
 	}
 }
+
+type failingEmitter struct{}
+
+func (failingEmitter) Emit(context.Context, []observability.Metric, map[string]any) error {
+	return errors.New("stdout closed")
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
