@@ -49,9 +49,6 @@ type Deps struct {
 	Now     func() time.Time
 }
 
-// Config tunes the handler; nothing yet (kept for the shared New signature).
-type Config struct{}
-
 // Handler handles $default (and "ping").
 type Handler struct {
 	d       Deps
@@ -59,7 +56,7 @@ type Handler struct {
 }
 
 // New returns a Handler.
-func New(d Deps, _ Config) (*Handler, error) {
+func New(d Deps) (*Handler, error) {
 	if d.Store == nil {
 		return nil, errors.Join(ErrMissingDependency, errors.New("defaultroute: Deps.Store is nil"))
 	}

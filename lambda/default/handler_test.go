@@ -50,7 +50,7 @@ func setup(t *testing.T, st defaultroute.Store) *env {
 		Logger:  observability.NewLogger(observability.LogConfig{Writer: e.logs, Function: "default", Level: slog.LevelDebug}),
 		Metrics: observability.NewEMF(observability.EMFConfig{Writer: e.metrics, Environment: "test"}),
 		Now:     func() time.Time { return e.now },
-	}, defaultroute.Config{})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,9 +59,6 @@ type Deps struct {
 	Now           func() time.Time
 }
 
-// Config tunes the handler; nothing yet (kept for the shared New signature).
-type Config struct{}
-
 // Handler handles $disconnect.
 type Handler struct {
 	d       Deps
@@ -69,7 +66,7 @@ type Handler struct {
 }
 
 // New returns a Handler.
-func New(d Deps, _ Config) (*Handler, error) {
+func New(d Deps) (*Handler, error) {
 	if d.Store == nil {
 		return nil, errors.Join(ErrMissingDependency, errors.New("disconnect: Deps.Store is nil"))
 	}

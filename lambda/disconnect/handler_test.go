@@ -43,7 +43,7 @@ func setup(t *testing.T, st disconnect.Store, now time.Time) *env {
 		Logger:        observability.NewLogger(observability.LogConfig{Writer: e.logs, Function: "disconnect"}),
 		Metrics:       observability.NewEMF(observability.EMFConfig{Writer: e.metrics, Environment: "test"}),
 		Now:           func() time.Time { return e.now },
-	}, disconnect.Config{})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestDisconnectStoreFailureIs200AndCounted(t *testing.T) {
 }
 
 func TestNewRequiresStore(t *testing.T) {
-	if _, err := disconnect.New(disconnect.Deps{}, disconnect.Config{}); !errors.Is(err, disconnect.ErrMissingDependency) {
+	if _, err := disconnect.New(disconnect.Deps{}); !errors.Is(err, disconnect.ErrMissingDependency) {
 		t.Errorf("New = %v, want ErrMissingDependency", err)
 	}
 }

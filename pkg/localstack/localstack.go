@@ -212,11 +212,11 @@ func (s *Stack) handlers(cfg Config) (map[string]localgw.Integration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localstack: $connect handler: %w", err)
 	}
-	dh, err := disconnect.New(disconnect.Deps{Store: s.Store, Logger: logger("disconnect"), Metrics: emf("disconnect")}, disconnect.Config{})
+	dh, err := disconnect.New(disconnect.Deps{Store: s.Store, Logger: logger("disconnect"), Metrics: emf("disconnect")})
 	if err != nil {
 		return nil, fmt.Errorf("localstack: $disconnect handler: %w", err)
 	}
-	mh, err := defaultroute.New(defaultroute.Deps{Store: s.Store, Logger: logger("default"), Metrics: emf("default")}, defaultroute.Config{})
+	mh, err := defaultroute.New(defaultroute.Deps{Store: s.Store, Logger: logger("default"), Metrics: emf("default")})
 	if err != nil {
 		return nil, fmt.Errorf("localstack: $default handler: %w", err)
 	}

@@ -20,5 +20,5 @@ func build(_ context.Context, env boot.Env) (boot.Handler, error) {
 		Logger:  env.Logger,
 		Metrics: env.Metrics,
 		Tracer:  env.Tracer,
-	}, defaultroute.Config{})
+	})
 }
