@@ -162,10 +162,13 @@ func errorCode(err error) string {
 	return ""
 }
 
+// errorMessage is the service's own message of an API error (lower case),
+// "" for any other error. DynamoDB says some things only there ("TimeToLive
+// is already enabled" is a plain ValidationException).
 func errorMessage(err error) string {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		return strings.ToLower(api.ErrorMessage())
 	}
-	return strings.ToLower(err.Error())
+	return ""
 }
