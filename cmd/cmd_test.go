@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
@@ -409,14 +410,14 @@ func TestSend(t *testing.T) {
 	if code := te.run("send", "a=", `{"hello":1}`); code != ExitOK {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
-	if string(te.msgr.sent["a="][0]) != `{"hello":1}` {
-		t.Errorf("sent %q", te.msgr.sent["a="])
+	if got := te.sentTo("a="); len(got) != 1 || got[0] != `{"hello":1}` {
+		t.Errorf("sent %q", got)
 	}
 	if !strings.Contains(te.errOut.String(), "sent 11 bytes to a=") || te.out.Len() != 0 {
 		t.Errorf("messages belong on stderr: out %q err %q", te.out, te.errOut)
 	}
-	if !te.msgr.shut {
-		t.Error("Run must shut the Manager down")
+	if err := te.msgr.Send(context.Background(), "a=", "late"); !errors.Is(err, connection.ErrShuttingDown) {
+		t.Errorf("Run must shut the Manager down: a later send gave %v", err)
 	}
 
 	file := filepath.Join(t.TempDir(), "m.json")
@@ -424,7 +425,7 @@ func TestSend(t *testing.T) {
 	te.run("send", "a=", "@"+file)
 	te.f.IO.In = strings.NewReader("from-stdin")
 	te.run("send", "a=", "-")
-	if got := te.msgr.sent["a="]; len(got) != 3 || string(got[1]) != "from-file" || string(got[2]) != "from-stdin" {
+	if got := te.sentTo("a="); len(got) != 3 || got[1] != "from-file" || got[2] != "from-stdin" {
 		t.Errorf("sent %q", got)
 	}
 }
@@ -432,11 +433,12 @@ func TestSend(t *testing.T) {
 func TestSendErrors(t *testing.T) {
 	te := newTestEnv(t)
 	big := filepath.Join(t.TempDir(), "big")
-	os.WriteFile(big, make([]byte, MaxMessageBytes+1), 0o600)
+	os.WriteFile(big, make([]byte, connection.MaxMessageBytes+1), 0o600)
 	exact := filepath.Join(t.TempDir(), "exact")
-	os.WriteFile(exact, make([]byte, MaxMessageBytes), 0o600)
+	os.WriteFile(exact, make([]byte, connection.MaxMessageBytes), 0o600)
 	te.store.put(conn("a=", "u", "t", time.Minute))
-	te.msgr.fail = map[string]string{"s=": StatusStale}
+	te.fail["s="] = connection.ErrConnectionStale
+	te.fail["gone="] = connection.ErrConnectionNotFound
 	te.store.put(conn("s=", "u", "t", time.Minute))
 
 	cases := []struct {
@@ -453,14 +455,14 @@ func TestSendErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		te.errOut.Reset()
-		calls := te.msgr.calls
+		calls := len(te.sent())
 		if code := te.run(c.args...); code != c.code {
 			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, c.code, te.errOut)
 		}
 		if !strings.Contains(te.errOut.String(), c.msg) {
 			t.Errorf("%v: stderr %q lacks %q", c.args, te.errOut, c.msg)
 		}
-		if c.code == ExitUsage && te.msgr.calls != calls {
+		if c.code == ExitUsage && len(te.sent()) != calls {
 			t.Errorf("%v: refused input must not be sent", c.args)
 		}
 	}
@@ -485,10 +487,10 @@ func TestBroadcastTenantAllSent(t *testing.T) {
 	if s.Total != s.Sent || s.Undelivered == nil {
 		t.Errorf("summary %+v", s)
 	}
-	if te.msgr.opts.Workers != 7 {
-		t.Errorf("--concurrency not passed: %+v", te.msgr.opts)
+	if te.msgrOpts.Workers != 7 {
+		t.Errorf("--concurrency not passed: %+v", te.msgrOpts)
 	}
-	if _, ok := te.msgr.sent["other-1="]; ok {
+	if len(te.sentTo("other-1=")) != 0 {
 		t.Error("another tenant received the broadcast")
 	}
 }
@@ -497,7 +499,8 @@ func TestBroadcastPartialExit3(t *testing.T) {
 	te := newTestEnv(t)
 	te.store.put(conn("a=", "u", "t", time.Minute))
 	te.store.put(conn("s=", "u", "t", time.Minute))
-	te.msgr.fail = map[string]string{"s=": StatusStale}
+	te.fail["s="] = connection.ErrConnectionStale
+	te.fail["missing="] = connection.ErrConnectionNotFound
 	if code := te.run("broadcast", "--ids", "a=,s=,missing=,a=", "hi"); code != ExitPartial {
 		t.Fatalf("exit %d, want 3: %s", code, te.errOut)
 	}
@@ -519,8 +522,8 @@ func TestBroadcastDryRunAndIDsFrom(t *testing.T) {
 	if code := te.run("broadcast", "--ids-from", file, "--dry-run", "hi"); code != ExitOK {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
-	if te.out.String() != "b=\na=\nc=\n" || te.msgr.calls != 0 {
-		t.Errorf("dry run printed %q, sends %d", te.out, te.msgr.calls)
+	if te.out.String() != "b=\na=\nc=\n" || len(te.sent()) != 0 {
+		t.Errorf("dry run printed %q, sends %d", te.out, len(te.sent()))
 	}
 	if !strings.Contains(te.errOut.String(), "would send 2 bytes to 3 connections") {
 		t.Errorf("stderr %s", te.errOut)
@@ -589,7 +592,7 @@ func TestColourOnlyOnTTYWithoutNoColor(t *testing.T) {
 	run := func(tty bool, noColor string) string {
 		te := newTestEnv(t)
 		te.store.put(conn("a=", "u", "t", time.Minute))
-		te.msgr.fail = map[string]string{}
+		te.fail["b="] = connection.ErrConnectionNotFound
 		te.f.IO.OutTTY, te.f.IO.ErrTTY = tty, tty
 		te.env["NO_COLOR"] = noColor
 		te.run("broadcast", "--ids", "a=,b=", "hi")
@@ -672,9 +675,6 @@ func TestSmokeFailuresExit3(t *testing.T) {
 
 func TestSmokeLocalHook(t *testing.T) {
 	te := newTestEnv(t)
-	if code := te.run("smoke", "--local"); code != ExitError || !strings.Contains(te.errOut.String(), "not available in this build") {
-		t.Errorf("no StartLocal: exit %d %s", code, te.errOut)
-	}
 	newFakeWorld(t, te)
 	stack := &fakeStack{cfg: Config{Endpoint: "http://127.0.0.1:5555/local", WSURL: "ws://127.0.0.1:5555/local", Table: "t",
 		Region: "us-east-1", KeyDir: sharedKeyDir(t), Issuer: DefaultIssuer, Timeout: 2 * time.Second}}

@@ -106,7 +106,7 @@ become the arrays "functions", "alarms" and "warnings".`,
 	fl.DurationVar(&opts.Refresh, "refresh", dashboard.DefaultRefresh, "time between refreshes (at least 1s)")
 	fl.DurationVar(&opts.Range, "range", dashboard.DefaultWindow, "cloudwatch: window the counts and series cover")
 	fl.BoolVar(&opts.Once, "once", false, "print one plain snapshot and exit (the default when stdout is not a terminal)")
-	fl.StringVarP(&opts.Output, "output", "o", "", "snapshot format: plain|json (implies --once; default plain)")
+	addOutputFlag(c, &opts.Output, "snapshot format: plain|json (implies --once; default plain)", FormatPlain, FormatJSON)
 	fl.StringVar(&opts.MetricsURL, "metrics-url", "", "local: metrics URL (default: scheme://host:port of --endpoint + /metrics.json)")
 	fl.StringVar(&opts.Namespace, "namespace", "", "cloudwatch: namespace of the handlers' metrics (default the handlers' own)")
 	return c
@@ -139,9 +139,6 @@ func validateDashboard(c *cobra.Command, opts *DashboardOptions) error {
 		}
 	default:
 		return usage("unknown --source %q: use local or cloudwatch", opts.Source)
-	}
-	if err := checkOutput(opts.Output, FormatPlain, FormatJSON); err != nil {
-		return err
 	}
 	if opts.Refresh < MinDashboardRefresh {
 		return usage("--refresh %s: want at least %s", opts.Refresh, MinDashboardRefresh)

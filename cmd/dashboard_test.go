@@ -38,7 +38,7 @@ func runDashboard(te *testEnv, tweak func(*DashboardOptions), args ...string) in
 		return dashboardRun(context.Background(), o)
 	}))
 	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
+	err := execute(context.Background(), root)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if cerr := te.f.Close(ctx); cerr != nil && err == nil {
@@ -59,7 +59,7 @@ func parseDashboard(t *testing.T, te *testEnv, args ...string) (*DashboardOption
 	var got *DashboardOptions
 	root.AddCommand(NewCmdDashboard(te.f, func(o *DashboardOptions) error { got = o; return nil }))
 	root.SetArgs(append([]string{"dashboard"}, args...))
-	return got, exitCode(te.f.IO.ErrOut, root.Execute())
+	return got, exitCode(te.f.IO.ErrOut, execute(context.Background(), root))
 }
 
 func TestDashboardFlagDefaultsAndParsing(t *testing.T) {

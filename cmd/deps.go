@@ -2,20 +2,18 @@ package cmd
 
 import (
 	"context"
-	"crypto/rsa"
-	"errors"
 	"net/http"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/pay-theory/streamer/pkg/auth"
+	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // The interfaces below are owned by the CLI: each lists only what the
-// commands call, so tests use small hand-written fakes and the real
-// implementations (pkg/store, pkg/connection, pkg/auth) plug in through the
-// adapters in wire.go.
+// commands call, in the signatures of the packages that implement them
+// (pkg/store, pkg/connection, the AWS SDK), so the real implementations plug
+// in unchanged and tests use small fakes or connectiontest.Recorder.
 
 // ConnStore is the part of store.Store the CLI uses.
 type ConnStore interface {
@@ -31,14 +29,15 @@ type ManagementAPI interface {
 	DeleteConnection(ctx context.Context, in *apigatewaymanagementapi.DeleteConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.DeleteConnectionOutput, error)
 }
 
-// Messenger sends through pkg/connection's Manager.
+// Messenger is the part of pkg/connection's Manager the CLI sends through;
+// *connection.Manager and connectiontest.Recorder implement it. Its errors,
+// statuses and results are the library's own (connection.ErrConnectionNotFound,
+// connection.Status, connection.BroadcastResult).
 type Messenger interface {
-	// Send delivers one message. Errors match ErrTargetNotFound /
-	// ErrTargetStale with errors.Is when the connection is gone.
-	Send(ctx context.Context, connectionID string, message []byte) error
-	// Broadcast fans out; progress (may be nil) is called as targets finish,
-	// possibly from several goroutines.
-	Broadcast(ctx context.Context, ids []string, message []byte, progress func(done, total int)) (BroadcastSummary, error)
+	Send(ctx context.Context, connectionID string, message any) error
+	// BroadcastWithProgress calls progress (may be nil) serially as
+	// targets finish.
+	BroadcastWithProgress(ctx context.Context, connectionIDs []string, message any, progress func(done, total int)) (connection.BroadcastResult, error)
 	IsActive(ctx context.Context, connectionID string) bool
 	Shutdown(ctx context.Context) error
 }
@@ -46,64 +45,6 @@ type Messenger interface {
 // MessengerOptions tune the Manager a command builds.
 type MessengerOptions struct {
 	Workers int // 0 => the Manager's default
-}
-
-// Target outcome statuses (the same words as pkg/connection's Status).
-const (
-	StatusSent      = "sent"
-	StatusNotFound  = "not_found"
-	StatusStale     = "stale"
-	StatusSkipped   = "skipped"
-	StatusFailed    = "failed"
-	StatusCancelled = "cancelled"
-)
-
-// BroadcastSummary is a broadcast's outcome.
-type BroadcastSummary struct {
-	Total, Sent, NotFound, Stale, Skipped, Failed, Cancelled int
-	Duration                                                 time.Duration
-	// Undelivered lists every target that was not sent, with why.
-	Undelivered []TargetOutcome
-}
-
-// TargetOutcome is one undelivered target.
-type TargetOutcome struct {
-	ConnectionID string
-	Status       string
-	Err          error
-}
-
-// Send errors the CLI branches on; adapters wrap the library's errors with
-// these (both stay visible to errors.Is).
-var (
-	ErrTargetNotFound = errors.New("connection not found")
-	ErrTargetStale    = errors.New("connection is stale (gateway answered 410 Gone)")
-	ErrKeyExists      = errors.New("key already exists")
-	ErrNotWired       = errors.New("not available in this build")
-)
-
-// MintSpec describes a token to mint (mirrors auth.MintOptions).
-type MintSpec struct {
-	UserID, TenantID string
-	Permissions      []string
-	Issuer           string
-	Audience         []string
-	TTL              time.Duration // 0 => 1h
-	Expired          bool
-	Now              func() time.Time
-}
-
-// AuthKit is what the token commands and smoke need from pkg/auth.
-type AuthKit interface {
-	Mint(key *rsa.PrivateKey, spec MintSpec) (string, error)
-	// Verify checks signature, expiry, issuer and (when set) audience.
-	Verify(ctx context.Context, pub *rsa.PublicKey, issuer, audience, token string) (auth.Claims, error)
-	GenerateKey() (*rsa.PrivateKey, error)
-	// WriteKeyPair refuses to overwrite unless force; the error then
-	// matches ErrKeyExists.
-	WriteKeyPair(dir string, force bool) (privPath, pubPath string, err error)
-	LoadPrivateKey(path string) (*rsa.PrivateKey, error)
-	LoadPublicKey(path string) (*rsa.PublicKey, error)
 }
 
 // Key file names inside a key directory: pkg/auth's.

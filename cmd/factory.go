@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"golang.org/x/term"
 )
@@ -37,8 +38,10 @@ type Builders struct {
 	Messenger  func(ctx context.Context, cfg Config, opts MessengerOptions) (Messenger, error)
 }
 
-// Factory lazily provides the dependencies commands share.
-type Factory struct {
+// Deps are what a Factory is made of: its streams, clock, configuration
+// sources and builders. WithConfig shares them whole, so a dependency added
+// here reaches every Factory.
+type Deps struct {
 	IO IOStreams
 	// Getenv reads configuration from the environment (injected for tests).
 	Getenv func(string) string
@@ -47,16 +50,20 @@ type Factory struct {
 	// DefaultKeyDir locates the key directory used when neither --key-dir
 	// nor STREAMER_KEY_DIR is given (localstack.DefaultKeyDir).
 	DefaultKeyDir func() (string, error)
-	// Flags receives the root's persistent flags when the command line is
-	// parsed; Config resolves them (with the environment) on first use.
-	Flags GlobalFlags
-	Build Builders
-	Auth  AuthKit
+	Build         Builders
 	// Dial opens client WebSockets (smoke).
 	Dial WSDialer
 	// StartLocal starts an embedded local stack (`smoke --local`);
 	// StartLocalStack in production.
 	StartLocal func(ctx context.Context) (LocalStack, error)
+}
+
+// Factory lazily provides the dependencies commands share.
+type Factory struct {
+	Deps
+	// Flags receives the root's persistent flags when the command line is
+	// parsed; Config resolves them (with the environment) on first use.
+	Flags GlobalFlags
 
 	mu       sync.Mutex
 	fixed    *Config // set by WithConfig: bypass flag resolution
@@ -70,7 +77,7 @@ type Factory struct {
 
 // NewFactory returns a Factory over real streams and real dependencies.
 func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
-	return &Factory{
+	return &Factory{Deps: Deps{
 		IO: IOStreams{
 			In: in, Out: out, ErrOut: errOut,
 			OutTTY: isTerminal(out), ErrTTY: isTerminal(errOut),
@@ -79,22 +86,16 @@ func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
 		Now:           time.Now,
 		DefaultKeyDir: localstack.DefaultKeyDir,
 		Build:         RealBuilders(),
-		Auth:          RealAuth(),
 		Dial:          DialWebSocket,
 		StartLocal:    StartLocalStack,
-	}
+	}}
 }
 
-// WithConfig returns a Factory sharing f's streams, builders and hooks but
-// working from cfg, with its own (not yet built) clients. `smoke --local`
-// uses it to point every client at the stack it started.
+// WithConfig returns a Factory sharing f's Deps but working from cfg (its
+// flags play no part), with its own (not yet built) clients. `smoke
+// --local` uses it to point every client at the stack it started.
 func (f *Factory) WithConfig(cfg Config) *Factory {
-	c := cfg
-	return &Factory{
-		IO: f.IO, Getenv: f.Getenv, Now: f.Now, DefaultKeyDir: f.DefaultKeyDir,
-		Flags: f.Flags, Build: f.Build, Auth: f.Auth, Dial: f.Dial, StartLocal: f.StartLocal,
-		fixed: &c,
-	}
+	return &Factory{Deps: f.Deps, fixed: &cfg}
 }
 
 // reset forgets what a previous command line resolved and built, so one
@@ -204,7 +205,7 @@ func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := f.Auth.LoadPrivateKey(path)
+	k, err := auth.LoadPrivateKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no signing key at %s: create one with `streamer token keygen`, or start `streamer local` (it creates its key pair there), or pass --key FILE", path)
 	}
@@ -221,7 +222,7 @@ func (f *Factory) PublicKey(keyFile string) (*rsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := f.Auth.LoadPublicKey(path)
+	k, err := loadPublicKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no public key at %s: create a pair with `streamer token keygen`, start `streamer local`, or pass --public-key FILE", path)
 	}
@@ -243,6 +244,23 @@ func (f *Factory) Close(ctx context.Context) error {
 		errs = append(errs, fn(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// loadPublicKey reads a public key PEM file; a private key file works too
+// (its public half verifies).
+func loadPublicKey(path string) (*rsa.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := auth.ParsePublicKeyPEM(data)
+	if err != nil {
+		if pk, perr := auth.ParsePrivateKeyPEM(data); perr == nil {
+			return &pk.PublicKey, nil
+		}
+		return nil, fmt.Errorf("public key %s: %w", path, err)
+	}
+	return k, nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	"github.com/pay-theory/streamer/pkg/auth"
+	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/connection/connectiontest"
 	"github.com/pay-theory/streamer/pkg/store"
 	"go.uber.org/goleak"
 )
@@ -34,35 +36,68 @@ type testEnv struct {
 	env    map[string]string
 	store  *fakeStore
 	mgmt   *fakeMgmt
-	msgr   *fakeMessenger
 	keyDir string
+	// fail configures each Messenger built: ids whose sends fail, and how.
+	fail map[string]error
+	// msgr is the Messenger the last command built (a fresh Recorder per
+	// command line: Run shuts it down), msgrOpts what it was built with,
+	// and recorders every one built so far.
+	msgr      *connectiontest.Recorder
+	msgrOpts  MessengerOptions
+	recorders []*connectiontest.Recorder
+	// sink, when set, is every Recorder's Sink (the smoke world's clients).
+	sink chan connectiontest.Sent
 }
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	te := &testEnv{out: &bytes.Buffer{}, errOut: &bytes.Buffer{}, env: map[string]string{},
-		store: newFakeStore(), mgmt: &fakeMgmt{live: map[string]bool{}}, keyDir: t.TempDir()}
-	te.msgr = &fakeMessenger{store: te.store}
+		store: newFakeStore(), mgmt: &fakeMgmt{live: map[string]bool{}}, keyDir: t.TempDir(),
+		fail: map[string]error{}, msgr: connectiontest.NewRecorder(0)}
 	te.env[keyDirEnv] = te.keyDir
-	te.f = &Factory{
+	te.f = &Factory{Deps: Deps{
 		IO:            IOStreams{In: strings.NewReader(""), Out: te.out, ErrOut: te.errOut},
 		Getenv:        func(k string) string { return te.env[k] },
 		Now:           func() time.Time { return testNow },
 		DefaultKeyDir: func() (string, error) { return t.TempDir(), nil },
-		Auth:          RealAuth(),
 		Build: Builders{
 			Store:      func(context.Context, Config) (ConnStore, error) { return te.store, nil },
 			Management: func(context.Context, Config) (ManagementAPI, error) { return te.mgmt, nil },
 			Messenger: func(_ context.Context, _ Config, o MessengerOptions) (Messenger, error) {
-				te.msgr.opts = o
+				te.msgr, te.msgrOpts = connectiontest.NewRecorder(0), o
+				te.recorders = append(te.recorders, te.msgr)
+				te.msgr.Sink = te.sink
+				for id, err := range te.fail {
+					te.msgr.FailID(id, err)
+				}
 				return te.msgr, nil
 			},
 		},
 		Dial: func(context.Context, string, http.Header) (WSConn, int, error) {
 			return nil, 0, errors.New("no dialer in this test")
 		},
-	}
+	}}
 	return te
+}
+
+// sent is every message delivered by the command lines run so far, in order.
+func (te *testEnv) sent() []connectiontest.Sent {
+	var all []connectiontest.Sent
+	for _, r := range te.recorders {
+		all = append(all, r.Sent()...)
+	}
+	return all
+}
+
+// sentTo is the payloads delivered to id so far, in order.
+func (te *testEnv) sentTo(id string) []string {
+	var out []string
+	for _, s := range te.sent() {
+		if s.ConnectionID == id {
+			out = append(out, string(s.Message))
+		}
+	}
+	return out
 }
 
 // run executes a command line and returns the exit code.
@@ -231,75 +266,6 @@ func (m *fakeMgmt) DeleteConnection(_ context.Context, in *apigatewaymanagementa
 	return &apigatewaymanagementapi.DeleteConnectionOutput{}, nil
 }
 
-// ---- messenger
-
-type fakeMessenger struct {
-	mu      sync.Mutex
-	store   *fakeStore
-	opts    MessengerOptions
-	sent    map[string][][]byte
-	fail    map[string]string // id => status to report instead of sending
-	calls   int
-	deliver func(id string, msg []byte) // smoke world hook
-	shut    bool
-}
-
-func (m *fakeMessenger) Send(_ context.Context, id string, msg []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.calls++
-	if st, ok := m.fail[id]; ok {
-		if st == StatusStale {
-			return fmt.Errorf("%w: 410", ErrTargetStale)
-		}
-		return errors.New("boom")
-	}
-	if !m.store.has(id) {
-		return ErrTargetNotFound
-	}
-	if m.sent == nil {
-		m.sent = map[string][][]byte{}
-	}
-	m.sent[id] = append(m.sent[id], msg)
-	if m.deliver != nil {
-		m.deliver(id, msg)
-	}
-	return nil
-}
-
-func (m *fakeMessenger) Broadcast(ctx context.Context, ids []string, msg []byte, progress func(done, total int)) (BroadcastSummary, error) {
-	s := BroadcastSummary{Total: len(ids), Duration: 1500 * time.Microsecond}
-	for i, id := range ids {
-		err := m.Send(ctx, id, msg)
-		switch {
-		case err == nil:
-			s.Sent++
-		case errors.Is(err, ErrTargetNotFound):
-			s.NotFound++
-			s.Undelivered = append(s.Undelivered, TargetOutcome{id, StatusNotFound, err})
-		case errors.Is(err, ErrTargetStale):
-			s.Stale++
-			s.Undelivered = append(s.Undelivered, TargetOutcome{id, StatusStale, err})
-		default:
-			s.Failed++
-			s.Undelivered = append(s.Undelivered, TargetOutcome{id, StatusFailed, err})
-		}
-		if progress != nil {
-			progress(i+1, len(ids))
-		}
-	}
-	return s, nil
-}
-
-func (m *fakeMessenger) IsActive(_ context.Context, id string) bool { return m.store.has(id) }
-
-func (m *fakeMessenger) Shutdown(context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.shut = true
-	return nil
-}
-
 // ---- a whole fake stack for smoke: dialing with a token the key verifies
 // creates a connection and its record; closing removes the record.
 
@@ -311,7 +277,6 @@ type fakeWorld struct {
 	// keepRecord simulates a $disconnect that never deletes the record.
 	keepRecord bool
 	mu         sync.Mutex
-	inbox      map[string]chan []byte
 	n          int
 }
 
@@ -319,21 +284,15 @@ func newFakeWorld(t *testing.T, te *testEnv) *fakeWorld {
 	t.Helper()
 	dir := sharedKeyDir(t)
 	te.env[keyDirEnv] = dir
-	pub, err := RealAuth().LoadPublicKey(filepath.Join(dir, PublicKeyFile))
+	pub, err := loadPublicKey(filepath.Join(dir, PublicKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &fakeWorld{te: te, pub: pub, inbox: map[string]chan []byte{}}
+	w := &fakeWorld{te: te, pub: pub}
 	te.f.Now = time.Now // tokens are checked against the real clock
 	te.f.Dial = w.dial
-	te.msgr.deliver = func(id string, msg []byte) {
-		w.mu.Lock()
-		ch := w.inbox[id]
-		w.mu.Unlock()
-		if ch != nil {
-			ch <- msg
-		}
-	}
+	// Deliveries reach the world's one client through the Recorder's sink.
+	te.sink = make(chan connectiontest.Sent, 4)
 	return w
 }
 
@@ -343,7 +302,7 @@ func (w *fakeWorld) dial(ctx context.Context, raw string, _ http.Header) (WSConn
 		return nil, 0, err
 	}
 	tok := u.Query().Get("Authorization")
-	claims, err := RealAuth().Verify(ctx, w.pub, DefaultIssuer, "", tok)
+	claims, err := verifyToken(ctx, w.pub, DefaultIssuer, "", tok)
 	if err != nil && !(w.acceptExpired && errors.Is(err, auth.ErrExpired)) {
 		return nil, http.StatusUnauthorized, fmt.Errorf("failed to WebSocket dial: 401: %w", err)
 	}
@@ -353,34 +312,34 @@ func (w *fakeWorld) dial(ctx context.Context, raw string, _ http.Header) (WSConn
 	w.mu.Lock()
 	w.n++
 	id := fmt.Sprintf("conn%d=", w.n)
-	ch := make(chan []byte, 4)
-	w.inbox[id] = ch
 	w.mu.Unlock()
 	w.te.store.put(store.Connection{ConnectionID: id, UserID: claims.UserID, TenantID: claims.TenantID, ConnectedAt: time.Now()})
-	return &fakeWS{w: w, id: id, ch: ch}, http.StatusSwitchingProtocols, nil
+	return &fakeWS{w: w, id: id}, http.StatusSwitchingProtocols, nil
 }
 
 type fakeWS struct {
 	w  *fakeWorld
 	id string
-	ch chan []byte
 }
 
 func (c *fakeWS) Read(ctx context.Context) ([]byte, error) {
 	select {
-	case b := <-c.ch:
-		return b, nil
+	case s := <-c.w.te.sink:
+		if s.ConnectionID != c.id {
+			return nil, fmt.Errorf("received a message for %s on %s", s.ConnectionID, c.id)
+		}
+		return s.Message, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
+// Close is the client leaving: its record goes (unless keepRecord) and
+// sends to it are not found, as the Manager would find no record.
 func (c *fakeWS) Close() error {
-	c.w.mu.Lock()
-	delete(c.w.inbox, c.id)
-	c.w.mu.Unlock()
 	if !c.w.keepRecord {
 		_, _, _ = c.w.te.store.Delete(context.Background(), c.id)
+		c.w.te.msgr.FailID(c.id, connection.ErrConnectionNotFound)
 	}
 	return nil
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pay-theory/streamer/pkg/store"
@@ -42,7 +45,8 @@ func TestRedactErrKeepsIsAndScrubsURLError(t *testing.T) {
 	if !errors.As(err, &got) || strings.Contains(got.URL, "eyJ") {
 		t.Errorf("the wrapped *url.Error still holds the token: %+v", got)
 	}
-	e := explainNetErr(wsEndpoint, raw, &url.Error{Op: "Get", URL: raw, Err: errors.New("connect: connection refused")})
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	e := explainNetErr(wsEndpoint, raw, &url.Error{Op: "Get", URL: raw, Err: refused})
 	if msg := e.Error(); strings.Contains(msg, "eyJ") || !strings.Contains(msg, "cannot reach the WebSocket endpoint at ws://127.0.0.1:1/local?Authorization=REDACTED") || !strings.Contains(msg, "--ws-url") {
 		t.Errorf("explainNetErr: %s", msg)
 	}
@@ -140,8 +144,8 @@ func TestBadArgumentsRefusedBeforeIO(t *testing.T) {
 		if code != ExitUsage || !strings.Contains(msg, c.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", c.args, code, msg, c.want)
 		}
-		if *built != 0 || te.msgr.calls != 0 || te.store.listCalls != 0 {
-			t.Errorf("%q: refused input reached a client (%d built, %d sends, %d lists)", c.args, *built, te.msgr.calls, te.store.listCalls)
+		if *built != 0 || len(te.sent()) != 0 || te.store.listCalls != 0 {
+			t.Errorf("%q: refused input reached a client (%d built, %d sends, %d lists)", c.args, *built, len(te.sent()), te.store.listCalls)
 		}
 		if strings.Contains(msg, "store:") || strings.Contains(msg, "connection_id") {
 			t.Errorf("%q: internal text reached the user: %s", c.args, msg)
@@ -155,7 +159,7 @@ func TestIDsFromFileValidated(t *testing.T) {
 	if code := te.run("broadcast", "--ids-from", "-", "hi"); code != ExitUsage || !strings.Contains(te.errOut.String(), "id 2 read from stdin is 200 bytes") {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
-	if te.msgr.calls != 0 {
+	if len(te.sent()) != 0 {
 		t.Error("nothing may be sent when an id is malformed")
 	}
 }

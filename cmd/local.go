@@ -80,9 +80,6 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 			if opts.Simulate < 0 || opts.Simulate > maxSimulatedClients {
 				return &UsageError{Err: fmt.Errorf("--simulate %d: want 0 (off) to %d clients", opts.Simulate, maxSimulatedClients)}
 			}
-			if err := checkOutput(opts.Output, dataFormats...); err != nil {
-				return err
-			}
 			return runWith(c.Context(), opts, runF, localRun)
 		},
 	}
@@ -91,7 +88,7 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 	c.Flags().StringVar(&opts.Audience, "audience", "", "aud claim $connect requires (default: not checked)")
 	c.Flags().BoolVar(&opts.HandlerLogs, "handler-logs", false, "stream the handlers' JSON logs and EMF metrics to stderr")
 	c.Flags().IntVar(&opts.Simulate, "simulate", 0, "keep N synthetic clients connected and messaging (0: off)")
-	c.Flags().StringVarP(&opts.Output, "output", "o", "", "output format of the startup block: table|json|plain")
+	addOutputFlag(c, &opts.Output, "output format of the startup block: table|json|plain", dataFormats...)
 	return c
 }
 

@@ -38,7 +38,7 @@ func runLocal(t *testing.T, te *testEnv, args ...string) (stack *localstack.Stac
 			return localRun(ctx, o)
 		}))
 		root.SetArgs(append([]string{"local"}, args...))
-		return exitCode(errOut, root.ExecuteContext(ctx))
+		return exitCode(errOut, execute(ctx, root))
 	}
 	done := make(chan int, 1)
 	go func() { done <- root() }()

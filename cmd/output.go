@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
+	"github.com/spf13/cobra"
 )
 
 // Output formats.
@@ -18,9 +20,40 @@ const (
 	FormatPlain = "plain"
 )
 
+// dataFormats are the -o values of commands that print data.
+var dataFormats = []string{FormatTable, FormatJSON, FormatPlain}
+
+const outputFlagHelp = "output format: table|json|plain (default: table on a terminal, plain tab-separated otherwise)"
+
+// addOutputFlag registers -o/--output on c into dst, with usage as its help
+// and dst's current value as its default, and refuses (before the command
+// runs, exit 2) any value other than "" and formats.
+func addOutputFlag(c *cobra.Command, dst *string, usage string, formats ...string) {
+	c.Flags().StringVarP(dst, "output", "o", *dst, usage)
+	c.PreRunE = func(*cobra.Command, []string) error { return checkOutput(*dst, formats...) }
+}
+
+// checkOutput refuses an -o value the command does not know. allowed lists
+// the accepted values; "" is always accepted.
+func checkOutput(flag string, allowed ...string) error {
+	if flag == "" || slices.Contains(allowed, flag) {
+		return nil
+	}
+	return &UsageError{Err: fmt.Errorf("unknown --output %q: use %s", flag, orList(allowed))}
+}
+
+func orList(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
 // resolveFormat applies the -o flag: "" means a table on a terminal and
-// plain tab-separated text otherwise (pipes, files, scripts). Commands check
-// the flag with checkOutput before they run.
+// plain tab-separated text otherwise (pipes, files, scripts).
 func resolveFormat(flag string, outTTY bool) string {
 	switch {
 	case flag != "":
@@ -30,8 +63,6 @@ func resolveFormat(flag string, outTTY bool) string {
 	}
 	return FormatPlain
 }
-
-const outputFlagHelp = "output format: table|json|plain (default: table on a terminal, plain tab-separated otherwise)"
 
 // listWriter prints rows as they arrive, so a 100,000-row listing starts
 // printing after its first page. Tables take their column widths from the

@@ -52,7 +52,7 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	f.reset()
 	root := NewCmdRoot(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, root)
 	// Drain what the command built (the Manager's in-flight sends), bounded
 	// so a stuck endpoint cannot hold the process.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -61,6 +61,20 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 		err = cerr
 	}
 	return exitCode(f.IO.ErrOut, err)
+}
+
+// execute runs the command tree. Every command's argument check returns
+// UsageErrors (usageArgs) and so do flag errors (the root's flag error
+// func). The root command runs nothing itself, so an error cobra reports
+// for it is about the command line (an unknown command): a usage error too.
+func execute(ctx context.Context, root *cobra.Command) error {
+	usageArgs(root)
+	c, err := root.ExecuteContextC(ctx)
+	var ue *UsageError
+	if err != nil && c == root && !errors.As(err, &ue) {
+		return &UsageError{Err: err}
+	}
+	return err
 }
 
 func exitCode(stderr io.Writer, err error) int {
@@ -72,11 +86,11 @@ func exitCode(stderr io.Writer, err error) int {
 	case errors.Is(err, ErrSilent):
 		return ExitError
 	case errors.Is(err, ErrPartial):
-		if err.Error() != ErrPartial.Error() {
+		if err != ErrPartial { // wrapped: it says what failed
 			fmt.Fprintln(stderr, "error:", userText(err.Error()))
 		}
 		return ExitPartial
-	case errors.As(err, &ue), isCobraUsage(err):
+	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "error:", userText(err.Error()))
 		fmt.Fprintln(stderr, "run with --help for usage")
 		return ExitUsage
@@ -131,6 +145,23 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 	)
 	addCompletion(root)
 	return root
+}
+
+// usageArgs wraps the positional-argument check of c and every command
+// under it so that its failures ("accepts 1 arg(s), received 2") are
+// UsageErrors: exit 2, with the hint to run --help.
+func usageArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &UsageError{Err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // runWith is how a command's RunE hands over its parsed Options: to runF

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -50,59 +49,4 @@ func checkOwnerID(flag, v string) error {
 		return &UsageError{Err: fmt.Errorf("%s is not valid UTF-8", flag)}
 	}
 	return nil
-}
-
-// checkOutput refuses an -o value the command does not know, before it does
-// anything. allowed lists the accepted values; "" is always accepted.
-func checkOutput(flag string, allowed ...string) error {
-	if flag == "" {
-		return nil
-	}
-	for _, a := range allowed {
-		if flag == a {
-			return nil
-		}
-	}
-	return &UsageError{Err: fmt.Errorf("unknown --output %q: use %s", flag, orList(allowed))}
-}
-
-// dataFormats are the -o values of commands that print data.
-var dataFormats = []string{FormatTable, FormatJSON, FormatPlain}
-
-func orList(s []string) string {
-	switch len(s) {
-	case 0:
-		return ""
-	case 1:
-		return s[0]
-	}
-	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
-}
-
-// storeValidation rewords the store's validation errors (which name record
-// fields, like "connection_id is required") for the command line as usage
-// errors; it returns nil when err is not one.
-func storeValidation(err error) error {
-	var ve *store.ValidationError
-	if !errors.As(err, &ve) {
-		return nil
-	}
-	field := map[string]string{
-		"connection_id": "connection id", "tenant_id": "--tenant", "user_id": "--user",
-		"page_size": "--page-size", "cursor": "listing cursor", "query": "listing",
-	}[ve.Field]
-	if field == "" {
-		field = strings.ReplaceAll(ve.Field, "_", " ")
-	}
-	return &UsageError{Err: &redactedError{msg: field + " " + ve.Reason, err: err}}
-}
-
-// checkTargetArgs is the usage check of the commands that act on one
-// connection (send, conn inspect, conn kick): its id and the -o format,
-// before any I/O.
-func checkTargetArgs(connectionID, output string) error {
-	if err := checkConnectionID("connection id", connectionID); err != nil {
-		return err
-	}
-	return checkOutput(output, dataFormats...)
 }

@@ -18,24 +18,28 @@ type VersionOptions struct {
 
 // NewCmdVersion builds `streamer version`. runF replaces the run function in tests.
 func NewCmdVersion(f *Factory, runF func(*VersionOptions) error) *cobra.Command {
-	opts := &VersionOptions{IO: f.IO}
+	opts := &VersionOptions{IO: f.IO, Output: "text"}
 	c := &cobra.Command{
 		Use:   "version",
 		Short: "Print the streamer version",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := checkOutput(opts.Output, "text", FormatJSON); err != nil {
-				return err
-			}
 			return runWith(c.Context(), opts, runF, versionRun)
 		},
 	}
-	c.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text|json")
+	addOutputFlag(c, &opts.Output, "output format: text|json", "text", FormatJSON)
 	return c
 }
 
 // Version is set at build time with -ldflags "-X github.com/pay-theory/streamer/cmd.Version=v1.2.3".
 var Version = "dev"
+
+// versionJSON is the documented -o json form of version (one line).
+type versionJSON struct {
+	Go       string `json:"go"`
+	Platform string `json:"platform"`
+	Version  string `json:"version"`
+}
 
 func versionRun(_ context.Context, opts *VersionOptions) error {
 	v := Version
@@ -45,7 +49,7 @@ func versionRun(_ context.Context, opts *VersionOptions) error {
 		}
 	}
 	if opts.Output == FormatJSON {
-		return json.NewEncoder(opts.IO.Out).Encode(map[string]string{"version": v, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH})
+		return json.NewEncoder(opts.IO.Out).Encode(versionJSON{Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Version: v})
 	}
 	_, err := fmt.Fprintf(opts.IO.Out, "streamer %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return err

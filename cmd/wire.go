@@ -2,13 +2,10 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -106,7 +103,7 @@ func newManagementClient(ac aws.Config, cfg Config) *apigatewaymanagementapi.Cli
 
 // newMessenger wires pkg/connection's Manager. Its per-operation logs are
 // for services; the CLI reports outcomes itself, so they are discarded.
-func newMessenger(ac aws.Config, cfg Config, opts MessengerOptions) (Messenger, error) {
+func newMessenger(ac aws.Config, cfg Config, opts MessengerOptions) (*connection.Manager, error) {
 	m, err := connection.New(newManagementClient(ac, cfg), newStore(ac, cfg), connection.Config{
 		Workers:        opts.Workers,
 		AttemptTimeout: cfg.Timeout,
@@ -115,45 +112,7 @@ func newMessenger(ac aws.Config, cfg Config, opts MessengerOptions) (Messenger, 
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	return managerMessenger{m}, nil
-}
-
-// managerMessenger adapts *connection.Manager to Messenger, translating its
-// errors and statuses into the CLI's words.
-type managerMessenger struct{ m *connection.Manager }
-
-func (a managerMessenger) Send(ctx context.Context, id string, msg []byte) error {
-	return translateSendErr(a.m.Send(ctx, id, msg))
-}
-
-func (a managerMessenger) Broadcast(ctx context.Context, ids []string, msg []byte, progress func(done, total int)) (BroadcastSummary, error) {
-	r, err := a.m.BroadcastWithProgress(ctx, ids, msg, progress)
-	if err != nil {
-		return BroadcastSummary{}, translateSendErr(err)
-	}
-	s := BroadcastSummary{Total: r.Total, Sent: r.Sent, NotFound: r.NotFound, Stale: r.Stale, Skipped: r.Skipped,
-		Failed: r.Failed, Cancelled: r.Cancelled, Duration: r.Duration}
-	for _, o := range r.Outcomes {
-		if o.Status != connection.StatusSent {
-			s.Undelivered = append(s.Undelivered, TargetOutcome{ConnectionID: o.ConnectionID, Status: string(o.Status), Err: o.Err})
-		}
-	}
-	return s, nil
-}
-
-func (a managerMessenger) IsActive(ctx context.Context, id string) bool { return a.m.IsActive(ctx, id) }
-func (a managerMessenger) Shutdown(ctx context.Context) error           { return a.m.Shutdown(ctx) }
-
-func translateSendErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, connection.ErrConnectionNotFound):
-		return fmt.Errorf("%w: %w", ErrTargetNotFound, err)
-	case errors.Is(err, connection.ErrConnectionStale):
-		return fmt.Errorf("%w: %w", ErrTargetStale, err)
-	}
-	return err
+	return m, nil
 }
 
 // DialWebSocket is the production WSDialer (github.com/coder/websocket).
@@ -183,35 +142,3 @@ func (w wsConn) Read(ctx context.Context) ([]byte, error) {
 }
 
 func (w wsConn) Close() error { return w.c.Close(websocket.StatusNormalClosure, "bye") }
-
-// wsEndpoint names the WebSocket endpoint in explainNetErr's messages.
-const wsEndpoint = "WebSocket endpoint"
-
-// explainNetErr turns "could not reach" failures into an error that names
-// the URL and what to do; other errors pass through. Credentials in the URL
-// or the error's text (a WebSocket URL's ?Authorization= token) are
-// redacted either way.
-func explainNetErr(what, url string, err error) error {
-	if err == nil {
-		return nil
-	}
-	err = redactErr(err)
-	url = redactURL(url)
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	unreachable := errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
-		errors.Is(err, context.DeadlineExceeded) ||
-		strings.Contains(err.Error(), "connection refused")
-	if !unreachable {
-		return err
-	}
-	flag := "--endpoint"
-	switch what {
-	case wsEndpoint:
-		flag = "--ws-url"
-	case "DynamoDB API":
-		flag = "--endpoint/--dynamodb-endpoint"
-	}
-	hint := "is `streamer local` running? start it, or point " + flag + " at your stack"
-	return fmt.Errorf("cannot reach the %s at %s: %w\nhint: %s", what, url, err, hint)
-}

@@ -1,0 +1,110 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/store"
+)
+
+// The CLI explains failures in its own words, deciding by type (errors.Is
+// and errors.As on the libraries' sentinels and error types), never by an
+// error's text: what could not be reached, at which URL, and what to do.
+
+// Names of the services in "cannot reach the ... at URL" messages.
+const (
+	managementAPI = "management API"
+	dynamoDBAPI   = "DynamoDB API"
+	wsEndpoint    = "WebSocket endpoint"
+)
+
+// explainNetErr turns "could not reach" failures into an error that names
+// the URL and what to do; other errors pass through. Credentials in the URL
+// or the error's text (a WebSocket URL's ?Authorization= token) are
+// redacted either way.
+func explainNetErr(what, url string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = redactErr(err)
+	url = redactURL(url)
+	if !unreachable(err) {
+		return err
+	}
+	flag := "--endpoint"
+	switch what {
+	case wsEndpoint:
+		flag = "--ws-url"
+	case dynamoDBAPI:
+		flag = "--endpoint/--dynamodb-endpoint"
+	}
+	hint := "is `streamer local` running? start it, or point " + flag + " at your stack"
+	return fmt.Errorf("cannot reach the %s at %s: %w\nhint: %s", what, url, err, hint)
+}
+
+// unreachable reports whether err says the other end never answered: a
+// dial or DNS failure, a deadline, or the libraries' own words for it
+// (store.ErrUnavailable, connection.ErrNetwork).
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, store.ErrUnavailable) || errors.Is(err, connection.ErrNetwork)
+}
+
+// storeURL names the DynamoDB endpoint the store talks to.
+func storeURL(cfg Config) string {
+	if cfg.DynamoDBEndpoint != "" {
+		return cfg.DynamoDBEndpoint
+	}
+	return "DynamoDB in " + cfg.Region
+}
+
+// storeErr explains a store failure: refused input as a usage error, a
+// missing table with the flag that names it, an unreachable endpoint with
+// its URL.
+func storeErr(cfg Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ue := storeValidation(err); ue != nil {
+		return ue
+	}
+	url := storeURL(cfg)
+	if errors.Is(err, store.ErrTableNotFound) {
+		return fmt.Errorf("table %s not found at %s: %w\nhint: pass --table / STREAMER_TABLE with the deployed table's name", cfg.Table, url, err)
+	}
+	return explainNetErr(dynamoDBAPI, url, err)
+}
+
+// explainSendErr names the service a failed send could not reach: the
+// Manager reads the store before posting, so either may be the one down.
+func explainSendErr(cfg Config, err error) error {
+	if errors.Is(err, connection.ErrStoreUnavailable) || errors.Is(err, store.ErrUnavailable) {
+		return storeErr(cfg, err)
+	}
+	return explainNetErr(managementAPI, cfg.Endpoint, err)
+}
+
+// storeValidation rewords the store's validation errors (which name record
+// fields, like "connection_id is required") for the command line as usage
+// errors; it returns nil when err is not one.
+func storeValidation(err error) error {
+	var ve *store.ValidationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	field := map[string]string{
+		"connection_id": "connection id", "tenant_id": "--tenant", "user_id": "--user",
+		"page_size": "--page-size", "cursor": "listing cursor", "query": "listing",
+	}[ve.Field]
+	if field == "" {
+		field = strings.ReplaceAll(ve.Field, "_", " ")
+	}
+	return &UsageError{Err: &redactedError{msg: field + " " + ve.Reason, err: err}}
+}
