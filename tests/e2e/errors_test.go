@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,7 +91,13 @@ func TestErrorCases(t *testing.T) {
 		hole := freeport.Silent(t)
 		e := append(clitest.CleanEnv(t), "STREAMER_ENDPOINT=http://"+hole+"/local", "STREAMER_KEY_DIR="+s.KeyDir, "STREAMER_TIMEOUT=1s")
 		expect("conn ls", run(t, e, "", "conn", "ls", "--tenant", "t"), 1, "cannot reach the DynamoDB API at http://"+hole, "streamer local")
-		expect("send", run(t, e, "", "send", live, "hi"), 1, "http://"+hole)
+		// The Manager reads the record first: a send that times out there
+		// names DynamoDB, not the management API it never reached.
+		r := run(t, e, "", "send", live, "hi")
+		expect("send", r, 1, "cannot reach the DynamoDB API at http://"+hole, "while checking the connection store")
+		if strings.Contains(r.Stderr, "management API") || strings.Contains(r.Stderr, "attempt(s)") {
+			t.Errorf("send blames the management API or counts attempts it never made:\n%s", r)
+		}
 		expect("inspect", run(t, e, "", "conn", "inspect", live), 1, "http://"+hole)
 		// Nothing listening at all: refused at once, still named.
 		closed := freeport.Addr(t)
@@ -101,6 +108,7 @@ func TestErrorCases(t *testing.T) {
 		e = append(e, "AWS_ENDPOINT_URL_DYNAMODB="+s.DynamoDBEndpoint)
 		expect("kick", run(t, e, "", "conn", "kick", live), 1, "cannot reach the management API at http://"+closed+"/local")
 		expect("inspect", run(t, e, "", "conn", "inspect", live), 1, "cannot reach the management API at http://"+closed+"/local")
+		expect("send", run(t, e, "", "send", live, "hi"), 1, "cannot reach the management API at http://"+closed+"/local", "failed after 4 attempt(s)")
 	})
 
 	t.Run("bad flags", func(t *testing.T) {
@@ -123,6 +131,18 @@ func TestErrorCases(t *testing.T) {
 		}
 		if got := c.read(); got != "partial" {
 			t.Errorf("live target received %q", got)
+		}
+		// Nothing was posted to a target without a record: its entry says
+		// why, without counting attempts.
+		r = run(t, env, "", "broadcast", "--ids", unknown, "none", "-o", "json")
+		var js struct {
+			Undelivered []struct{ ConnectionID, Status, Error string }
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &js); r.Code != 3 || err != nil || len(js.Undelivered) != 1 {
+			t.Fatalf("broadcast -o json: %v\n%s", err, r)
+		}
+		if u := js.Undelivered[0]; u.Status != "not_found" || !strings.Contains(u.Error, "connection not found") || strings.Contains(u.Error, "attempt") {
+			t.Errorf("not-found entry %+v", u)
 		}
 	})
 
