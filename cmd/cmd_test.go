@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pay-theory/streamer/internal/freeport"
 	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/store/dynamotest"
 	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
@@ -304,15 +306,47 @@ func TestConnLsUsage(t *testing.T) {
 	}
 }
 
-func TestConnLsUnreachable(t *testing.T) {
-	te := newTestEnv(t)
-	te.store.err = fmt.Errorf("operation error DynamoDB: Query, %w", context.DeadlineExceeded)
-	if code := te.run("conn", "ls", "--tenant", "a"); code != ExitError {
-		t.Fatalf("exit %d", code)
+// TestStoreFailuresExplained drives the production builders at real
+// endpoints that fail: the store's typed errors (store.ErrUnavailable,
+// store.ErrTableNotFound), through the Manager for send, become messages
+// naming the DynamoDB API, its URL and what to do.
+func TestStoreFailuresExplained(t *testing.T) {
+	refused := "http://" + freeport.Addr(t)
+	silent := "http://" + freeport.Silent(t)
+	minidyn := dynamotest.Start(t)
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"refused", []string{"conn", "ls", "--tenant", "a", "--dynamodb-endpoint", refused},
+			[]string{"cannot reach the DynamoDB API at " + refused, "streamer local"}},
+		{"silent until the timeout", []string{"conn", "ls", "--tenant", "a", "--dynamodb-endpoint", silent, "--timeout", "300ms"},
+			[]string{"cannot reach the DynamoDB API at " + silent}},
+		{"no such table", []string{"conn", "inspect", "abc=", "--dynamodb-endpoint", minidyn.URL, "--table", "nope"},
+			[]string{"table nope not found at " + minidyn.URL, "--table / STREAMER_TABLE"}},
+		{"send while the store hangs", []string{"send", "abc=", "hi", "--dynamodb-endpoint", silent, "--timeout", "300ms"},
+			[]string{"cannot reach the DynamoDB API at " + silent, "while checking the connection store"}},
+		{"send to a missing table", []string{"send", "abc=", "hi", "--dynamodb-endpoint", minidyn.URL, "--table", "nope"},
+			[]string{"table nope not found at " + minidyn.URL}},
 	}
-	msg := te.errOut.String()
-	if !strings.Contains(msg, "cannot reach the DynamoDB API at http://127.0.0.1:4510") || !strings.Contains(msg, "streamer local") {
-		t.Errorf("stderr: %s", msg)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			te := newTestEnv(t)
+			te.f.Build = RealBuilders()
+			if code := te.run(append(c.args, "--endpoint", refused+"/local")...); code != ExitError {
+				t.Fatalf("exit %d, want 1: %s", code, te.errOut)
+			}
+			msg := te.errOut.String()
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, msg)
+				}
+			}
+			if strings.Contains(msg, "management API") || strings.Contains(msg, "attempt(s)") {
+				t.Errorf("the store's failure is blamed on the management API:\n%s", msg)
+			}
+		})
 	}
 }
 
