@@ -141,7 +141,7 @@ func (r *Recorder) deliver(ctx context.Context, id string, payload []byte, broad
 		if errors.As(err, &se) {
 			return err
 		}
-		return &connection.SendError{ConnectionID: id, Attempts: 1, Err: err}
+		return &connection.SendError{ConnectionID: id, Attempts: attempts(err), Err: err}
 	}
 	s := Sent{ConnectionID: id, Message: payload, Broadcast: broadcast}
 	if r.Sink != nil {
@@ -155,6 +155,17 @@ func (r *Recorder) deliver(ctx context.Context, id string, payload []byte, broad
 	r.sent = append(r.sent, s)
 	r.mu.Unlock()
 	return nil
+}
+
+// attempts is how many requests a Manager would have made for a delivery
+// that failed with err: none when the outcome is decided before any request
+// (no record, unhealthy, cancelled or shut down).
+func attempts(err error) int {
+	switch connection.StatusOf(err) {
+	case connection.StatusNotFound, connection.StatusSkipped, connection.StatusCancelled:
+		return 0
+	}
+	return 1
 }
 
 // Send records message for connectionID or returns the configured failure
@@ -202,9 +213,9 @@ func (r *Recorder) BroadcastWithProgress(ctx context.Context, connectionIDs []st
 			err = r.deliver(ctx, id, payload, true)
 		}
 		o := connection.Outcome{ConnectionID: id, Status: connection.StatusOf(err), Attempts: 1, Err: err}
-		switch o.Status {
-		case connection.StatusNotFound, connection.StatusSkipped, connection.StatusCancelled:
-			o.Attempts = 0 // decided before any request
+		var se *connection.SendError
+		if errors.As(err, &se) {
+			o.Attempts = se.Attempts
 		}
 		res.Outcomes = append(res.Outcomes, o)
 		if progress != nil && !shut {
