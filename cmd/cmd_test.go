@@ -736,3 +736,21 @@ type fakeStack struct {
 
 func (s *fakeStack) Config() Config                  { return s.cfg }
 func (s *fakeStack) Close(ctx context.Context) error { s.closed = true; return nil }
+
+// TestSmokeStepsNeedEarlierSteps: the checklist as built passes the check,
+// and a step that needs a later or unknown step is refused rather than
+// skipped on every run.
+func TestSmokeStepsNeedEarlierSteps(t *testing.T) {
+	if err := checkSteps((&smoke{}).steps()); err != nil {
+		t.Fatalf("the smoke checklist: %v", err)
+	}
+	noop := func(context.Context) (string, error) { return "", nil }
+	for _, steps := range [][]smokeStep{
+		{{name: stepConnect, needs: []string{stepMint}, run: noop}, {name: stepMint, run: noop}},
+		{{name: stepMint, run: noop}, {name: stepConnect, needs: []string{"mint tokn"}, run: noop}},
+	} {
+		if err := checkSteps(steps); err == nil {
+			t.Errorf("%+v: accepted", steps)
+		}
+	}
+}
