@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
@@ -275,4 +278,42 @@ func formatDuration(d time.Duration) string {
 	default:
 		return d.Round(100 * time.Millisecond).String()
 	}
+}
+
+// terminalText makes text that came from a client or a token (ids, user
+// and tenant, user agents, received messages) safe to print on a terminal:
+// control characters (C0, DEL and C1 such as U+009B, a one-byte CSI) and
+// Unicode format characters (bidi overrides such as U+202E, zero-width
+// characters) become visible escapes, as %q writes them, and so does the
+// backslash, so an escape is never ambiguous. Invalid UTF-8 bytes become
+// \xNN. Printable text, non-ASCII letters included, is unchanged. JSON
+// output needs none of this: encoding/json escapes it already.
+func terminalText(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == '\\' || r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
