@@ -38,5 +38,9 @@
 // golang-jwt's detail for logs and must never be sent to a client.
 //
 // Mint, GenerateKeyPair and the PEM and file helpers exist for the CLI
-// (`streamer token`, `streamer local`) and for tests.
+// (`streamer token`, `streamer local`) and for tests. Key files are read
+// through ReadKeyFile: regular files (or symlinks to them) of at most
+// MaxKeyFileBytes, so a wrong path such as /dev/zero or a FIFO fails at
+// once (ErrNotRegularFile, ErrKeyFileTooLarge). KeyPermissionWarnings gives
+// ssh-style warnings about a key that others can read or replace.
 package auth

@@ -35,6 +35,13 @@ var (
 	// ErrInvalidConfig is returned by constructors (NewVerifier, NewJWKS)
 	// for a configuration that can never work.
 	ErrInvalidConfig = errors.New("auth: invalid configuration")
+	// ErrNotRegularFile is returned by ReadKeyFile (and the loaders using
+	// it) for a path that is a directory, a device, a FIFO or a socket:
+	// reading /dev/zero would never end, and a FIFO would block.
+	ErrNotRegularFile = errors.New("auth: not a regular file")
+	// ErrKeyFileTooLarge is returned by ReadKeyFile for a file over
+	// MaxKeyFileBytes: whatever it is, it is not a PEM key.
+	ErrKeyFileTooLarge = errors.New("auth: key file too large")
 )
 
 // Reason returns a short, stable, low-cardinality label for a verification

@@ -64,20 +64,28 @@ func EncodePublicKeyPEM(k *rsa.PublicKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
-// decodePEM returns the first PEM block in data. PEM pasted into an
+// What each parser accepts, for its errors: a private key handed to the
+// public key parser (or the reverse) must say which one was expected.
+const (
+	wantPublicPEM  = "-----BEGIN PUBLIC KEY-----, -----BEGIN RSA PUBLIC KEY----- or -----BEGIN CERTIFICATE-----"
+	wantPrivatePEM = "-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----"
+)
+
+// decodePEM returns the first PEM block in data; want (wantPublicPEM or
+// wantPrivatePEM) is named when there is none. PEM pasted into an
 // environment variable or a console field often arrives with its newlines
 // as the two characters `\n`; those are turned back into newlines.
-func decodePEM(data []byte) (*pem.Block, error) {
+func decodePEM(data []byte, want string) (*pem.Block, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty input, expected a PEM block", ErrBadKey)
+		return nil, fmt.Errorf("%w: empty input, expected a PEM block starting %s", ErrBadKey, want)
 	}
 	block, _ := pem.Decode(data)
 	if block == nil && bytes.Contains(data, []byte(`\n`)) {
 		block, _ = pem.Decode(bytes.ReplaceAll(data, []byte(`\n`), []byte("\n")))
 	}
 	if block == nil {
-		return nil, fmt.Errorf("%w: no PEM block found (expected -----BEGIN PUBLIC KEY----- or similar)", ErrBadKey)
+		return nil, fmt.Errorf("%w: no PEM block found (expected %s)", ErrBadKey, want)
 	}
 	if _, encrypted := block.Headers["Proc-Type"]; encrypted {
 		return nil, fmt.Errorf("%w: encrypted PEM is not supported; decrypt the key first", ErrBadKey)
@@ -100,7 +108,7 @@ func checkBits(k *rsa.PublicKey) error {
 // PKCS#1 ("RSA PUBLIC KEY") or the key of a "CERTIFICATE". Errors match
 // ErrBadKey, or ErrWeakKey for keys under 2048 bits.
 func ParsePublicKeyPEM(data []byte) (*rsa.PublicKey, error) {
-	block, err := decodePEM(data)
+	block, err := decodePEM(data, wantPublicPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +126,7 @@ func ParsePublicKeyPEM(data []byte) (*rsa.PublicKey, error) {
 	case "PRIVATE KEY", "RSA PRIVATE KEY":
 		return nil, fmt.Errorf("%w: got a private key where a public key was expected; never deploy the private key", ErrBadKey)
 	default:
-		return nil, fmt.Errorf("%w: unsupported PEM block %q (want PUBLIC KEY or RSA PUBLIC KEY)", ErrBadKey, block.Type)
+		return nil, fmt.Errorf("%w: unsupported PEM block %q (expected %s)", ErrBadKey, block.Type, wantPublicPEM)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
@@ -137,7 +145,7 @@ func ParsePublicKeyPEM(data []byte) (*rsa.PublicKey, error) {
 // ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY"). Errors match ErrBadKey, or
 // ErrWeakKey for keys under 2048 bits.
 func ParsePrivateKeyPEM(data []byte) (*rsa.PrivateKey, error) {
-	block, err := decodePEM(data)
+	block, err := decodePEM(data, wantPrivatePEM)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +155,10 @@ func ParsePrivateKeyPEM(data []byte) (*rsa.PrivateKey, error) {
 		priv, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	case "RSA PRIVATE KEY":
 		priv, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
+		return nil, fmt.Errorf("%w: got a %q PEM block, which holds no private key (expected %s); sign with the private half of the pair", ErrBadKey, block.Type, wantPrivatePEM)
 	default:
-		return nil, fmt.Errorf("%w: unsupported PEM block %q (want PRIVATE KEY or RSA PRIVATE KEY)", ErrBadKey, block.Type)
+		return nil, fmt.Errorf("%w: unsupported PEM block %q (expected %s)", ErrBadKey, block.Type, wantPrivatePEM)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
@@ -161,20 +171,6 @@ func ParsePrivateKeyPEM(data []byte) (*rsa.PrivateKey, error) {
 		return nil, err
 	}
 	return rk, nil
-}
-
-// LoadPrivateKeyFile reads and parses a PEM private key file. Errors name the
-// path and keep the cause (fs.ErrNotExist, ErrBadKey, ErrWeakKey) for errors.Is.
-func LoadPrivateKeyFile(path string) (*rsa.PrivateKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("auth: reading private key %s: %w", path, err)
-	}
-	k, err := ParsePrivateKeyPEM(data)
-	if err != nil {
-		return nil, fmt.Errorf("auth: private key %s: %w", path, err)
-	}
-	return k, nil
 }
 
 // WriteKeyPair generates a 2048-bit key pair and writes it to dir as
