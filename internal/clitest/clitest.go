@@ -135,16 +135,35 @@ func (r Result) String() string {
 // args, and waits for it; a run longer than RunTimeout fails the test.
 func Run(t *testing.T, bin string, env []string, stdin string, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), RunTimeout)
+	return Cmd{Env: env, Stdin: stdin, Timeout: RunTimeout}.Run(t, bin, args...)
+}
+
+// Cmd is how to run a program for a test (the binary, a script, a shell
+// around either).
+type Cmd struct {
+	// Env is the environment (nil: this process's); Dir the working
+	// directory ("": this process's); Stdin what the program reads.
+	Env   []string
+	Dir   string
+	Stdin string
+	// Timeout bounds the run: the program is killed and the test fails
+	// when it passes. It is a liveness bound, never a performance figure.
+	Timeout time.Duration
+}
+
+// Run executes name with args as c says and waits for it.
+func (c Cmd) Run(t *testing.T, name string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env, cmd.Dir = c.Env, c.Dir
+	cmd.Stdin = strings.NewReader(c.Stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("streamer %s did not finish within %s:\n%s", strings.Join(args, " "), RunTimeout, errOut.String())
+		t.Fatalf("%s %s did not finish within %s:\n%s", filepath.Base(name), strings.Join(args, " "), c.Timeout, errOut.String())
 	}
 	r := Result{Stdout: out.String(), Stderr: errOut.String()}
 	var ee *exec.ExitError
@@ -152,7 +171,7 @@ func Run(t *testing.T, bin string, env []string, stdin string, args ...string) R
 	case errors.As(err, &ee):
 		r.Code = ee.ExitCode()
 	case err != nil:
-		t.Fatalf("run streamer: %v", err)
+		t.Fatalf("run %s: %v", name, err)
 	}
 	return r
 }

@@ -5,16 +5,14 @@
 package deploy_test
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pay-theory/streamer/internal/clitest"
 	"go.uber.org/goleak"
 )
 
@@ -50,9 +48,8 @@ echo "${PWD#"$FAKE_ROOT"}: build $*" >> "$FAKE_LOG"
 `
 
 type deployRun struct {
-	code           int
-	stdout, stderr string
-	calls          []string // the fakes' log, in order
+	clitest.Result
+	calls []string // the fakes' log, in order
 }
 
 // runDeploy copies scripts/deploy.sh into a fresh tree beside a fake build
@@ -84,27 +81,14 @@ func runDeploy(t *testing.T, pulumiState string, args ...string) deployRun {
 	}
 	log := filepath.Join(root, "calls.log")
 
-	// Liveness bound: every path through the script ends at once here.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "deploy.sh"), args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "PATH="+fakes+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"FAKE_ROOT="+root, "FAKE_LOG="+log, "FAKE_PULUMI="+pulumiState)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("deploy.sh did not finish:\n%s", errOut.String())
-	}
-	r := deployRun{stdout: out.String(), stderr: errOut.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
+	// Timeout: a liveness bound; every path through the script ends at once here.
+	res := clitest.Cmd{
+		Dir: root,
+		Env: append(os.Environ(), "PATH="+fakes+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"FAKE_ROOT="+root, "FAKE_LOG="+log, "FAKE_PULUMI="+pulumiState),
+		Timeout: time.Minute,
+	}.Run(t, filepath.Join(root, "scripts", "deploy.sh"), args...)
+	r := deployRun{Result: res}
 	b, err := os.ReadFile(log)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
@@ -170,27 +154,27 @@ func TestDeploy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runDeploy(t, tc.state, "dev", "--yes")
-			if r.code != tc.code {
-				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, tc.code, r.stdout, r.stderr)
+			if r.Code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.Code, tc.code, r.Stdout, r.Stderr)
 			}
 			if strings.Join(r.calls, "\n") != strings.Join(tc.calls, "\n") {
 				t.Errorf("calls:\n  %s\nwant:\n  %s", strings.Join(r.calls, "\n  "), strings.Join(tc.calls, "\n  "))
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(r.stderr, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.Stderr)
 				}
 			}
 			for _, n := range tc.never {
-				if strings.Contains(r.stdout+r.stderr, n) {
-					t.Errorf("output says %q:\nstdout:\n%s\nstderr:\n%s", n, r.stdout, r.stderr)
+				if strings.Contains(r.Stdout+r.Stderr, n) {
+					t.Errorf("output says %q:\nstdout:\n%s\nstderr:\n%s", n, r.Stdout, r.Stderr)
 				}
 			}
-			if tc.code == 0 && !strings.Contains(r.stdout, "deploy: Pulumi user alice") {
-				t.Errorf("stdout does not name the Pulumi user:\n%s", r.stdout)
+			if tc.code == 0 && !strings.Contains(r.Stdout, "deploy: Pulumi user alice") {
+				t.Errorf("stdout does not name the Pulumi user:\n%s", r.Stdout)
 			}
-			if tc.state == "no-stack" && !strings.Contains(r.stdout, "deploy: stack dev does not exist in this backend yet: creating it") {
-				t.Errorf("stdout does not say the stack is being created:\n%s", r.stdout)
+			if tc.state == "no-stack" && !strings.Contains(r.Stdout, "deploy: stack dev does not exist in this backend yet: creating it") {
+				t.Errorf("stdout does not say the stack is being created:\n%s", r.Stdout)
 			}
 		})
 	}
@@ -201,8 +185,8 @@ func TestDeploy(t *testing.T) {
 func TestDeployRefusesOddStackNames(t *testing.T) {
 	for _, name := range []string{"de v", "dev.*", "../dev"} {
 		r := runDeploy(t, "has-stack", name)
-		if r.code != 1 || !strings.Contains(r.stderr, "use letters, digits, - and _") || len(r.calls) != 0 {
-			t.Errorf("%q: exit %d, calls %v\n%s", name, r.code, r.calls, r.stderr)
+		if r.Code != 1 || !strings.Contains(r.Stderr, "use letters, digits, - and _") || len(r.calls) != 0 {
+			t.Errorf("%q: exit %d, calls %v\n%s", name, r.Code, r.calls, r.Stderr)
 		}
 	}
 }

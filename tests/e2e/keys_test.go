@@ -2,10 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,28 +28,10 @@ const (
 // killed after keyRunTimeout, failing the test when it is.
 func runBounded(t *testing.T, env []string, args ...string) clitest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), keyRunTimeout)
-	defer cancel()
 	// sh sets the limit and execs the binary itself, so the timeout's kill
 	// reaches the binary, not a shell around it.
-	cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", `ulimit -d "$1" && shift && exec "$@"`, "sh",
-		strconv.Itoa(keyRunDataKB), bin}, args...)...)
-	cmd.Env = env
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("streamer %s did not finish within %s (blocked on the key file?):\n%s", strings.Join(args, " "), keyRunTimeout, errOut.String())
-	}
-	r := clitest.Result{Stdout: out.String(), Stderr: errOut.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.Code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run streamer: %v", err)
-	}
-	return r
+	return clitest.Cmd{Env: env, Timeout: keyRunTimeout}.Run(t, "sh",
+		append([]string{"-c", `ulimit -d "$1" && shift && exec "$@"`, "sh", strconv.Itoa(keyRunDataKB), bin}, args...)...)
 }
 
 // TestKeyFilesThatAreNotFiles: a key path that is a device, a FIFO or a
