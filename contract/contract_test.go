@@ -1,7 +1,9 @@
 package contract_test
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pay-theory/streamer/contract"
@@ -33,6 +35,30 @@ func TestPlatformVarsAreNotContractVars(t *testing.T) {
 			if slices.Contains(contract.PlatformVars(), v.Name) {
 				t.Errorf("%s is both a platform variable and in Vars(%q)", v.Name, fn)
 			}
+		}
+	}
+}
+
+func TestCheckStage(t *testing.T) {
+	for _, ok := range []string{"local", "dev", "production", "v1_2-beta", "A", strings.Repeat("s", contract.MaxStageLength)} {
+		if err := contract.CheckStage(ok); err != nil {
+			t.Errorf("CheckStage(%q) = %v, want nil", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"":         "it is empty",
+		"a\nb":     `"a\nb"`,
+		"a/b":      `"a/b"`,
+		"a b":      `"a b"`,
+		"a.b":      `"a.b"`,
+		"$default": `"$default"`,
+		"étape":    `"étape"`,
+		"a\u202eb": `"a\u202eb"`,
+		strings.Repeat("s", contract.MaxStageLength+1): "it is 129 bytes long",
+	} {
+		err := contract.CheckStage(bad)
+		if !errors.Is(err, contract.ErrInvalidStage) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), contract.StageRule) {
+			t.Errorf("CheckStage(%q) = %v, want ErrInvalidStage saying %s and the rule", bad, err, want)
 		}
 	}
 }
