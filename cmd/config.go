@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -24,6 +25,32 @@ const (
 	timeoutEnv         = "STREAMER_TIMEOUT"
 	issuerEnv          = "STREAMER_ISSUER"
 )
+
+// timeoutFlag is --timeout: a positive duration. 0 is refused (exit 2)
+// rather than read as "the default" or "no bound": every network call is
+// bounded, and a 0 that silently meant 10s misled.
+type timeoutFlag struct{ d *time.Duration }
+
+func (t timeoutFlag) String() string {
+	if t.d == nil || *t.d == 0 {
+		return ""
+	}
+	return t.d.String()
+}
+
+func (t timeoutFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration like 10s or 1m30s")
+	}
+	if d <= 0 {
+		return fmt.Errorf("want a positive duration like 10s (the default): every network call is bounded")
+	}
+	*t.d = d
+	return nil
+}
+
+func (timeoutFlag) Type() string { return "duration" }
 
 // GlobalFlags are the raw values of the root's persistent flags. Empty (or
 // zero) means "not given": ResolveConfig then falls back to the environment
@@ -91,6 +118,12 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 	if err != nil || (wu.Scheme != "ws" && wu.Scheme != "wss") || wu.Host == "" {
 		return Config{}, &UsageError{Err: fmt.Errorf("--ws-url %q is not a ws(s) URL like %s", redactURL(c.WSURL), DefaultWSURL)}
 	}
+	if err := checkURLStage("--endpoint", c.Endpoint, eu, DefaultEndpoint); err != nil {
+		return Config{}, err
+	}
+	if err := checkURLStage("--ws-url", c.WSURL, wu, DefaultWSURL); err != nil {
+		return Config{}, err
+	}
 	local := connection.IsLoopbackEndpoint(c.Endpoint)
 	if c.DynamoDBEndpoint == "" && local {
 		// The local gateway serves the DynamoDB API on its own listener
@@ -126,4 +159,40 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 		}
 	}
 	return c, nil
+}
+
+// checkURLStage applies API Gateway's stage rule (contract.CheckStage) to
+// the stage an endpoint URL names: the whole path of an execute-api URL
+// (https://ID.execute-api.REGION.amazonaws.com/STAGE) or of a local
+// gateway (loopback). Other hosts are custom domains, whose paths are API
+// mappings with rules of their own, and pass as given. flag and
+// localExample (for a loopback URL) word the error.
+func checkURLStage(flag, raw string, u *url.URL, localExample string) error {
+	local, aws := stageInPath(u)
+	if !local && !aws {
+		return nil
+	}
+	example := localExample
+	if aws {
+		example = u.Scheme + "://" + u.Host + "/dev"
+	}
+	stage := strings.Trim(u.Path, "/")
+	err := contract.CheckStage(stage)
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(stage, "/") {
+		err = fmt.Errorf("%w: the path holds more than the stage", contract.ErrInvalidStage)
+	}
+	return &UsageError{Err: fmt.Errorf("%s %q: its path must be the API's stage alone, as in %s: %w", flag, redactURL(raw), example, err)}
+}
+
+// stageInPath reports whether u's path is a stage: u is on this machine
+// (streamer local) or an execute-api endpoint.
+func stageInPath(u *url.URL) (local, aws bool) {
+	h := strings.ToLower(u.Hostname())
+	if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
+		return true, false
+	}
+	return false, strings.Contains(h, ".execute-api.") && (strings.HasSuffix(h, ".amazonaws.com") || strings.HasSuffix(h, ".amazonaws.com.cn"))
 }

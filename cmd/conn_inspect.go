@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -124,7 +123,10 @@ func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
 		}
 		return formatTime(t)
 	}
-	rows := [][]string{{"connection_id", id}}
+	// Every value below but the state came from a client (its token, its
+	// headers) or the table: escaped before any colour is added.
+	esc := terminalText
+	rows := [][]string{{"connection_id", esc(id)}}
 	switch res.State {
 	case StateLive:
 		rows = append(rows, []string{"state", p.Green(StateLive)})
@@ -135,19 +137,19 @@ func connInspectRun(ctx context.Context, opts *ConnInspectOptions) error {
 	}
 	if r := res.Record; r != nil {
 		rows = append(rows,
-			[]string{"user_id", r.UserID}, []string{"tenant_id", r.TenantID}, []string{"endpoint", r.Endpoint},
+			[]string{"user_id", esc(r.UserID)}, []string{"tenant_id", esc(r.TenantID)}, []string{"endpoint", esc(r.Endpoint)},
 			[]string{"connected_at", tm(r.ConnectedAt)}, []string{"last_ping", tm(r.LastPing)},
-			[]string{"permissions", strings.Join(r.Permissions, ",")},
+			[]string{"permissions", joinEscaped(r.Permissions)},
 			[]string{"messages_sent", strconv.FormatInt(r.MessagesSent, 10)},
 			[]string{"messages_received", strconv.FormatInt(r.MessagesReceived, 10)},
-			[]string{"ip_address", r.Metadata.IPAddress}, []string{"user_agent", r.Metadata.UserAgent},
+			[]string{"ip_address", esc(r.Metadata.IPAddress)}, []string{"user_agent", esc(r.Metadata.UserAgent)},
 			[]string{"ttl", formatTime(time.Unix(r.TTL, 0))})
 	}
 	if l := res.Live; l != nil {
 		rows = append(rows,
 			[]string{"live.connected_at", tm(aws.ToTime(l.ConnectedAt))},
 			[]string{"live.last_active_at", tm(aws.ToTime(l.LastActiveAt))},
-			[]string{"live.source_ip", l.SourceIP}, []string{"live.user_agent", l.UserAgent})
+			[]string{"live.source_ip", esc(l.SourceIP)}, []string{"live.user_agent", esc(l.UserAgent)})
 	}
 	if tg.format == FormatTable {
 		return renderTable(f.IO.Out, []string{"field", "value"}, rows)

@@ -101,7 +101,7 @@ func connKickRun(ctx context.Context, opts *ConnKickOptions) error {
 	}
 	rows := [][]string{{"gateway", gw}, {"record", rec}}
 	if tg.format == FormatTable {
-		fmt.Fprintf(f.IO.Out, "Kicked %s\n", id)
+		fmt.Fprintf(f.IO.Out, "Kicked %s\n", terminalText(id))
 		return renderTable(f.IO.Out, nil, rows)
 	}
 	rows[0][1], rows[1][1] = res.Gateway, res.Record

@@ -37,7 +37,9 @@ Table columns: ID, USER, TENANT, CONNECTED (age), LAST PING (age), SENT, RECEIVE
 Plain output (not a terminal) has the same columns tab-separated, no header, times RFC 3339.
 JSON output (-o json) is an array of {"connection_id","user_id","tenant_id","endpoint",
 "connected_at","last_ping","metadata":{"user_agent","ip_address"},"permissions",
-"messages_sent","messages_received","ttl"}.`,
+"messages_sent","messages_received","ttl"}. When listing fails (exit 1), the error goes to
+stderr and stdout holds no complete result: nothing when the first page failed, an
+unterminated (invalid) array when a later page did.`,
 		Example: `  streamer conn ls --tenant acme
   streamer conn ls --user alice -o json | jq -r '.[].connection_id'
   streamer conn ls --limit 50`,
@@ -94,24 +96,27 @@ func connLsRun(ctx context.Context, opts *ConnLsOptions) error {
 				if format == FormatTable {
 					connected, ping = formatAge(now, c.ConnectedAt), formatAge(now, c.LastPing)
 				}
-				rows = append(rows, []string{c.ConnectionID, c.UserID, c.TenantID, connected, ping,
+				rows = append(rows, []string{terminalText(c.ConnectionID), terminalText(c.UserID), terminalText(c.TenantID), connected, ping,
 					strconv.FormatInt(c.MessagesSent, 10), strconv.FormatInt(c.MessagesReceived, 10)})
 				objs = append(objs, connJSON(c))
 			}
 			return w.Write(rows, objs)
 		})
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
+		// A failure must never read as a result: no closing bracket (or
+		// bottom border), so -o json prints nothing when the first page
+		// failed and an unterminated, invalid array when a later one did.
+		return err
+	}
+	if err := w.Close(); err != nil {
 		return err
 	}
 	if w.Count() == 0 && f.IO.ErrTTY {
 		switch {
 		case opts.UserID != "":
-			fmt.Fprintf(f.IO.ErrOut, "no connections for user %s in table %s\n", opts.UserID, cfg.Table)
+			fmt.Fprintf(f.IO.ErrOut, "no connections for user %s in table %s\n", terminalText(opts.UserID), cfg.Table)
 		case opts.TenantID != "":
-			fmt.Fprintf(f.IO.ErrOut, "no connections for tenant %s in table %s\n", opts.TenantID, cfg.Table)
+			fmt.Fprintf(f.IO.ErrOut, "no connections for tenant %s in table %s\n", terminalText(opts.TenantID), cfg.Table)
 		default:
 			fmt.Fprintf(f.IO.ErrOut, "no connections in table %s\n", cfg.Table)
 		}

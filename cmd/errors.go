@@ -22,28 +22,41 @@ const (
 	wsEndpoint    = "WebSocket endpoint"
 )
 
-// explainNetErr turns "could not reach" failures into an error that names
-// the URL and what to do; other errors pass through. Credentials in the URL
-// or the error's text (a WebSocket URL's ?Authorization= token) are
+// UnreachableError is a service that did not answer at its URL: refused,
+// no such host, or silent until the deadline. Its text names the service,
+// the URL (credentials redacted) and what to do.
+type UnreachableError struct {
+	Service string // managementAPI, dynamoDBAPI or wsEndpoint
+	URL     string
+	Err     error
+}
+
+func (e *UnreachableError) Error() string {
+	flag := "--endpoint"
+	switch e.Service {
+	case wsEndpoint:
+		flag = "--ws-url"
+	case dynamoDBAPI:
+		flag = "--endpoint/--dynamodb-endpoint"
+	}
+	return fmt.Sprintf("cannot reach the %s at %s: %v\nhint: is `streamer local` running? start it, or point %s at your stack", e.Service, e.URL, e.Err, flag)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// explainNetErr turns "could not reach" failures into an *UnreachableError
+// (what names the service); other errors pass through. Credentials in the
+// URL or the error's text (a WebSocket URL's ?Authorization= token) are
 // redacted either way.
 func explainNetErr(what, url string, err error) error {
 	if err == nil {
 		return nil
 	}
 	err = redactErr(err)
-	url = redactURL(url)
 	if !unreachable(err) {
 		return err
 	}
-	flag := "--endpoint"
-	switch what {
-	case wsEndpoint:
-		flag = "--ws-url"
-	case dynamoDBAPI:
-		flag = "--endpoint/--dynamodb-endpoint"
-	}
-	hint := "is `streamer local` running? start it, or point " + flag + " at your stack"
-	return fmt.Errorf("cannot reach the %s at %s: %w\nhint: %s", what, url, err, hint)
+	return &UnreachableError{Service: what, URL: redactURL(url), Err: err}
 }
 
 // unreachable reports whether err says the other end never answered: a
@@ -77,7 +90,9 @@ func storeErr(cfg Config, err error) error {
 	}
 	url := storeURL(cfg)
 	if errors.Is(err, store.ErrTableNotFound) {
-		return fmt.Errorf("table %s not found at %s: %w\nhint: pass --table / STREAMER_TABLE with the deployed table's name", cfg.Table, url, err)
+		// The store's own words (create the table first) are for library
+		// users; here the flag is what is wrong.
+		return &wordedError{msg: fmt.Sprintf("table %s not found at %s\nhint: pass --table / STREAMER_TABLE with the deployed table's name", cfg.Table, url), err: err}
 	}
 	return explainNetErr(dynamoDBAPI, url, err)
 }
@@ -106,5 +121,5 @@ func storeValidation(err error) error {
 	if field == "" {
 		field = strings.ReplaceAll(ve.Field, "_", " ")
 	}
-	return &UsageError{Err: &redactedError{msg: field + " " + ve.Reason, err: err}}
+	return &UsageError{Err: &wordedError{msg: field + " " + ve.Reason, err: err}}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/simulate"
@@ -76,6 +77,9 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 				if err := checkListen(opts.Listen); err != nil {
 					return err
 				}
+			}
+			if err := contract.CheckStage(opts.Stage); err != nil {
+				return &UsageError{Err: fmt.Errorf("--stage: %w", err)}
 			}
 			if opts.Simulate < 0 || opts.Simulate > maxSimulatedClients {
 				return &UsageError{Err: fmt.Errorf("--simulate %d: want 0 (off) to %d clients", opts.Simulate, maxSimulatedClients)}

@@ -180,7 +180,8 @@ func TestLocalErrors(t *testing.T) {
 		{[]string{"local", "--listen", "nonsense"}, ExitUsage, `--listen "nonsense" is not HOST:PORT`},
 		{[]string{"local", "--listen", "127.0.0.1:99999"}, ExitUsage, "port out of range"},
 		{[]string{"local", "--simulate", "-1"}, ExitUsage, "--simulate -1"},
-		{[]string{"local", "--listen", "127.0.0.1:0", "--stage", "a/b"}, ExitUsage, `stage "a/b"`},
+		{[]string{"local", "--listen", "127.0.0.1:0", "--stage", "a/b"}, ExitUsage, `--stage: invalid stage name "a/b"`},
+		{[]string{"local", "--listen", "127.0.0.1:0", "--stage", "a\nb"}, ExitUsage, `--stage: invalid stage name "a\nb": use 1 to 128 letters, digits, - and _`},
 		{[]string{"local", "-o", "yaml"}, ExitUsage, `unknown --output "yaml"`},
 		{[]string{"local", "--listen", l.Addr().String()}, ExitError, "cannot listen on " + l.Addr().String()},
 	} {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
@@ -280,6 +279,26 @@ func formatDuration(d time.Duration) string {
 	}
 }
 
+// joinEscaped is a list of client- or token-supplied values for one cell:
+// each escaped (terminalText), joined with commas.
+func joinEscaped(vals []string) string {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = terminalText(v)
+	}
+	return strings.Join(out, ",")
+}
+
+// terminalLines is terminalText for a message of several lines (an error
+// with its hint): each line escaped, the line breaks kept.
+func terminalLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = terminalText(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // terminalText makes text that came from a client or a token (ids, user
 // and tenant, user agents, received messages) safe to print on a terminal:
 // control characters (C0, DEL and C1 such as U+009B, a one-byte CSI) and
@@ -291,7 +310,7 @@ func formatDuration(d time.Duration) string {
 func terminalText(s string) string {
 	clean := true
 	for _, r := range s {
-		if r == '\\' || r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		if r == '\\' || r == utf8.RuneError || invisible(r) {
 			clean = false
 			break
 		}
@@ -307,7 +326,7 @@ func terminalText(s string) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case r == '\\':
 			b.WriteString(`\\`)
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+		case invisible(r):
 			q := strconv.QuoteRune(r)
 			b.WriteString(q[1 : len(q)-1])
 		default:

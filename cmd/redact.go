@@ -40,15 +40,16 @@ func redactText(s string) string {
 // scheme, host and path an operator needs to recognise it).
 func redactURL(raw string) string { return redactText(raw) }
 
-// redactedError is an error whose text had credentials scrubbed; it still
-// unwraps to the original for errors.Is.
-type redactedError struct {
+// wordedError is an error shown in other words than its own: its text
+// with credentials scrubbed, or the CLI's explanation of it. errors.Is and
+// errors.As still reach the original.
+type wordedError struct {
 	msg string
 	err error
 }
 
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
+func (e *wordedError) Error() string { return e.msg }
+func (e *wordedError) Unwrap() error { return e.err }
 
 // redactErr scrubs credentials from err's text and from the URL of any
 // *url.Error it wraps (so errors.As cannot hand the raw URL on either).
@@ -62,7 +63,7 @@ func redactErr(err error) error {
 	}
 	msg := err.Error()
 	if r := redactText(msg); r != msg {
-		return &redactedError{msg: r, err: err}
+		return &wordedError{msg: r, err: err}
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,13 +39,62 @@ type UsageError struct{ Err error }
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
+// SignalError is the cause of the run's context when SIGINT or SIGTERM
+// ended it. A command that fails after it exits 128 + the signal's number
+// (130 for SIGINT, 143 for SIGTERM), as shells report a process a signal
+// ended; a command that stops cleanly on the signal (`streamer local`)
+// still exits 0.
+type SignalError struct{ Signal syscall.Signal }
+
+func (e *SignalError) Error() string { return "interrupted (" + signalName(e.Signal) + ")" }
+
+// ExitCode is 128 + the signal's number.
+func (e *SignalError) ExitCode() int { return 128 + int(e.Signal) }
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
+}
+
 // Main runs the CLI with the process's arguments and streams and returns the
 // exit code. It is the only place that maps outcomes to exit codes.
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background())
 	defer stop()
 	f := NewFactory(os.Stdin, os.Stdout, os.Stderr)
 	return Run(ctx, f, os.Args[1:])
+}
+
+// notifyContext is signal.NotifyContext for SIGINT and SIGTERM that keeps
+// which signal it was (the context's cause is a *SignalError; the
+// standard library's cause names it only in text). After the first signal
+// the handler is removed, so a second Ctrl-C ends at once a process whose
+// shutdown is stuck.
+func notifyContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case s := <-ch:
+			signal.Stop(ch)
+			sig, _ := s.(syscall.Signal)
+			cancel(&SignalError{Signal: sig})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel(context.Canceled)
+		<-done
+	}
 }
 
 // Run executes the command line args and returns the exit code.
@@ -60,7 +110,22 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	if cerr := f.Close(cctx); cerr != nil && err == nil {
 		err = cerr
 	}
-	return exitCode(f.IO.ErrOut, err)
+	return exitCode(f.IO.ErrOut, signalled(ctx, err))
+}
+
+// signalled marks err as the outcome of an interrupted run when a signal
+// ended ctx: whatever the command reports then, it stopped because it was
+// told to (exit 128+n), and a command that already said so (a read of
+// user input) keeps its words.
+func signalled(ctx context.Context, err error) error {
+	var se *SignalError
+	if err == nil || errors.As(err, &se) || !errors.As(context.Cause(ctx), &se) {
+		return err
+	}
+	if errors.Is(err, ErrSilent) {
+		return se
+	}
+	return fmt.Errorf("%w: %w", se, err)
 }
 
 // execute runs the command tree. Every command's argument check returns
@@ -82,7 +147,13 @@ func exitCode(stderr io.Writer, err error) int {
 		return ExitOK
 	}
 	var ue *UsageError
+	var se *SignalError
 	switch {
+	case errors.As(err, &se):
+		// One line: what was interrupted, not the hints of what failed.
+		msg, _, _ := strings.Cut(userText(err.Error()), "\n")
+		fmt.Fprintln(stderr, "error:", msg)
+		return se.ExitCode()
 	case errors.Is(err, ErrSilent):
 		return ExitError
 	case errors.Is(err, ErrPartial):
@@ -114,7 +185,8 @@ With nothing configured every command targets a running ` + "`streamer local`" +
 --key-dir STREAMER_KEY_DIR, --issuer STREAMER_ISSUER, --timeout STREAMER_TIMEOUT.
 
 Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
-3 partial failure (broadcast with undelivered targets, smoke with a failing step).`,
+3 partial failure (broadcast with undelivered targets, smoke with a failing step),
+130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -131,7 +203,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 	fl.StringVar(&f.Flags.DynamoDBEndpoint, "dynamodb-endpoint", "", "DynamoDB API URL (env AWS_ENDPOINT_URL_DYNAMODB; default: the local endpoint's host for a loopback --endpoint, else AWS)")
 	fl.StringVar(&f.Flags.KeyDir, "key-dir", "", "directory of "+PrivateKeyFile+" / "+PublicKeyFile+" (env STREAMER_KEY_DIR; default <user config dir>/streamer/keys, shared with streamer local)")
 	fl.StringVar(&f.Flags.Issuer, "issuer", "", "JWT issuer minted and expected (env STREAMER_ISSUER; default "+DefaultIssuer+")")
-	fl.DurationVar(&f.Flags.Timeout, "timeout", 0, "bound of each network call (env STREAMER_TIMEOUT; default 10s)")
+	fl.Var(timeoutFlag{&f.Flags.Timeout}, "timeout", "bound of each network call, a positive duration (env STREAMER_TIMEOUT; default 10s)")
 
 	root.AddCommand(
 		NewCmdVersion(f, nil),

@@ -6,16 +6,22 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/spf13/cobra"
 )
 
-// readMessage resolves MESSAGE|@FILE|- into bytes and refuses anything over
-// the gateway's limit before a single request is made.
+// readMessage is readMessageContext for a caller that has no context to
+// pass yet (broadcast, until it passes its own; then remove this).
 func readMessage(arg string, stdin io.Reader) ([]byte, error) {
+	return readMessageContext(context.Background(), arg, stdin)
+}
+
+// readMessageContext resolves MESSAGE|@FILE|- into bytes and refuses
+// anything over the gateway's limit before a single request is made.
+// Reading stdin or @FILE (a FIFO too) ends when ctx ends.
+func readMessageContext(ctx context.Context, arg string, stdin io.Reader) ([]byte, error) {
 	var (
 		b   []byte
 		err error
@@ -24,24 +30,21 @@ func readMessage(arg string, stdin io.Reader) ([]byte, error) {
 	switch {
 	case arg == "-":
 		src = "stdin"
-		b, err = io.ReadAll(io.LimitReader(stdin, connection.MaxMessageBytes+1))
+		// Errors name what was read: the interruption says "while
+		// reading the message from stdin", a file error its path.
+		b, err = readInput(ctx, "-", stdin, "the message from stdin", connection.MaxMessageBytes)
 		if err != nil {
-			return nil, fmt.Errorf("read message from stdin: %w", err)
+			return nil, err
 		}
 	case strings.HasPrefix(arg, "@"):
 		path := arg[1:]
 		src = path
-		fh, err := os.Open(path)
+		b, err = readInput(ctx, path, stdin, "the message file "+path, connection.MaxMessageBytes)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, &UsageError{Err: fmt.Errorf("message file %s does not exist (MESSAGE may be text, @FILE or - for stdin)", path)}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("open message file: %w", err)
-		}
-		defer fh.Close()
-		b, err = io.ReadAll(io.LimitReader(fh, connection.MaxMessageBytes+1))
-		if err != nil {
-			return nil, fmt.Errorf("read message file %s: %w", path, err)
+			return nil, err
 		}
 	default:
 		b = []byte(arg)
@@ -98,7 +101,7 @@ type sendJSON struct {
 
 func sendRun(ctx context.Context, opts *SendOptions) error {
 	f := opts.F
-	msg, err := readMessage(opts.Message, f.IO.In)
+	msg, err := readMessageContext(ctx, opts.Message, f.IO.In)
 	if err != nil {
 		return err
 	}
@@ -125,6 +128,6 @@ func sendRun(ctx context.Context, opts *SendOptions) error {
 		return writeJSON(f.IO.Out, sendJSON{Bytes: len(msg), ConnectionID: opts.ConnectionID, Status: connection.StatusSent})
 	}
 	p := newPalette(f.IO.ErrTTY, f.Getenv)
-	fmt.Fprintf(f.IO.ErrOut, "%s sent %d bytes to %s\n", p.Green("✓"), len(msg), opts.ConnectionID)
+	fmt.Fprintf(f.IO.ErrOut, "%s sent %d bytes to %s\n", p.Green("✓"), len(msg), terminalText(opts.ConnectionID))
 	return nil
 }

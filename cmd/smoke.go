@@ -42,8 +42,11 @@ IsActive is true; a tenant broadcast is received; expired, badly signed and miss
 tokens are refused with 401; disconnect; the record is removed; a Send after the
 disconnect reports "not found". Each step prints with its duration.
 
-Exit 0 only when every step passes, 3 when any fails (later steps that depended on
-it are skipped), 1 when the run could not start (bad flags, no key).
+Exit 0 only when every step passes; 3 when a step fails against a stack that
+answered (later steps that depend on it show as skipped); 1 when the run could not
+check the stack: no signing key, an endpoint that does not answer (no stack running
+at --ws-url / --endpoint), or a --table that does not exist; 2 for usage errors
+(bad flags).
 
 --local starts an embedded local stack on a free port for the run. Against a
 deployed stack, --key must be the private key matching the deployed public key.
@@ -185,9 +188,11 @@ func (s *smoke) steps() []smokeStep {
 		{name: stepSendReceived, needs: []string{stepRecordStored}, run: s.sendReceived},
 		{name: stepIsActive, needs: []string{stepRecordStored}, run: s.isActive},
 		{name: stepBroadcast, needs: []string{stepRecordStored}, run: s.broadcastReceived},
-		{name: stepExpiredRefused, needs: []string{stepMint}, run: s.expiredRefused},
-		{name: stepBadSigRefused, needs: []string{stepMint}, run: s.badlySignedRefused},
-		{name: stepNoTokenRefused, run: s.missingRefused},
+		// A refusal means something only from a stack that accepts a
+		// good token: after a failed connect every token is "refused".
+		{name: stepExpiredRefused, needs: []string{stepConnect}, run: s.expiredRefused},
+		{name: stepBadSigRefused, needs: []string{stepConnect}, run: s.badlySignedRefused},
+		{name: stepNoTokenRefused, needs: []string{stepConnect}, run: s.missingRefused},
 		{name: stepDisconnect, needs: []string{stepConnect}, run: s.disconnect},
 		{name: stepRecordRemoved, needs: []string{stepDisconnect, stepRecordStored}, run: s.recordRemoved},
 		{name: stepSendAfterClosed, needs: []string{stepRecordRemoved}, run: s.sendAfterDisconnect},
@@ -205,17 +210,29 @@ func (s *smoke) bounded(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
-// wsURL is the WebSocket URL carrying tok (none when tok is "").
+// wsURL is the WebSocket URL carrying tok as its one Authorization
+// parameter (none when tok is ""): one already in --ws-url is replaced, so
+// each step sends exactly the token it tests.
 func (s *smoke) wsURL(tok string) string {
-	if tok == "" {
+	u, err := url.Parse(s.cfg.WSURL)
+	if err != nil { // ResolveConfig parsed it already
 		return s.cfg.WSURL
 	}
-	sep := "?"
-	if strings.Contains(s.cfg.WSURL, "?") {
-		sep = "&"
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, authParam) {
+			q.Del(k)
+		}
 	}
-	return s.cfg.WSURL + sep + "Authorization=" + url.QueryEscape(tok)
+	if tok != "" {
+		q.Set(authParam, tok)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
+
+// authParam is the query parameter $connect reads the token from.
+const authParam = "Authorization"
 
 // mintWith signs a token for the run's user and tenant with key (10 minutes
 // unless o says otherwise).
@@ -293,8 +310,11 @@ func (s *smoke) recordStored(ctx context.Context) (string, error) {
 		}
 		return false, nil
 	})
-	if err != nil {
+	if errors.Is(err, errWaitedOut) {
 		return "", fmt.Errorf("no record for user %s in table %s: %w", s.user, s.cfg.Table, err)
+	}
+	if err != nil {
+		return "", err
 	}
 	cctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -386,10 +406,10 @@ func (s *smoke) recordRemoved(ctx context.Context) (string, error) {
 		}
 		return false, storeErr(s.cfg, err)
 	})
-	if err != nil {
+	if errors.Is(err, errWaitedOut) {
 		return "", fmt.Errorf("record %s still present: %w", s.connID, err)
 	}
-	return "", nil
+	return "", err
 }
 
 func (s *smoke) sendAfterDisconnect(ctx context.Context) (string, error) {
@@ -402,8 +422,14 @@ func (s *smoke) sendAfterDisconnect(ctx context.Context) (string, error) {
 	return "not found", nil
 }
 
-// pollUntil calls cond every interval until it reports done, returns an
-// error, timeout passes or ctx ends.
+// errWaitedOut is pollUntil's error when the condition did not come true
+// within the timeout.
+var errWaitedOut = errors.New("gave up waiting")
+
+// pollUntil calls cond every interval until it reports done, timeout passes
+// (errWaitedOut) or ctx ends. An error from cond ends the wait at once: a
+// missing table or an endpoint that does not answer will not mend within
+// the timeout. Throttling is the exception, and is retried.
 func pollUntil(ctx context.Context, timeout, interval time.Duration, cond func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -414,14 +440,17 @@ func pollUntil(ctx context.Context, timeout, interval time.Duration, cond func(c
 		select {
 		case <-ctx.Done():
 			if lastErr != nil {
-				return fmt.Errorf("gave up after %s: %w", timeout, lastErr)
+				return fmt.Errorf("%w after %s: %w", errWaitedOut, timeout, lastErr)
 			}
-			return fmt.Errorf("gave up after %s", timeout)
+			return fmt.Errorf("%w after %s", errWaitedOut, timeout)
 		case <-t.C:
 		}
 		done, err := cond(ctx)
-		if done {
+		switch {
+		case done:
 			return nil
+		case err != nil && !errors.Is(err, store.ErrThrottled):
+			return err
 		}
 		lastErr = err
 		t.Reset(interval)

@@ -2,9 +2,12 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // Step statuses.
@@ -63,6 +66,7 @@ func runChecklist(ctx context.Context, f *Factory, format string, steps []smokeS
 	p := newPalette(f.IO.OutTTY, f.Getenv)
 	passed := map[string]bool{}
 	var results []StepResult
+	var unchecked error // the first failure that says the stack could not be checked
 	start := f.Now()
 	width := 0
 	for _, s := range steps {
@@ -88,6 +92,9 @@ func runChecklist(ctx context.Context, f *Factory, format string, steps []smokeS
 			r.Detail = redactText(detail)
 			if err != nil {
 				r.Status, r.Error = StepFail, userText(err.Error())
+				if unchecked == nil && cannotCheck(err) {
+					unchecked = err
+				}
 			}
 		}
 		r.MS = float64(r.Duration.Microseconds()) / 1000
@@ -96,7 +103,9 @@ func runChecklist(ctx context.Context, f *Factory, format string, steps []smokeS
 		switch format {
 		case FormatJSON:
 		case FormatPlain:
-			fmt.Fprintf(f.IO.Out, "%s\t%s\t%.1f\t%s\n", r.Status, r.Name, r.MS, strings.Join(sanitizeCells([]string{firstNonEmpty(r.Error, r.Detail)}), ""))
+			// Details and errors may quote what the stack answered
+			// (a stored id, a service's message): escaped.
+			fmt.Fprintf(f.IO.Out, "%s\t%s\t%.1f\t%s\n", r.Status, r.Name, r.MS, sanitizeCells([]string{terminalLines(firstNonEmpty(r.Error, r.Detail))})[0])
 		default:
 			mark := p.Green("✓")
 			switch r.Status {
@@ -109,7 +118,7 @@ func runChecklist(ctx context.Context, f *Factory, format string, steps []smokeS
 			if r.Status == StepSkip {
 				line = fmt.Sprintf("%s %-*s %9s", mark, width, r.Name, "skipped")
 			}
-			if d := firstNonEmpty(r.Error, r.Detail); d != "" {
+			if d := terminalLines(firstNonEmpty(r.Error, r.Detail)); d != "" {
 				if r.Status == StepFail {
 					d = p.Red(d)
 				}
@@ -138,8 +147,19 @@ func runChecklist(ctx context.Context, f *Factory, format string, steps []smokeS
 		}
 		fmt.Fprintf(f.IO.ErrOut, "%s: %d/%d steps passed in %s\n", verdict, ok, len(results), formatDuration(total))
 	}
+	if unchecked != nil {
+		return fmt.Errorf("smoke could not check the stack: %w", unchecked)
+	}
 	if !allPassed {
 		return fmt.Errorf("%w: smoke: %d of %d steps did not pass", ErrPartial, len(results)-ok, len(results))
 	}
 	return nil
+}
+
+// cannotCheck reports whether a step's failure is the run's, not the
+// stack's: an endpoint that does not answer, a table that does not exist.
+// Smoke then exits 1 (an error), not 3 (a stack that fails a step).
+func cannotCheck(err error) bool {
+	var ue *UnreachableError
+	return errors.As(err, &ue) || errors.Is(err, store.ErrTableNotFound)
 }

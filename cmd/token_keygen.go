@@ -35,8 +35,7 @@ JSON output (-o json): {"private_key": path, "public_key": path}.`,
 	}
 	c.Flags().StringVar(&opts.Dir, "dir", "", "directory for the key pair (default: --key-dir)")
 	c.Flags().BoolVar(&opts.Force, "force", false, "replace an existing key pair (tokens minted with the old key stop verifying)")
-	// table is accepted (and printed as plain) as it always was.
-	addOutputFlag(c, &opts.Output, "output format: plain|json", dataFormats...)
+	addOutputFlag(c, &opts.Output, "output format: plain|json (default plain)", FormatPlain, FormatJSON)
 	return c
 }
 

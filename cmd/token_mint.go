@@ -37,6 +37,9 @@ Clients present it as ?Authorization=TOKEN on the WebSocket URL.`,
 			if opts.TTL < 0 {
 				return &UsageError{Err: fmt.Errorf("--ttl must be positive, got %s", opts.TTL)}
 			}
+			if err := checkClaims(opts.UserID, opts.TenantID, opts.Permissions, opts.Audience); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, tokenMintRun)
 		},
 	}

@@ -7,13 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/spf13/cobra"
 )
+
+// maxTokenBytes bounds a token read from stdin: a JWT with the claims
+// streamer mints is well under 2 KB.
+const maxTokenBytes = 64 << 10
 
 // TokenVerifyOptions are the inputs of `streamer token verify`.
 type TokenVerifyOptions struct {
@@ -74,9 +77,12 @@ func tokenVerifyRun(ctx context.Context, opts *TokenVerifyOptions) error {
 	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	tok := opts.Token
 	if tok == "-" {
-		b, err := io.ReadAll(io.LimitReader(f.IO.In, 1<<20))
+		b, err := readInput(ctx, "-", f.IO.In, "the token from stdin", maxTokenBytes)
 		if err != nil {
-			return fmt.Errorf("read token from stdin: %w", err)
+			return err
+		}
+		if len(b) > maxTokenBytes {
+			return &UsageError{Err: fmt.Errorf("stdin holds more than %d KB, more than any token; pipe the token alone", maxTokenBytes>>10)}
 		}
 		tok = string(b)
 	}
@@ -110,27 +116,30 @@ func tokenVerifyRun(ctx context.Context, opts *TokenVerifyOptions) error {
 		}
 	default:
 		p := newPalette(f.IO.OutTTY, f.Getenv)
+		// The claims are the token's words, decoded even when it is not
+		// trusted: escaped before any colour is added.
+		esc := terminalText
 		verdict := p.Green("valid")
 		if !v.Valid {
-			verdict = p.Red("invalid: " + v.Reason + " (" + v.Error + ")")
+			verdict = p.Red(esc("invalid: " + v.Reason + " (" + v.Error + ")"))
 		}
 		rows := [][]string{
 			{"valid", verdict},
-			{"sub", v.Claims.Subject},
-			{"tenant_id", v.Claims.TenantID},
-			{"permissions", strings.Join(v.Claims.Permissions, ",")},
-			{"iss", v.Claims.Issuer},
-			{"aud", strings.Join(v.Claims.Audience, ",")},
+			{"sub", esc(v.Claims.Subject)},
+			{"tenant_id", esc(v.Claims.TenantID)},
+			{"permissions", joinEscaped(v.Claims.Permissions)},
+			{"iss", esc(v.Claims.Issuer)},
+			{"aud", joinEscaped(v.Claims.Audience)},
 			{"exp", v.Claims.ExpiresAt + expiryNote(f.Now(), claims.ExpiresAt)},
 			{"iat", v.Claims.IssuedAt},
-			{"jti", v.Claims.ID},
+			{"jti", esc(v.Claims.ID)},
 		}
 		if format == FormatTable {
 			err = renderTable(f.IO.Out, []string{"claim", "value"}, rows)
 		} else {
 			if !v.Valid {
 				rows[0][1] = "false"
-				rows = append(rows[:1], append([][]string{{"reason", v.Reason}, {"error", v.Error}}, rows[1:]...)...)
+				rows = append(rows[:1], append([][]string{{"reason", esc(v.Reason)}, {"error", esc(v.Error)}}, rows[1:]...)...)
 			} else {
 				rows[0][1] = "true"
 			}

@@ -27,13 +27,18 @@ func checkConnectionID(what, id string) error {
 		return &UsageError{Err: fmt.Errorf("%s %q starts with \"#\", which no connection id does (the table keeps internal items under such keys); %s", what, id, hint)}
 	case !utf8.ValidString(id):
 		return &UsageError{Err: fmt.Errorf("%s is not valid UTF-8; %s", what, hint)}
-	case strings.IndexFunc(id, unicode.IsControl) >= 0:
-		return &UsageError{Err: fmt.Errorf("%s %q holds a control character (tab, newline, ...); copy the id alone, e.g. with `streamer conn ls | cut -f1`", what, id)}
+	case strings.IndexFunc(id, invisible) >= 0:
+		return &UsageError{Err: fmt.Errorf("%s %q holds a control character (tab, newline, a bidi override, ...); copy the id alone, e.g. with `streamer conn ls | cut -f1`", what, id)}
 	case strings.TrimSpace(id) != id:
 		return &UsageError{Err: fmt.Errorf("%s %q has leading or trailing spaces; connection ids have none (%s)", what, id, idExample)}
 	}
 	return nil
 }
+
+// invisible reports the runes no connection id holds and a terminal would
+// act on rather than show: control characters (C0, DEL, C1) and Unicode
+// format characters (bidi overrides, zero-width characters).
+func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
 
 // checkOwnerID checks a --tenant or --user value (empty means "not given"
 // and is the caller's business).
@@ -44,9 +49,40 @@ func checkOwnerID(flag, v string) error {
 	case strings.TrimSpace(v) == "":
 		return &UsageError{Err: fmt.Errorf("%s is blank: give an id, or leave the flag out", flag)}
 	case len(v) > store.MaxIDLength:
-		return &UsageError{Err: fmt.Errorf("%s is %d bytes, longer than the %d-byte limit on stored ids, so it cannot match any connection", flag, len(v), store.MaxIDLength)}
+		return &UsageError{Err: fmt.Errorf("%s is %d bytes, longer than the %d-byte limit on stored ids (no connection can have it)", flag, len(v), store.MaxIDLength)}
 	case !utf8.ValidString(v):
 		return &UsageError{Err: fmt.Errorf("%s is not valid UTF-8", flag)}
+	}
+	return nil
+}
+
+// checkClaims refuses token claims $connect would refuse or could not
+// store: an empty or blank sub or tenant_id (missing_claim), ids over the
+// store's limits, empty permissions or audiences.
+func checkClaims(user, tenant string, perms, audience []string) error {
+	for _, c := range []struct{ flag, v string }{{"--user", user}, {"--tenant", tenant}} {
+		if strings.TrimSpace(c.v) == "" {
+			return &UsageError{Err: fmt.Errorf("%s is blank: $connect refuses a token without it; give an id, or leave the flag out for the default", c.flag)}
+		}
+		if err := checkOwnerID(c.flag, c.v); err != nil {
+			return err
+		}
+	}
+	if len(perms) > store.MaxPermissions {
+		return &UsageError{Err: fmt.Errorf("%d --perm values, more than the %d a connection record holds", len(perms), store.MaxPermissions)}
+	}
+	for i, p := range perms {
+		switch {
+		case strings.TrimSpace(p) == "":
+			return &UsageError{Err: fmt.Errorf("--perm %d is blank: give a permission name, or leave it out", i+1)}
+		case len(p) > store.MaxPermissionLength:
+			return &UsageError{Err: fmt.Errorf("--perm %d is %d bytes, longer than the %d-byte limit of a stored permission", i+1, len(p), store.MaxPermissionLength)}
+		}
+	}
+	for i, a := range audience {
+		if strings.TrimSpace(a) == "" {
+			return &UsageError{Err: fmt.Errorf("--audience %d is blank: give the audience $connect expects, or leave it out", i+1)}
+		}
 	}
 	return nil
 }
