@@ -1,9 +1,15 @@
 package cmd
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,9 +27,14 @@ const (
 	DefaultIssuer      = localstack.DefaultIssuer
 	DefaultTimeout     = 10 * time.Second
 	DefaultLocalRegion = "us-east-1"
+	endpointEnv        = "STREAMER_ENDPOINT"
+	wsURLEnv           = "STREAMER_WS_URL"
+	tableEnv           = "STREAMER_TABLE"
+	regionEnv          = "AWS_REGION"
 	keyDirEnv          = "STREAMER_KEY_DIR"
 	timeoutEnv         = "STREAMER_TIMEOUT"
 	issuerEnv          = "STREAMER_ISSUER"
+	stackEnv           = "STREAMER_STACK"
 )
 
 // timeoutFlag is --timeout: a positive duration. 0 is refused (exit 2)
@@ -65,6 +76,8 @@ type GlobalFlags struct {
 	KeyDir           string
 	Issuer           string
 	Timeout          time.Duration
+	// Stack names a stack profile (see LoadStackProfile).
+	Stack string
 }
 
 // Config is the resolved configuration every command works from. It is
@@ -79,13 +92,21 @@ type Config struct {
 	KeyDir           string        // holds jwt-private.pem / jwt-public.pem
 	Issuer           string        // JWT iss minted and expected
 	Timeout          time.Duration // bound of each network call
+	// From a stack profile (--stack), else "": the profile's name, the aud
+	// the stack's $connect requires, and its environment (the dashboard's
+	// CloudWatch dimension).
+	Stack       string
+	Audience    string
+	Environment string
 }
 
 // Local reports whether the management endpoint is on this machine, where
 // static dummy credentials are used instead of the AWS credential chain.
 func (c Config) Local() bool { return connection.IsLoopbackEndpoint(c.Endpoint) }
 
-// ResolveConfig applies flag > environment > default for every setting.
+// ResolveConfig applies flag > environment > default for every setting
+// (Factory.Config slips a stack profile's values in beneath the
+// environment: StackProfile.beneath).
 // defaultKeyDir is localstack.DefaultKeyDir in production (one definition,
 // so `streamer local` and `streamer token mint` agree); when it fails (no
 // home directory) KeyDir stays "" and the commands that need keys say so.
@@ -100,10 +121,10 @@ func ResolveConfig(fl GlobalFlags, getenv func(string) string, defaultKeyDir fun
 		return def
 	}
 	c := Config{
-		Endpoint:         strings.TrimRight(pick(fl.Endpoint, "STREAMER_ENDPOINT", DefaultEndpoint), "/"),
-		WSURL:            pick(fl.WSURL, "STREAMER_WS_URL", DefaultWSURL),
-		Table:            pick(fl.Table, "STREAMER_TABLE", schema.DefaultTableName),
-		Region:           pick(fl.Region, "AWS_REGION", getenv("AWS_DEFAULT_REGION")),
+		Endpoint:         strings.TrimRight(pick(fl.Endpoint, endpointEnv, DefaultEndpoint), "/"),
+		WSURL:            pick(fl.WSURL, wsURLEnv, DefaultWSURL),
+		Table:            pick(fl.Table, tableEnv, schema.DefaultTableName),
+		Region:           pick(fl.Region, regionEnv, getenv("AWS_DEFAULT_REGION")),
 		Profile:          pick(fl.Profile, "AWS_PROFILE", ""),
 		DynamoDBEndpoint: pick(fl.DynamoDBEndpoint, contract.EnvEndpointURLDynamoDB, ""),
 		KeyDir:           pick(fl.KeyDir, keyDirEnv, ""),
@@ -195,4 +216,114 @@ func stageInPath(u *url.URL) (local, aws bool) {
 		return true, false
 	}
 	return false, strings.Contains(h, ".execute-api.") && (strings.HasSuffix(h, ".amazonaws.com") || strings.HasSuffix(h, ".amazonaws.com.cn"))
+}
+
+// Stack profiles. `--stack NAME` (or STREAMER_STACK) takes the endpoint,
+// the WebSocket URL, the table, the region, the issuer and audience, and
+// the environment from a deployed stack's outputs, so an operator cannot
+// get them wrong. scripts/deploy.sh saves them after each deployment: the
+// stack's `pulumi stack output --json`, as <user config dir>/streamer/stacks/NAME.json
+// (the names are contract.ProfileOutputs). A flag or environment variable
+// still wins over the profile. A value holding a / or ending in .json is a
+// file path instead (a profile saved by CI, or copied from a colleague).
+
+// maxStackProfileBytes bounds a profile file: the outputs of a stack are
+// a few KB.
+const maxStackProfileBytes = 256 << 10
+
+// StackProfile is what the CLI takes from a stack profile.
+type StackProfile struct {
+	Name, Path                            string
+	Endpoint, WSURL, Table, Region, Stage string
+	Issuer, Audience, Environment         string
+}
+
+// DefaultStackDir is where scripts/deploy.sh saves stack profiles:
+// <user config dir>/streamer/stacks, beside `streamer local`'s keys.
+func DefaultStackDir() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("no user config directory (%w); give --stack a profile's path", err)
+	}
+	return filepath.Join(dir, "streamer", "stacks"), nil
+}
+
+// LoadStackProfile reads the profile stack names: a file path, or the
+// name of a profile in the directory dir returns (DefaultStackDir when
+// nil). Errors say what to do (exit 1; a malformed name is a usage error).
+func LoadStackProfile(stack string, dir func() (string, error)) (StackProfile, error) {
+	p := StackProfile{Name: stack, Path: stack}
+	if !strings.ContainsRune(stack, '/') && !strings.ContainsRune(stack, filepath.Separator) && !strings.HasSuffix(stack, ".json") {
+		// Stack names take the characters of a stage (deploy.sh takes no others).
+		if err := contract.CheckStage(stack); err != nil {
+			return p, &UsageError{Err: fmt.Errorf("--stack %q names neither a deployed stack (dev, staging, production: letters, digits, - and _) nor a profile file (a path, or a name ending in .json)", stack)}
+		}
+		if dir == nil {
+			dir = DefaultStackDir
+		}
+		d, err := dir()
+		if err != nil {
+			return p, err
+		}
+		p.Path = filepath.Join(d, stack+".json")
+	}
+	data, err := readProfile(p.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, fmt.Errorf("no profile for stack %s at %s\nhint: deploy it with `make deploy STACK=%s` (scripts/deploy.sh saves the profile), or save its outputs yourself: pulumi stack output --json --stack %s > %s", stack, p.Path, stack, stack, shellQuote(p.Path))
+	}
+	if err != nil {
+		return p, fmt.Errorf("stack profile %s: %w", p.Path, err)
+	}
+	var outputs map[string]any
+	if err := json.Unmarshal(data, &outputs); err != nil {
+		return p, fmt.Errorf("stack profile %s is not the JSON of `pulumi stack output --json`: %w", p.Path, err)
+	}
+	var missing []string
+	get := func(name string) string {
+		v, ok := outputs[name].(string)
+		if !ok || (v == "" && name != contract.OutputJWTAudience) {
+			missing = append(missing, name)
+		}
+		return v
+	}
+	p.Endpoint, p.WSURL, p.Table = get(contract.OutputManagementEndpoint), get(contract.OutputWebSocketURL), get(contract.OutputTableName)
+	p.Region, p.Stage, p.Issuer = get(contract.OutputRegion), get(contract.OutputStage), get(contract.OutputJWTIssuer)
+	p.Audience, p.Environment = get(contract.OutputJWTAudience), get(contract.OutputEnvironment)
+	if len(missing) > 0 {
+		return p, fmt.Errorf("stack profile %s lacks the output(s) %s\nhint: it predates them or is not a stack's outputs: redeploy with `make deploy STACK=%s` (or run `pulumi up`, then save `pulumi stack output --json` again)", p.Path, strings.Join(missing, ", "), stack)
+	}
+	return p, nil
+}
+
+// readProfile reads a profile: a regular file of at most
+// maxStackProfileBytes.
+func readProfile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStackProfileBytes+1))
+	if err == nil && len(b) > maxStackProfileBytes {
+		err = fmt.Errorf("larger than %d KB, more than any stack's outputs", maxStackProfileBytes>>10)
+	}
+	return b, err
+}
+
+// beneath returns getenv with the profile's values beneath the
+// environment's: flag > environment > profile > default, for every
+// setting the profile holds.
+func (p StackProfile) beneath(getenv func(string) string) func(string) string {
+	vals := map[string]string{endpointEnv: p.Endpoint, wsURLEnv: p.WSURL, tableEnv: p.Table, regionEnv: p.Region, issuerEnv: p.Issuer}
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return vals[k]
+	}
 }

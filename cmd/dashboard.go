@@ -53,6 +53,9 @@ type DashboardOptions struct {
 	// CloudWatch builds the CloudWatch client for --source cloudwatch; nil
 	// => a *cloudwatch.Client from the resolved AWS configuration.
 	CloudWatch func(ctx context.Context, cfg Config) (dashboard.CloudWatchAPI, error)
+
+	// envSet: --env was given; otherwise a --stack's environment is used.
+	envSet bool
 }
 
 // NewCmdDashboard builds `streamer dashboard`. runF replaces the run
@@ -73,9 +76,10 @@ gateway started and its rates come from two polls, so rates read "—" at first.
 Run ` + "`streamer local --simulate 20`" + ` in another terminal for live numbers.
 
 --source cloudwatch reads the metrics the handlers emit in environment --env
-(namespace --namespace) and the AWS/Lambda metrics of the functions streamer-<env>-*
-over the last --range, with the AWS credentials of --profile / --region (or the
-SDK's default chain). It needs cloudwatch:GetMetricData and cloudwatch:DescribeAlarms.
+(dev, staging or production; with --stack, that stack's) in namespace --namespace,
+and the AWS/Lambda metrics of the functions streamer-<env>-*, over the last --range,
+with the AWS credentials of --profile / --region (or the SDK's default chain; with
+--stack, its region). It needs cloudwatch:GetMetricData and cloudwatch:DescribeAlarms.
 
 Keys: q quit, r refresh now, tab / shift+tab or the arrows move between panels,
 ? help. Fetch errors show in the status line and the next refresh retries.
@@ -91,18 +95,20 @@ become the arrays "functions", "alarms" and "warnings".`,
   streamer dashboard               # in another
   streamer dashboard --once | grep active_connections
   streamer dashboard --once -o json | jq .active_connections
-  streamer dashboard --source cloudwatch --env prod --profile ops --range 3h`,
+  streamer dashboard --source cloudwatch --env production --profile ops --range 3h
+  streamer dashboard --source cloudwatch --stack staging   # environment and region from the stack`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := validateDashboard(c, opts); err != nil {
 				return err
 			}
+			opts.envSet = c.Flags().Changed("env")
 			return runWith(c.Context(), opts, runF, dashboardRun)
 		},
 	}
 	fl := c.Flags()
 	fl.StringVar(&opts.Source, "source", DashboardSourceLocal, "where the metrics come from: local|cloudwatch")
-	fl.StringVar(&opts.Env, "env", defaultDashboardEnv, "cloudwatch: deployment environment (metric dimension, function names streamer-ENV-*)")
+	fl.StringVar(&opts.Env, "env", defaultDashboardEnv, "cloudwatch: deployment environment: dev, staging or production (metric dimension, function names streamer-ENV-*; default: the --stack's, else dev)")
 	fl.DurationVar(&opts.Refresh, "refresh", dashboard.DefaultRefresh, "time between refreshes (at least 1s)")
 	fl.DurationVar(&opts.Range, "range", dashboard.DefaultWindow, "cloudwatch: window the counts and series cover")
 	fl.BoolVar(&opts.Once, "once", false, "print one plain snapshot and exit (the default when stdout is not a terminal)")
@@ -135,7 +141,7 @@ func validateDashboard(c *cobra.Command, opts *DashboardOptions) error {
 			return usage("--metrics-url applies to --source local only")
 		}
 		if strings.TrimSpace(opts.Env) == "" {
-			return usage("--env must name an environment, e.g. dev or prod")
+			return usage("--env must name an environment, e.g. dev, staging or production")
 		}
 	default:
 		return usage("unknown --source %q: use local or cloudwatch", opts.Source)
@@ -207,7 +213,11 @@ func newDashboardSource(ctx context.Context, opts *DashboardOptions) (dashboard.
 	if err != nil {
 		return nil, fmt.Errorf("dashboard --source cloudwatch: %w\nhint: to watch a running `streamer local` instead, use --source local", err)
 	}
-	return dashboard.NewCloudWatchSource(client, dashboard.CloudWatchConfig{Environment: opts.Env, Namespace: opts.Namespace}), nil
+	env := opts.Env
+	if !opts.envSet && cfg.Environment != "" {
+		env = cfg.Environment // the --stack's
+	}
+	return dashboard.NewCloudWatchSource(client, dashboard.CloudWatchConfig{Environment: env, Namespace: opts.Namespace}), nil
 }
 
 // dashboardMetricsURL is --metrics-url, or the metrics endpoint of the

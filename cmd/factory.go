@@ -50,6 +50,9 @@ type Deps struct {
 	// DefaultKeyDir locates the key directory used when neither --key-dir
 	// nor STREAMER_KEY_DIR is given (localstack.DefaultKeyDir).
 	DefaultKeyDir func() (string, error)
+	// StackDir locates the stack profiles --stack NAME reads
+	// (DefaultStackDir when nil).
+	StackDir func() (string, error)
 	Build         Builders
 	// Dial opens client WebSockets (smoke).
 	Dial WSDialer
@@ -85,6 +88,7 @@ func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
 		Getenv:        os.Getenv,
 		Now:           time.Now,
 		DefaultKeyDir: localstack.DefaultKeyDir,
+		StackDir:      DefaultStackDir,
 		Build:         RealBuilders(),
 		Dial:          DialWebSocket,
 		StartLocal:    StartLocalStack,
@@ -107,7 +111,8 @@ func (f *Factory) reset() {
 	f.Flags = GlobalFlags{}
 }
 
-// Config resolves flags, environment and defaults once.
+// Config resolves flags, environment, the stack profile (--stack) and
+// defaults once.
 func (f *Factory) Config() (Config, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -115,7 +120,7 @@ func (f *Factory) Config() (Config, error) {
 		return *f.fixed, nil
 	}
 	if f.cfg == nil && f.cfgErr == nil {
-		c, err := ResolveConfig(f.Flags, f.Getenv, f.DefaultKeyDir)
+		c, err := f.resolve()
 		if err != nil {
 			f.cfgErr = err
 		} else {
@@ -126,6 +131,30 @@ func (f *Factory) Config() (Config, error) {
 		return Config{}, f.cfgErr
 	}
 	return *f.cfg, nil
+}
+
+// resolve is ResolveConfig with the stack profile, when one is named,
+// beneath the environment.
+func (f *Factory) resolve() (Config, error) {
+	getenv := f.Getenv
+	name := f.Flags.Stack
+	if name == "" {
+		name = getenv(stackEnv)
+	}
+	var prof StackProfile
+	if name != "" {
+		var err error
+		if prof, err = LoadStackProfile(name, f.StackDir); err != nil {
+			return Config{}, err
+		}
+		getenv = prof.beneath(getenv)
+	}
+	c, err := ResolveConfig(f.Flags, getenv, f.DefaultKeyDir)
+	if err != nil {
+		return Config{}, err
+	}
+	c.Stack, c.Audience, c.Environment = prof.Name, prof.Audience, prof.Environment
+	return c, nil
 }
 
 // Store returns the connection store, built on first use.

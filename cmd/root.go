@@ -182,7 +182,13 @@ With nothing configured every command targets a running ` + "`streamer local`" +
 (` + DefaultEndpoint + `). Flags fall back to environment variables:
 --endpoint STREAMER_ENDPOINT, --ws-url STREAMER_WS_URL, --table STREAMER_TABLE,
 --region AWS_REGION, --profile AWS_PROFILE, --dynamodb-endpoint AWS_ENDPOINT_URL_DYNAMODB,
---key-dir STREAMER_KEY_DIR, --issuer STREAMER_ISSUER, --timeout STREAMER_TIMEOUT.
+--key-dir STREAMER_KEY_DIR, --issuer STREAMER_ISSUER, --timeout STREAMER_TIMEOUT,
+--stack STREAMER_STACK.
+
+Against a deployed stack, --stack NAME takes the endpoint, WebSocket URL, table,
+region and issuer from the stack's outputs, which scripts/deploy.sh saves as
+<user config dir>/streamer/stacks/NAME.json after each deployment; flags and
+environment variables still win.
 
 Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 3 partial failure (broadcast with undelivered targets, smoke with a failing step),
@@ -195,6 +201,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 	root.SetErr(f.IO.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	fl := root.PersistentFlags()
+	fl.StringVar(&f.Flags.Stack, "stack", "", "deployed stack whose outputs give --endpoint, --ws-url, --table, --region and --issuer: a profile saved by scripts/deploy.sh (dev, staging, production) or a profile file (env STREAMER_STACK)")
 	fl.StringVar(&f.Flags.Endpoint, "endpoint", "", "management API base URL with stage (env STREAMER_ENDPOINT; default "+DefaultEndpoint+")")
 	fl.StringVar(&f.Flags.WSURL, "ws-url", "", "WebSocket URL clients connect to (env STREAMER_WS_URL; default "+DefaultWSURL+")")
 	fl.StringVar(&f.Flags.Table, "table", "", "DynamoDB table (env STREAMER_TABLE; default "+schema.DefaultTableName+")")

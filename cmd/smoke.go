@@ -49,13 +49,17 @@ at --ws-url / --endpoint), or a --table that does not exist; 2 for usage errors
 (bad flags).
 
 --local starts an embedded local stack on a free port for the run. Against a
-deployed stack, --key must be the private key matching the deployed public key.
+deployed stack, --stack NAME takes the endpoint, WebSocket URL, table, region and
+issuer from its outputs (saved by scripts/deploy.sh), and --key must be the private
+key matching the public key in the stack's secret.
 
 JSON output (-o json): {"passed": bool, "duration_ms", "steps":[{"name","status":
 "pass|fail|skip","duration_ms","detail","error"}]}.`,
 		Example: `  streamer smoke --local
-  streamer smoke --endpoint https://abc.execute-api.us-east-1.amazonaws.com/prod \
-      --ws-url wss://xyz.execute-api.us-east-1.amazonaws.com/prod --key prod-signing.pem`,
+  streamer smoke --stack dev --key keys-dev/jwt-private.pem
+  streamer smoke --endpoint https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/dev \
+      --ws-url wss://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/dev --region us-east-1 \
+      --table streamer-connections-dev --issuer streamer-dev --key keys-dev/jwt-private.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if opts.Local && opts.KeyFile != "" {
@@ -238,6 +242,9 @@ const authParam = "Authorization"
 // unless o says otherwise).
 func (s *smoke) mintWith(key *rsa.PrivateKey, o auth.MintOptions) (string, error) {
 	o.UserID, o.TenantID, o.Issuer, o.Now = s.user, s.tenant, s.cfg.Issuer, s.f.Now
+	if s.cfg.Audience != "" { // the stack's $connect requires it (--stack)
+		o.Audience = []string{s.cfg.Audience}
+	}
 	if o.TTL == 0 {
 		o.TTL = 10 * time.Minute
 	}

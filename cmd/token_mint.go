@@ -48,7 +48,7 @@ Clients present it as ?Authorization=TOKEN on the WebSocket URL.`,
 	c.Flags().StringArrayVar(&opts.Permissions, "perm", nil, "permission (repeatable)")
 	c.Flags().DurationVar(&opts.TTL, "ttl", time.Hour, "lifetime")
 	c.Flags().BoolVar(&opts.Expired, "expired", false, "mint a token whose exp is already past (to test refusals)")
-	c.Flags().StringArrayVar(&opts.Audience, "audience", nil, "aud claim (repeatable)")
+	c.Flags().StringArrayVar(&opts.Audience, "audience", nil, "aud claim (repeatable; default: the --stack's, else none)")
 	c.Flags().StringVar(&opts.KeyFile, "key", "", "private key PEM file (default: <key-dir>/"+PrivateKeyFile+")")
 	return c
 }
@@ -63,10 +63,13 @@ func tokenMintRun(_ context.Context, opts *TokenMintOptions) error {
 	if err != nil {
 		return err
 	}
-	iss := cfg.Issuer
+	aud := opts.Audience
+	if len(aud) == 0 && cfg.Audience != "" { // the stack's $connect requires it (--stack)
+		aud = []string{cfg.Audience}
+	}
 	tok, err := auth.Mint(key, auth.MintOptions{
 		UserID: opts.UserID, TenantID: opts.TenantID, Permissions: opts.Permissions,
-		Issuer: iss, Audience: opts.Audience, TTL: opts.TTL, Expired: opts.Expired, Now: f.Now,
+		Issuer: cfg.Issuer, Audience: aud, TTL: opts.TTL, Expired: opts.Expired, Now: f.Now,
 	})
 	if err != nil {
 		return fmt.Errorf("mint token: %w", err)

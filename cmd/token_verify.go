@@ -45,7 +45,7 @@ Times are RFC 3339; claims are shown even for an invalid token (decoded, not tru
 			return runWith(c.Context(), opts, runF, tokenVerifyRun)
 		},
 	}
-	c.Flags().StringVar(&opts.Audience, "audience", "", "expected aud (default: not checked)")
+	c.Flags().StringVar(&opts.Audience, "audience", "", "expected aud (default: the --stack's, else not checked)")
 	c.Flags().StringVar(&opts.PublicKeyFile, "public-key", "", "public key PEM file (default: <key-dir>/"+PublicKeyFile+")")
 	addOutputFlag(c, &opts.Output, outputFlagHelp, dataFormats...)
 	return c
@@ -98,8 +98,11 @@ func tokenVerifyRun(ctx context.Context, opts *TokenVerifyOptions) error {
 	if err != nil {
 		return err
 	}
-	iss := cfg.Issuer
-	claims, verr := verifyToken(ctx, pub, iss, opts.Audience, tok)
+	aud := opts.Audience
+	if aud == "" { // the stack's $connect requires it (--stack)
+		aud = cfg.Audience
+	}
+	claims, verr := verifyToken(ctx, pub, cfg.Issuer, aud, tok)
 	if verr != nil {
 		// Show what the token says even though it cannot be trusted.
 		claims, _ = decodeUnverified(tok)

@@ -3,7 +3,8 @@
 # Deploys the streamer AWS stack STACK (dev, staging, production — the
 # Pulumi.<STACK>.yaml files in deployment/pulumi): checks prerequisites and
 # the Pulumi login, creates STACK when the backend has none, builds the
-# Lambda zips (arm64) into dist/, then runs `pulumi up --stack STACK`.
+# Lambda zips (arm64) into dist/, runs `pulumi up --stack STACK`, then saves
+# the stack's outputs as the CLI's profile (streamer --stack STACK).
 # Extra arguments go to pulumi up (e.g. --yes, --diff). See deployment/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,10 @@ die() { echo "deploy: $*" >&2; exit 1; }
 warn() { echo "deploy: warning: $*" >&2; }
 
 STACK=${1:-}
-[ -n "$STACK" ] || { sed -n '2,7p' "$0" >&2; die "name the stack: scripts/deploy.sh dev (or make deploy STACK=dev)"; }
+[ -n "$STACK" ] || { sed -n '2,8p' "$0" >&2; die "name the stack: scripts/deploy.sh dev (or make deploy STACK=dev)"; }
 shift
 case "$STACK" in
-  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
 esac
 case "$STACK" in
   *[!A-Za-z0-9_-]*) die "stack name $STACK: use letters, digits, - and _ (the Pulumi.<STACK>.yaml files in deployment/pulumi)" ;;
@@ -61,4 +62,21 @@ cd ../..
 scripts/build-lambdas.sh --arch arm64 --out dist
 
 cd deployment/pulumi
-exec pulumi up --stack "$STACK" "$@"
+pulumi up --stack "$STACK" "$@"
+
+# The CLI's profile of the stack: its outputs, which `streamer --stack
+# STACK` reads (endpoint, WebSocket URL, table, region, issuer). The
+# directory is Go's os.UserConfigDir()/streamer/stacks, beside the CLI's keys.
+case "$(uname -s)" in
+  Darwin) profiles="$HOME/Library/Application Support/streamer/stacks" ;;
+  *) profiles="${XDG_CONFIG_HOME:-$HOME/.config}/streamer/stacks" ;;
+esac
+mkdir -p "$profiles"
+tmp=$(mktemp "$profiles/.$STACK.json.XXXXXX")
+if pulumi stack output --json --stack "$STACK" >"$tmp" && grep -q '"managementEndpoint"' "$tmp"; then
+  mv "$tmp" "$profiles/$STACK.json"
+  echo "deploy: saved the stack's outputs to $profiles/$STACK.json: run streamer against it with --stack $STACK (e.g. streamer smoke --stack $STACK --key KEY.pem)"
+else
+  rm -f "$tmp"
+  warn "no CLI profile saved (the stack has no outputs yet?); after a deployment: pulumi stack output --json --stack $STACK > \"$profiles/$STACK.json\""
+fi

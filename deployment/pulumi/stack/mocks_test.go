@@ -212,6 +212,15 @@ func deploy(t *testing.T, env string) *deployment {
 		for sev, arn := range out.AlarmTopicARNs {
 			record("alarmTopics."+sev, arn)
 		}
+		// What Export publishes, by name ("export.<name>").
+		for name, v := range out.Exports() {
+			pulumi.ToOutput(v).ApplyT(func(x any) any {
+				outMu.Lock()
+				outputs["export."+name] = x
+				outMu.Unlock()
+				return x
+			})
+		}
 		return nil
 	}, pulumi.WithMocks(stack.ConfigNamespace, env, m), withConfig(cfg))
 	if err != nil {

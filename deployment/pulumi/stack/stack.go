@@ -46,11 +46,16 @@ type Outputs struct {
 	ManagementEndpoint pulumi.StringOutput
 	TableName          pulumi.StringOutput
 	// FunctionNames maps connect/disconnect/default to the deployed names.
-	FunctionNames      map[string]pulumi.StringOutput
-	JWTSecretARN       pulumi.StringOutput
-	KMSKeyARN          pulumi.StringOutput
-	Region             string
-	Stage              string
+	FunctionNames map[string]pulumi.StringOutput
+	JWTSecretARN  pulumi.StringOutput
+	KMSKeyARN     pulumi.StringOutput
+	Region        string
+	Stage         string
+	// Issuer and Audience are the iss and aud $connect requires (Audience ""
+	// when not checked); Environment names the deployment.
+	Issuer             string
+	Audience           string
+	Environment        string
 	AlarmTopicARNs     map[string]pulumi.StringOutput // by severity; empty when alarms are off
 	DashboardName      string
 	CloudTrailEnabled  bool
@@ -71,27 +76,42 @@ func Program(ctx *pulumi.Context) error {
 	return nil
 }
 
-// Export publishes the outputs under stable names (used by scripts and the README).
+// Export publishes the outputs under stable names (Exports).
 func (o *Outputs) Export(ctx *pulumi.Context) {
-	ctx.Export("webSocketUrl", o.WebSocketURL)
-	ctx.Export("managementEndpoint", o.ManagementEndpoint)
-	ctx.Export("tableName", o.TableName)
-	ctx.Export("region", pulumi.String(o.Region))
-	ctx.Export("stage", pulumi.String(o.Stage))
-	ctx.Export("jwtSecretArn", o.JWTSecretARN)
-	ctx.Export("kmsKeyArn", o.KMSKeyARN)
-	ctx.Export("dashboardName", pulumi.String(o.DashboardName))
-	ctx.Export("accessLogGroup", pulumi.String(o.AccessLogGroupName))
+	for name, v := range o.Exports() {
+		ctx.Export(name, v)
+	}
+}
+
+// Exports are the outputs by their stable names, used by scripts, the
+// README and, for the names in contract.ProfileOutputs, `streamer
+// --stack` (scripts/deploy.sh saves `pulumi stack output --json` as its
+// profile).
+func (o *Outputs) Exports() pulumi.Map {
 	names := pulumi.StringMap{}
 	for fn, n := range o.FunctionNames {
 		names[fn] = n
 	}
-	ctx.Export("functionNames", names)
 	topics := pulumi.StringMap{}
 	for sev, arn := range o.AlarmTopicARNs {
 		topics[sev] = arn
 	}
-	ctx.Export("alarmTopics", topics)
+	return pulumi.Map{
+		contract.OutputWebSocketURL:       o.WebSocketURL,
+		contract.OutputManagementEndpoint: o.ManagementEndpoint,
+		contract.OutputTableName:          o.TableName,
+		contract.OutputRegion:             pulumi.String(o.Region),
+		contract.OutputStage:              pulumi.String(o.Stage),
+		contract.OutputJWTIssuer:          pulumi.String(o.Issuer),
+		contract.OutputJWTAudience:        pulumi.String(o.Audience),
+		contract.OutputEnvironment:        pulumi.String(o.Environment),
+		"jwtSecretArn":                    o.JWTSecretARN,
+		"kmsKeyArn":                       o.KMSKeyARN,
+		"dashboardName":                   pulumi.String(o.DashboardName),
+		"accessLogGroup":                  pulumi.String(o.AccessLogGroupName),
+		"functionNames":                   names,
+		"alarmTopics":                     topics,
+	}
 }
 
 // account is where the stack is deployed, for ARNs built by hand.
@@ -599,6 +619,9 @@ func (d *deployed) outputs() *Outputs {
 		KMSKeyARN:          d.key.Arn,
 		Region:             d.acct.Region,
 		Stage:              d.cfg.StageName,
+		Issuer:             d.cfg.JWT.Issuer,
+		Audience:           d.cfg.JWT.Audience,
+		Environment:        d.cfg.Environment,
 		AlarmTopicARNs:     map[string]pulumi.StringOutput{},
 		DashboardName:      d.name("dashboard"),
 		CloudTrailEnabled:  d.cfg.CloudTrail,

@@ -563,6 +563,21 @@ func TestWebSocketAPI(t *testing.T) {
 				t.Errorf("%s: functionNames.%s output %v", env, fn, d.outputs["functionNames."+fn])
 			}
 		}
+		// The profile `streamer --stack` reads (scripts/deploy.sh saves
+		// the exports): every name it needs, with this stack's values.
+		aud, _ := d.yamlVal("jwt", "audience").(string)
+		iss, _ := d.yamlVal("jwt", "issuer").(string)
+		profile := map[string]any{
+			contract.OutputWebSocketURL: wantWS, contract.OutputManagementEndpoint: wantMgmt,
+			contract.OutputTableName: d.one(t, tTable, "connections").str("name"), contract.OutputRegion: testRegion,
+			contract.OutputStage: stageName, contract.OutputJWTIssuer: iss, contract.OutputJWTAudience: aud,
+			contract.OutputEnvironment: env,
+		}
+		for _, name := range contract.ProfileOutputs() {
+			if got, ok := d.outputs["export."+name]; !ok || got != profile[name] || (name != contract.OutputJWTAudience && got == "") {
+				t.Errorf("%s: exported %s = %v (exported %v), want %q", env, name, got, ok, profile[name])
+			}
+		}
 	}
 }
 
