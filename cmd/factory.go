@@ -53,7 +53,7 @@ type Deps struct {
 	// StackDir locates the stack profiles --stack NAME reads
 	// (DefaultStackDir when nil).
 	StackDir func() (string, error)
-	Build         Builders
+	Build    Builders
 	// Dial opens client WebSockets (smoke).
 	Dial WSDialer
 	// StartLocal starts an embedded local stack (`smoke --local`);
