@@ -20,7 +20,7 @@ func NewCmdConn(f *Factory) *cobra.Command {
 		Short:   "List, inspect and disconnect live connections",
 	}
 	c.AddCommand(NewCmdConnLs(f, nil), NewCmdConnInspect(f, nil), NewCmdConnKick(f, nil))
-	return c
+	return asGroup(c)
 }
 
 // connectionJSON is the documented JSON form of a connection record (conn

@@ -349,3 +349,23 @@ func TestSmokeMissingTableAtOnce(t *testing.T) {
 		t.Errorf("stderr says it more than once, or in the store's words:\n%s", msg)
 	}
 }
+
+// TestUnknownSubcommandIsUsage: a typo under a group (`conn list`) is a
+// usage error with a suggestion, not the group's help and exit 0; the
+// group alone still prints its help.
+func TestUnknownSubcommandIsUsage(t *testing.T) {
+	for args, want := range map[string]string{
+		"conn list":     `unknown command "list" for "streamer conn"; did you mean ls?`,
+		"token mnt":     `unknown command "mnt" for "streamer token"; did you mean mint?`,
+		"token frobble": `unknown command "frobble" for "streamer token"`,
+	} {
+		te := newTestEnv(t)
+		if code := te.run(strings.Fields(args)...); code != ExitUsage || !strings.Contains(te.errOut.String(), want) {
+			t.Errorf("%s: exit %d, stderr %s; want 2 and %q", args, code, te.errOut, want)
+		}
+	}
+	te := newTestEnv(t)
+	if code := te.run("conn"); code != ExitOK || !strings.Contains(te.out.String(), "Available Commands:") {
+		t.Errorf("conn: exit %d, stdout %s", code, te.out)
+	}
+}

@@ -243,6 +243,26 @@ func usageArgs(c *cobra.Command) {
 	}
 }
 
+// asGroup makes c, which only groups other commands, refuse an unknown
+// subcommand (`streamer conn list`: exit 2, with cobra's suggestions)
+// where cobra would print c's help and exit 0; with no arguments it
+// prints the help.
+func asGroup(c *cobra.Command) *cobra.Command {
+	c.Args = cobra.ArbitraryArgs
+	c.SuggestionsMinimumDistance = 2 // cobra's default, which it sets only for the root
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return c.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + orList(s) + "?"
+		}
+		return &UsageError{Err: errors.New(msg)}
+	}
+	return c
+}
+
 // runWith is how a command's RunE hands over its parsed Options: to runF
 // when a test passed one (to check the Options without I/O), else to the
 // command's run function.

@@ -10,5 +10,5 @@ func NewCmdToken(f *Factory) *cobra.Command {
 		Short: "Mint, verify and create keys for connection tokens (RS256 JWT)",
 	}
 	c.AddCommand(NewCmdTokenMint(f, nil), NewCmdTokenVerify(f, nil), NewCmdTokenKeygen(f, nil))
-	return c
+	return asGroup(c)
 }

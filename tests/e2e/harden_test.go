@@ -205,6 +205,7 @@ func TestHardenedUsage(t *testing.T) {
 		{[]string{"token", "mint", "--user", ""}, "--user is blank"},
 		{[]string{"token", "mint", "--tenant", " "}, "--tenant is blank"},
 		{[]string{"send", "ab\u202ecd", "hi"}, `holds a control character`},
+		{[]string{"conn", "list"}, `unknown command "list" for "streamer conn"; did you mean ls?`},
 	} {
 		r := run(t, env, "", tc.args...)
 		if r.Code != 2 || !strings.Contains(r.Stderr, tc.want) || r.Stdout != "" {
