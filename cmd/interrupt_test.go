@@ -2,9 +2,14 @@ package cmd
 
 import (
 	"context"
+	"errors"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestInterruptedInputExitCodes: a command blocked on user input ends on
@@ -51,5 +56,26 @@ func TestSignalledFailureExitCode(t *testing.T) {
 	te = newTestEnv(t)
 	if code := Run(ctx, te.f, []string{"version"}); code != ExitOK {
 		t.Errorf("version after SIGTERM: exit %d, want 0 (it succeeded)", code)
+	}
+}
+
+// TestNotifyContextKeepsTheSignal: Main's context ends on SIGTERM with the
+// signal as its cause (the exit code comes from it), and stop ends the
+// watching goroutine (goleak).
+func TestNotifyContextKeepsTheSignal(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, stop := notifyContext(context.Background())
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(liveness):
+		t.Fatal("SIGTERM did not end the context")
+	}
+	var se *SignalError
+	if !errors.As(context.Cause(ctx), &se) || se.Signal != syscall.SIGTERM || se.ExitCode() != 143 {
+		t.Errorf("cause %v, want *SignalError{SIGTERM} (exit 143)", context.Cause(ctx))
 	}
 }
