@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pay-theory/streamer/internal/testenv"
+	"github.com/pay-theory/streamer/internal/clitest"
 	"go.uber.org/goleak"
 )
 
@@ -68,6 +67,17 @@ func wantInterrupted(t *testing.T, err error, sig syscall.Signal, what string) {
 	if want := "interrupted (" + signalName(sig) + ") while reading " + what; !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %q, want it to say %q", err, want)
 	}
+}
+
+// pipe is an os.Pipe closed when the test ends.
+func pipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
 }
 
 // blockingReader blocks in Read until release is closed, like a terminal
@@ -122,16 +132,11 @@ func TestReadInputReadsAndBounds(t *testing.T) {
 // the read and its goroutine ends (goleak).
 func TestReadInputInterruptedPipe(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, _ := pipe(t)
 	started := make(chan struct{})
 	close(started)
 	ctx := interruptAfter(t, started, syscall.SIGTERM)
-	_, err = await(t, func() ([]byte, error) { return readInput(ctx, "-", r, "the message from stdin", 100) })
+	_, err := await(t, func() ([]byte, error) { return readInput(ctx, "-", r, "the message from stdin", 100) })
 	wantInterrupted(t, err, syscall.SIGTERM, "the message from stdin")
 }
 
@@ -151,20 +156,6 @@ func TestReadInputInterruptedBlockingRead(t *testing.T) {
 	}
 }
 
-// mkfifo makes a named pipe in a temporary directory.
-func mkfifo(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("mkfifo")
-	if err != nil {
-		testenv.Missing(t, "mkfifo is not installed", "install coreutils")
-	}
-	path := filepath.Join(t.TempDir(), "fifo")
-	if out, err := exec.Command(bin, path).CombinedOutput(); err != nil {
-		t.Fatalf("mkfifo: %v\n%s", err, out)
-	}
-	return path
-}
-
 // TestReadInputInterruptedFIFO: `streamer send ID @fifo` with no writer
 // blocks in open(2) itself; the interrupt ends the command all the same.
 // A writer then opening the FIFO lets the abandoned open finish, and its
@@ -174,7 +165,7 @@ func TestReadInputInterruptedFIFO(t *testing.T) {
 		t.Skip("no FIFOs on Windows")
 	}
 	defer goleak.VerifyNone(t)
-	fifo := mkfifo(t)
+	fifo := clitest.Mkfifo(t)
 	started := make(chan struct{})
 	close(started)
 	ctx := interruptAfter(t, started, syscall.SIGINT)
@@ -194,7 +185,7 @@ func TestReadInputFIFOWriterThenInterrupt(t *testing.T) {
 		t.Skip("no FIFOs on Windows")
 	}
 	defer goleak.VerifyNone(t)
-	fifo := mkfifo(t)
+	fifo := clitest.Mkfifo(t)
 	opened := make(chan *os.File, 1)
 	go func() {
 		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
@@ -369,19 +360,14 @@ func TestScanIDsMemoryPerID(t *testing.T) {
 // on the interrupt with the ids so far handed over.
 func TestScanIDsInterrupted(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := pipe(t)
 	if _, err := w.Write([]byte("a\nb\n")); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
 	ctx := interruptAfter(t, started, syscall.SIGINT)
 	var got []string
-	_, err = await(t, func() (struct{}, error) {
+	_, err := await(t, func() (struct{}, error) {
 		return struct{}{}, scanIDs(ctx, r, 0, func(_ int, id string) error {
 			if got = append(got, id); len(got) == 2 {
 				close(started)

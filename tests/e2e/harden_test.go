@@ -15,7 +15,6 @@ import (
 
 	"github.com/pay-theory/streamer/internal/clitest"
 	"github.com/pay-theory/streamer/internal/freeport"
-	"github.com/pay-theory/streamer/internal/testenv"
 )
 
 // interruptRun starts the binary with args, calls ready (which returns
@@ -70,18 +69,6 @@ func interruptRun(t *testing.T, env []string, stdin func() *os.File, ready func(
 func TestInterruptedInputEnds(t *testing.T) {
 	closed := freeport.Addr(t)
 	env := append(clitest.CleanEnv(t), "STREAMER_ENDPOINT=http://"+closed+"/local", "STREAMER_KEY_DIR="+t.TempDir())
-	mkfifo := func(t *testing.T) string {
-		t.Helper()
-		mk, err := exec.LookPath("mkfifo")
-		if err != nil {
-			testenv.Missing(t, "mkfifo is not installed", "install coreutils")
-		}
-		p := filepath.Join(t.TempDir(), "fifo")
-		if out, err := exec.Command(mk, p).CombinedOutput(); err != nil {
-			t.Fatalf("mkfifo: %v %s", err, out)
-		}
-		return p
-	}
 	now := func(*exec.Cmd) {}
 	// A stdin pipe whose writer never writes nor closes (sleep 30 | ...).
 	silentStdin := func(t *testing.T) func() *os.File {
@@ -102,12 +89,12 @@ func TestInterruptedInputEnds(t *testing.T) {
 	}
 
 	t.Run("send @FIFO, no writer", func(t *testing.T) {
-		fifo := mkfifo(t)
+		fifo := clitest.Mkfifo(t)
 		r := interruptRun(t, env, nil, now, syscall.SIGTERM, "send", "abc", "@"+fifo)
 		check(t, r, 143, "error: interrupted (SIGTERM) while reading the message file "+fifo)
 	})
 	t.Run("send @FIFO, silent writer", func(t *testing.T) {
-		fifo := mkfifo(t)
+		fifo := clitest.Mkfifo(t)
 		var w *os.File
 		t.Cleanup(func() {
 			if w != nil {
