@@ -62,7 +62,7 @@ func runDeploy(t *testing.T, pulumiState string, args ...string) deployRun {
 		t.Fatal(err)
 	}
 	fakes := filepath.Join(root, "fakebin")
-	for path, content := range map[string]string{
+	clitest.WriteFiles(t, root, map[string]string{
 		"scripts/deploy.sh":                 string(script),
 		"scripts/build-lambdas.sh":          fakeBuild,
 		"deployment/pulumi/Pulumi.dev.yaml": "config: {}\n",
@@ -70,22 +70,17 @@ func runDeploy(t *testing.T, pulumiState string, args ...string) deployRun {
 		"fakebin/pulumi":                    fakePulumi,
 		"fakebin/aws":                       "#!/bin/sh\necho arn:aws:iam::123456789012:user/alice\n",
 		"fakebin/go":                        "#!/bin/sh\nexit 0\n",
-	} {
-		p := filepath.Join(root, filepath.FromSlash(path))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	log := filepath.Join(root, "calls.log")
 
 	// Timeout: a liveness bound; every path through the script ends at once here.
 	res := clitest.Cmd{
 		Dir: root,
+		// A private HOME: the script saves the CLI's stack profile under
+		// the user config directory.
 		Env: append(os.Environ(), "PATH="+fakes+string(os.PathListSeparator)+os.Getenv("PATH"),
-			"FAKE_ROOT="+root, "FAKE_LOG="+log, "FAKE_PULUMI="+pulumiState),
+			"FAKE_ROOT="+root, "FAKE_LOG="+log, "FAKE_PULUMI="+pulumiState,
+			"HOME="+filepath.Join(root, "home"), "XDG_CONFIG_HOME="+filepath.Join(root, "home", ".config")),
 		Timeout: time.Minute,
 	}.Run(t, filepath.Join(root, "scripts", "deploy.sh"), args...)
 	r := deployRun{Result: res}
@@ -104,6 +99,9 @@ const (
 	ls     = "/deployment/pulumi: pulumi stack ls --json --non-interactive"
 	build  = ": build --arch arm64 --out dist"
 	up     = "/deployment/pulumi: pulumi up --stack dev --yes"
+	// After the deployment: the outputs, saved as the CLI's stack profile
+	// (tests/e2e TestDeploySavesStackProfile checks what is saved).
+	output = "/deployment/pulumi: pulumi stack output --json --stack dev"
 )
 
 func TestDeploy(t *testing.T) {
@@ -129,13 +127,13 @@ func TestDeploy(t *testing.T) {
 		{
 			name:  "logged in, no such stack: creates it, then builds and deploys",
 			state: "no-stack", code: 0,
-			calls: []string{whoami, ls, "/deployment/pulumi: pulumi stack init dev", build, up},
+			calls: []string{whoami, ls, "/deployment/pulumi: pulumi stack init dev", build, up, output},
 			never: []string{"not logged in"},
 		},
 		{
 			name:  "logged in, stack exists: selects it, then builds and deploys",
 			state: "has-stack", code: 0,
-			calls: []string{whoami, ls, "/deployment/pulumi: pulumi stack select dev --non-interactive", build, up},
+			calls: []string{whoami, ls, "/deployment/pulumi: pulumi stack select dev --non-interactive", build, up, output},
 			never: []string{"creating", "does not exist"},
 		},
 		{

@@ -36,7 +36,7 @@ func deployTree(t *testing.T) (script, fakes string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for path, content := range map[string]string{
+	clitest.WriteFiles(t, root, map[string]string{
 		"scripts/deploy.sh":                 string(src),
 		"scripts/build-lambdas.sh":          "#!/bin/sh\nexit 0\n",
 		"deployment/pulumi/Pulumi.dev.yaml": "config: {}\n",
@@ -44,15 +44,7 @@ func deployTree(t *testing.T) (script, fakes string) {
 		"fakebin/pulumi":                    fakePulumi,
 		"fakebin/aws":                       "#!/bin/sh\necho arn:aws:iam::123456789012:user/alice\n",
 		"fakebin/go":                        "#!/bin/sh\nexit 0\n",
-	} {
-		p := filepath.Join(root, filepath.FromSlash(path))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	return filepath.Join(root, "scripts", "deploy.sh"), filepath.Join(root, "fakebin")
 }
 

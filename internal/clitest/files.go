@@ -1,6 +1,7 @@
 package clitest
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -21,4 +22,20 @@ func Mkfifo(t *testing.T) string {
 		t.Fatalf("mkfifo: %v\n%s", err, out)
 	}
 	return path
+}
+
+// WriteFiles writes files (slash-separated paths relative to root, and
+// their contents) under root, creating directories; every file is
+// executable, so fake programs and scripts run as they are.
+func WriteFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for path, content := range files {
+		p := filepath.Join(root, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
