@@ -76,6 +76,9 @@ type Factory struct {
 	mgmt     ManagementAPI
 	msgr     Messenger
 	shutdown []func(context.Context) error
+	// warned holds the paths whose key permission warnings were printed
+	// (once per command line).
+	warned map[string]bool
 }
 
 // NewFactory returns a Factory over real streams and real dependencies.
@@ -107,7 +110,7 @@ func (f *Factory) WithConfig(cfg Config) *Factory {
 func (f *Factory) reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cfg, f.cfgErr, f.st, f.mgmt, f.msgr = nil, nil, nil, nil, nil
+	f.cfg, f.cfgErr, f.st, f.mgmt, f.msgr, f.warned = nil, nil, nil, nil, nil, nil
 	f.Flags = GlobalFlags{}
 }
 
@@ -228,12 +231,14 @@ func (f *Factory) keyPath(keyFile, name string) (string, error) {
 }
 
 // SigningKey loads the private key from keyFile, or from the configured key
-// directory when keyFile is "". A missing key gets a hint.
+// directory when keyFile is "". A missing key gets a hint; a key others
+// can read or replace gets a warning on stderr (warnKeyPermissions).
 func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
 	path, err := f.keyPath(keyFile, PrivateKeyFile)
 	if err != nil {
 		return nil, err
 	}
+	f.warnKeyPermissions(path)
 	k, err := auth.LoadPrivateKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no signing key at %s: create one with `streamer token keygen`, or start `streamer local` (it creates its key pair there), or pass --key FILE", path)
@@ -245,11 +250,15 @@ func (f *Factory) SigningKey(keyFile string) (*rsa.PrivateKey, error) {
 }
 
 // PublicKey loads the verification key from keyFile, or from the key
-// directory's public key when keyFile is "".
+// directory's public key when keyFile is "" (then a key directory others
+// can write to gets a warning: they could swap the key that verifies).
 func (f *Factory) PublicKey(keyFile string) (*rsa.PublicKey, error) {
 	path, err := f.keyPath(keyFile, PublicKeyFile)
 	if err != nil {
 		return nil, err
+	}
+	if keyFile == "" {
+		f.warnKeyPermissions(filepath.Join(filepath.Dir(path), PrivateKeyFile))
 	}
 	k, err := loadPublicKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -275,10 +284,30 @@ func (f *Factory) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// loadPublicKey reads a public key PEM file; a private key file works too
-// (its public half verifies).
+// warnKeyPermissions prints, once per command line and path, on stderr,
+// ssh's warnings about the private key at privateKeyPath and its
+// directory: others can read it (and mint tokens) or replace it. Advice,
+// not an error: the key still loads.
+func (f *Factory) warnKeyPermissions(privateKeyPath string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.warned[privateKeyPath] {
+		return
+	}
+	if f.warned == nil {
+		f.warned = map[string]bool{}
+	}
+	f.warned[privateKeyPath] = true
+	for _, w := range auth.KeyPermissionWarnings(privateKeyPath) {
+		fmt.Fprintln(f.IO.ErrOut, "warning:", w)
+	}
+}
+
+// loadPublicKey reads a public key PEM file (through auth.ReadKeyFile:
+// a regular file of at most 64 KB, so /dev/zero or a FIFO fails at once);
+// a private key file works too (its public half verifies).
 func loadPublicKey(path string) (*rsa.PublicKey, error) {
-	data, err := os.ReadFile(path)
+	data, err := auth.ReadKeyFile(path)
 	if err != nil {
 		return nil, err
 	}

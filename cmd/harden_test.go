@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -367,5 +368,85 @@ func TestUnknownSubcommandIsUsage(t *testing.T) {
 	te := newTestEnv(t)
 	if code := te.run("conn"); code != ExitOK || !strings.Contains(te.out.String(), "Available Commands:") {
 		t.Errorf("conn: exit %d, stdout %s", code, te.out)
+	}
+}
+
+// TestKeyPermissionWarnings: a key directory others can write to and a
+// private key others can read are warned about on stderr, once each, as
+// ssh does; the key still loads and stdout keeps only the token.
+func TestKeyPermissionWarnings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	priv, _, err := auth.WriteKeyPair(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(priv, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	te := newTestEnv(t)
+	te.env[keyDirEnv] = dir
+	if code := te.run("token", "mint"); code != ExitOK || strings.Count(te.out.String(), ".") != 2 {
+		t.Fatalf("mint: exit %d, stdout %q, stderr %s", code, te.out, te.errOut)
+	}
+	for _, want := range []string{
+		"warning: key directory " + dir + " is writable by its group and all other users (mode 0777): they can replace the key in it; run: chmod go-w " + dir + "\n",
+		"warning: private key " + priv + " is readable by its group and all other users (mode 0644): they can mint tokens with it; run: chmod 600 " + priv + "\n",
+	} {
+		if n := strings.Count(te.errOut.String(), want); n != 1 {
+			t.Errorf("stderr has %d of %q:\n%s", n, want, te.errOut)
+		}
+	}
+	// Once per command line, however often the key is loaded.
+	te.errOut.Reset()
+	for range 2 {
+		if _, err := te.f.SigningKey(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(te.errOut.String(), "warning:"); n != 0 {
+		t.Errorf("the same command line warned again:\n%s", te.errOut)
+	}
+	// token verify reads the public key from the same directory: anyone
+	// who can write there can swap it.
+	te = newTestEnv(t)
+	te.env[keyDirEnv] = dir
+	te.run("token", "verify", "a.b.c")
+	if !strings.Contains(te.errOut.String(), "warning: key directory "+dir+" is writable") {
+		t.Errorf("verify: stderr %s", te.errOut)
+	}
+	// A private key of the owner's only, in a private directory: silence.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(priv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	te = newTestEnv(t)
+	te.env[keyDirEnv] = dir
+	if code := te.run("token", "mint"); code != ExitOK || te.errOut.Len() != 0 {
+		t.Errorf("mint with private keys: exit %d, stderr %q", code, te.errOut)
+	}
+}
+
+// TestPublicKeyFileBounded: token verify reads its public key through the
+// same bound as the private key: a device or FIFO fails at once (it read
+// /dev/zero until the runtime ran out of memory).
+func TestPublicKeyFileBounded(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, PublicKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"token", "verify", "a.b.c", "--public-key", "/dev/zero"},
+		{"token", "verify", "a.b.c", "--key-dir", dir},
+	} {
+		te := newTestEnv(t)
+		code, _ := await(t, func() (int, error) { return te.run(args...), nil })
+		if code != ExitError || !strings.Contains(te.errOut.String(), "a character device") {
+			t.Errorf("%q: exit %d, stderr %s", args, code, te.errOut)
+		}
 	}
 }

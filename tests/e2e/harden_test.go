@@ -264,3 +264,30 @@ func TestSmokeSemantics(t *testing.T) {
 		t.Errorf("smoke with a token in --ws-url: %s", r)
 	}
 }
+
+// TestKeyPermissionWarningsAndPublicKeyBound: a key pair others can read or
+// replace still works, with ssh's warnings on stderr (stdout keeps only
+// the token); a public key path that is /dev/zero fails at once.
+func TestKeyPermissionWarningsAndPublicKeyBound(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	env := append(clitest.CleanEnv(t), "STREAMER_KEY_DIR="+keys)
+	if r := run(t, env, "", "token", "keygen"); r.Code != 0 {
+		t.Fatalf("keygen: %s", r)
+	}
+	if err := os.Chmod(keys, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(keys, "jwt-private.pem"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "", "token", "mint")
+	if r.Code != 0 || strings.Count(strings.TrimSpace(r.Stdout), ".") != 2 ||
+		strings.Count(r.Stderr, "warning: key directory "+keys+" is writable") != 1 ||
+		strings.Count(r.Stderr, "warning: private key "+filepath.Join(keys, "jwt-private.pem")+" is readable") != 1 {
+		t.Errorf("mint with a key others can read: %s", r)
+	}
+	r = run(t, env, "", "token", "verify", strings.TrimSpace(r.Stdout), "--public-key", "/dev/zero")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "a character device") {
+		t.Errorf("verify --public-key /dev/zero: %s", r)
+	}
+}
