@@ -212,14 +212,15 @@ func deploy(t *testing.T, env string) *deployment {
 		for sev, arn := range out.AlarmTopicARNs {
 			record("alarmTopics."+sev, arn)
 		}
-		// What Export publishes, by name ("export.<name>").
+		// What Export publishes, by name ("export.<name>"). Exported in
+		// turn, so the run waits for each value to be recorded.
 		for name, v := range out.Exports() {
-			pulumi.ToOutput(v).ApplyT(func(x any) any {
+			ctx.Export("recorded."+name, pulumi.ToOutput(v).ApplyT(func(x any) any {
 				outMu.Lock()
 				outputs["export."+name] = x
 				outMu.Unlock()
 				return x
-			})
+			}))
 		}
 		return nil
 	}, pulumi.WithMocks(stack.ConfigNamespace, env, m), withConfig(cfg))
