@@ -341,7 +341,7 @@ func (s *smoke) sendReceived(ctx context.Context) (string, error) {
 	err := s.m.Send(cctx, s.connID, msg)
 	cancel()
 	if err != nil {
-		return "", fmt.Errorf("send: %w", err)
+		return "", explainSendErr(s.cfg, fmt.Errorf("send: %w", err))
 	}
 	return "", s.receive(ctx, msg)
 }
@@ -365,7 +365,7 @@ func (s *smoke) broadcastReceived(ctx context.Context) (string, error) {
 	sum, err := s.m.BroadcastWithProgress(cctx, ids, msg, nil)
 	cancel()
 	if err != nil {
-		return "", fmt.Errorf("broadcast: %w", err)
+		return "", explainSendErr(s.cfg, fmt.Errorf("broadcast: %w", err))
 	}
 	if sum.Sent != 1 || sum.Total != 1 {
 		return "", fmt.Errorf("broadcast to tenant %s sent %d of %d, want 1 of 1", s.tenant, sum.Sent, sum.Total)

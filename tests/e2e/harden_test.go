@@ -257,6 +257,13 @@ func TestSmokeSemantics(t *testing.T) {
 		t.Errorf("smoke --table nope: want exit 1, record stored failing at once, said once per stream:\n%s", r)
 	}
 
+	// The gateway and the table answer, the management API does not: the
+	// run could not check sending (exit 1), and says which service.
+	r = run(t, s.Env(), "", "smoke", "--endpoint", "http://"+closed+"/local", "--dynamodb-endpoint", s.DynamoDBEndpoint)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "smoke could not check the stack: cannot reach the management API at http://"+closed+"/local") {
+		t.Errorf("smoke with the management API down: want exit 1 naming it:\n%s", r)
+	}
+
 	// A valid token already in --ws-url: "missing token refused" must not
 	// send it (it connected, and the step failed), nor any step send two.
 	ws := s.WebSocketURL + "?Authorization=" + url.QueryEscape(s.mint(t))
