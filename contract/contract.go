@@ -21,6 +21,53 @@ const (
 	RouteDefault    = "$default"
 )
 
+// Client actions: the "action" of a client message's JSON body (the
+// route selection expression is $request.body.action) that the $default
+// handler answers through its route response. The stack routes no action
+// to a route of its own, so they all arrive on $default, which the stack
+// deploys two-way (with a route response): on AWS, as locally, the answer
+// reaches the client.
+const (
+	ActionPing   = "ping"
+	ActionWhoami = "whoami"
+)
+
+// WhoamiRequest is what a client sends to learn its own connection id,
+// which API Gateway tells a client no other way.
+type WhoamiRequest struct {
+	Action string `json:"action"` // ActionWhoami
+	// RequestID, when well formed (ValidWhoamiRequestID), is echoed in the
+	// answer so a client can tell its answer from any other message.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Whoami is the $default handler's answer to a WhoamiRequest.
+type Whoami struct {
+	Action       string `json:"action"` // ActionWhoami
+	ConnectionID string `json:"connection_id"`
+	RequestID    string `json:"request_id,omitempty"`
+}
+
+// MaxWhoamiRequestID bounds the request id the handler echoes.
+const MaxWhoamiRequestID = 64
+
+// ValidWhoamiRequestID reports whether id may be echoed: 1 to
+// MaxWhoamiRequestID characters of A-Z, a-z, 0-9, '-', '_' and '.'. The
+// handler echoes nothing else, so an answer never carries arbitrary client
+// text.
+func ValidWhoamiRequestID(id string) bool {
+	if id == "" || len(id) > MaxWhoamiRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // NamePrefix is the prefix of a deployed stack's resource names (functions
 // "<prefix>-<function>", alarms) in environment, unless configured otherwise.
 func NamePrefix(environment string) string { return "streamer-" + environment }

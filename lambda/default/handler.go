@@ -1,7 +1,8 @@
 // Package defaultroute is the $default handler (Go cannot name a package
-// "default"): every client message touches the connection record, and a
-// ping is answered with a pong through the route response. The Lambda entry
-// point is ./bootstrap.
+// "default"): every client message touches the connection record; a ping is
+// answered with a pong and a whoami with the connection's own id, through
+// the route response ($default is two-way). The Lambda entry point is
+// ./bootstrap.
 package defaultroute
 
 import (
@@ -76,9 +77,11 @@ type Pong struct {
 	Timestamp string `json:"timestamp"`
 }
 
-// Handle touches the record (last_ping, messages_received+1) and answers a
-// ping with a pong. Other messages get 200 with an empty body, which the
-// route response sends nowhere. A record that vanished (ErrNotFound) is
+// Handle touches the record (last_ping, messages_received+1), answers a
+// ping with a pong and a whoami with a contract.Whoami (the id comes from
+// the gateway's request context, so it is the asking connection's own).
+// Other messages get 200 with an empty body, which the route response sends
+// nowhere. A record that vanished (ErrNotFound) is
 // logged, not an error: the message raced $disconnect or the TTL. Any other
 // store failure is 500 with a generic body.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
@@ -96,7 +99,9 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 	})
 	defer span.End()
 
-	ping := route == RoutePing || isPing(req)
+	msg := parseAction(req)
+	ping := route == RoutePing || msg.Action == contract.ActionPing
+	whoami := !ping && msg.Action == contract.ActionWhoami
 	now := h.d.Now()
 	if rc.ConnectionID == "" {
 		err := errors.New("request context has no connectionId")
@@ -116,13 +121,23 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayWebsocketProx
 		span.SetStatus(codes.Error, "touch failed")
 		return events.APIGatewayProxyResponse{StatusCode: 500, Body: BodyInternal}, nil
 	}
-	if !ping {
+	var body []byte
+	switch {
+	case ping:
+		body, _ = json.Marshal(Pong{Action: "pong", Timestamp: now.UTC().Format(observability.TimestampFormat)})
+		h.d.Logger.DebugContext(ctx, "ping answered")
+	case whoami:
+		w := contract.Whoami{Action: contract.ActionWhoami, ConnectionID: rc.ConnectionID}
+		if contract.ValidWhoamiRequestID(msg.RequestID) {
+			w.RequestID = msg.RequestID
+		}
+		body, _ = json.Marshal(w)
+		h.d.Logger.DebugContext(ctx, "whoami answered")
+	default:
 		h.d.Logger.DebugContext(ctx, "message received", slog.Int("bytes", len(req.Body)))
 		return events.APIGatewayProxyResponse{StatusCode: 200}, nil
 	}
-	body, _ := json.Marshal(Pong{Action: "pong", Timestamp: now.UTC().Format(observability.TimestampFormat)})
 	h.emit(ctx, []observability.Metric{observability.Count(contract.MetricMessagesSentPerMinute, 1)})
-	h.d.Logger.DebugContext(ctx, "ping answered")
 	return events.APIGatewayProxyResponse{
 		StatusCode: 200,
 		Headers:    map[string]string{"Content-Type": "application/json"},
@@ -134,19 +149,27 @@ func (h *Handler) emit(ctx context.Context, ms []observability.Metric) {
 	observability.Emit(ctx, h.d.Metrics, h.d.Logger, ms, map[string]any{"operation": observability.OpMessage})
 }
 
-// isPing reports whether the body is a JSON object with "action":"ping".
-// Anything else (other JSON, malformed JSON, text) is an ordinary message.
-func isPing(req events.APIGatewayWebsocketProxyRequest) bool {
+// parseAction reads the body as a JSON object with an "action" (and a
+// whoami's "request_id"). Anything else (other JSON, malformed JSON, text)
+// is an ordinary message: the zero value.
+func parseAction(req events.APIGatewayWebsocketProxyRequest) clientAction {
 	body := []byte(req.Body)
 	if req.IsBase64Encoded {
 		b, err := base64.StdEncoding.DecodeString(req.Body)
 		if err != nil {
-			return false
+			return clientAction{}
 		}
 		body = b
 	}
-	var m struct {
-		Action string `json:"action"`
+	var m clientAction
+	if json.Unmarshal(body, &m) != nil {
+		return clientAction{}
 	}
-	return json.Unmarshal(body, &m) == nil && m.Action == "ping"
+	return m
+}
+
+// clientAction is the part of a client message the handler answers on.
+type clientAction struct {
+	Action    string `json:"action"`
+	RequestID string `json:"request_id"` // a whoami's (contract.WhoamiRequest)
 }

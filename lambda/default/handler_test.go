@@ -180,3 +180,81 @@ func TestStoreFailureIs500WithoutInternals(t *testing.T) {
 		t.Errorf("StoreErrors = %v", v)
 	}
 }
+
+// TestWhoamiAnswersTheConnectionsOwnID: the answer carries the id of the
+// connection that asked (from the gateway's request context) and echoes a
+// well-formed request id; it is a message like any other (touched,
+// counted) and a message sent (the metric).
+func TestWhoamiAnswersTheConnectionsOwnID(t *testing.T) {
+	e := setup(t, nil)
+	req := lambdatest.Event(t, "testdata/whoami.json", map[string]string{"CONNECTION_ID": connID})
+	resp, err := e.h.Handle(context.Background(), req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Handle = %d %q, %v", resp.StatusCode, resp.Body, err)
+	}
+	var w contract.Whoami
+	if err := json.Unmarshal([]byte(resp.Body), &w); err != nil {
+		t.Fatalf("body %q: %v", resp.Body, err)
+	}
+	want := contract.Whoami{Action: contract.ActionWhoami, ConnectionID: connID, RequestID: "req-7f3a.1_x"}
+	if w != want {
+		t.Errorf("answer %+v, want %+v", w, want)
+	}
+	if got := e.record(t); got.MessagesReceived != 1 {
+		t.Errorf("a whoami is a message too: messages_received = %d", got.MessagesReceived)
+	}
+	doc := lambdatest.OneEMF(t, e.metrics.String())
+	if v, _ := doc.Value(contract.MetricMessagesSentPerMinute); v != 1 {
+		t.Errorf("MessagesSentPerMinute = %v, want 1 (the answer)", v)
+	}
+}
+
+// TestWhoamiEchoesOnlyWellFormedRequestIDs: a request id the contract does
+// not allow (too long, other characters, not a string) is left out of the
+// answer, which still carries the connection id.
+func TestWhoamiEchoesOnlyWellFormedRequestIDs(t *testing.T) {
+	long := strings.Repeat("a", contract.MaxWhoamiRequestID)
+	for body, echoed := range map[string]string{
+		`{"action":"whoami"}`:                                     "",
+		`{"action":"whoami","request_id":"` + long + `"}`:         long,
+		`{"action":"whoami","request_id":"` + long + `b"}`:        "",
+		`{"action":"whoami","request_id":"<script>"}`:             "",
+		`{"action":"whoami","request_id":"a b"}`:                  "",
+		`{"action":"whoami","request_id":"\u001b[2J"}`:            "",
+		`{"action":"whoami","request_id":7}`:                      "no answer",
+		`{"action":"whoami","request_id":"ok-1","extra":[1,2,3]}`: "ok-1",
+	} {
+		e := setup(t, nil)
+		req := lambdatest.Event(t, "testdata/whoami.json", map[string]string{"CONNECTION_ID": connID})
+		req.Body = body
+		resp, err := e.h.Handle(context.Background(), req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: Handle = %d %q, %v", body, resp.StatusCode, resp.Body, err)
+		}
+		if echoed == "no answer" {
+			// Not a whoami the handler can read: an ordinary message.
+			if resp.Body != "" {
+				t.Errorf("%s: answered %q, want no body", body, resp.Body)
+			}
+			continue
+		}
+		var w contract.Whoami
+		if err := json.Unmarshal([]byte(resp.Body), &w); err != nil || w.ConnectionID != connID || w.RequestID != echoed {
+			t.Errorf("%s: answer %q (%v), want connection %s and request id %q", body, resp.Body, err, connID, echoed)
+		}
+	}
+}
+
+// TestWhoamiAfterRecordVanished: the id comes from the gateway, not the
+// table, so a connection whose record is gone still learns it.
+func TestWhoamiAfterRecordVanished(t *testing.T) {
+	e := setup(t, nil)
+	if _, _, err := e.ep.Store.Delete(context.Background(), connID); err != nil {
+		t.Fatal(err)
+	}
+	req := lambdatest.Event(t, "testdata/whoami.json", map[string]string{"CONNECTION_ID": connID})
+	resp, err := e.h.Handle(context.Background(), req)
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Body, `"connection_id":"`+connID+`"`) {
+		t.Fatalf("Handle = %d %q, %v; want 200 with the connection id", resp.StatusCode, resp.Body, err)
+	}
+}

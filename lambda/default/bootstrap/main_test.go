@@ -25,6 +25,7 @@ func TestDynamoDBCallsMatchContract(t *testing.T) {
 	}{
 		{"message", h, "message.json", recorded, 200},
 		{"ping", h, "ping.json", recorded, 200},
+		{"whoami", h, "whoami.json", recorded, 200},
 		{"record vanished", h, "message.json", "R1knPc2ntjMCFIB=", 200},
 		{"store fails", storeFails, "message.json", recorded, 500},
 		{"no connection id", h, "message.json", "", 500},
@@ -37,8 +38,8 @@ func TestDynamoDBCallsMatchContract(t *testing.T) {
 		t.Logf("%s: %d, DynamoDB %v", c.name, resp.StatusCode, db.Take())
 	}
 	got, err := db.Store.Get(context.Background(), recorded)
-	if err != nil || got.MessagesReceived != 2 {
-		t.Errorf("record after a message and a ping: %+v, %v; want messages_received 2", got, err)
+	if err != nil || got.MessagesReceived != 3 {
+		t.Errorf("record after a message, a ping and a whoami: %+v, %v; want messages_received 3", got, err)
 	}
 	if _, err := db.Store.Get(context.Background(), "R1knPc2ntjMCFIB="); err == nil {
 		t.Error("a message resurrected a deleted record")
