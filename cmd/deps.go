@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -53,11 +54,32 @@ const (
 	PublicKeyFile  = auth.PublicKeyFile
 )
 
-// WSConn is a client WebSocket connection (smoke).
+// WSConn is a client WebSocket connection (smoke, listen). Read and Write
+// may run concurrently with each other and with Close.
 type WSConn interface {
+	// Read returns the next message. When the peer closed the connection
+	// the error is a *WSCloseError with its code and reason; any other
+	// error means the connection ended without a close frame (1006).
 	Read(ctx context.Context) ([]byte, error)
+	// Write sends one text message.
+	Write(ctx context.Context, msg []byte) error
+	// Close sends a 1000 (normal closure) close frame and waits, bounded,
+	// for the peer's answer; Read then returns.
 	Close() error
 }
+
+// WSCloseError is a close frame the peer sent: its code (1000 normal,
+// 1001 going away, 1009 too big, ...) and reason.
+type WSCloseError struct {
+	Code   int
+	Reason string
+	Err    error // the WebSocket library's error
+}
+
+func (e *WSCloseError) Error() string {
+	return fmt.Sprintf("closed with %d %s", e.Code, e.Reason)
+}
+func (e *WSCloseError) Unwrap() error { return e.Err }
 
 // WSDialer opens a client WebSocket. status is the HTTP status of the
 // upgrade response when there was one (101 on success, 401 when refused).

@@ -334,6 +334,11 @@ func (c *fakeWS) Read(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Write: smoke's client sends nothing.
+func (c *fakeWS) Write(context.Context, []byte) error {
+	return errors.New("fakeWS: smoke's client sends nothing")
+}
+
 // Close is the client leaving: its record goes (unless keepRecord) and
 // sends to it are not found, as the Manager would find no record.
 func (c *fakeWS) Close() error {

@@ -2,10 +2,13 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -134,11 +137,32 @@ func DialWebSocket(ctx context.Context, url string, header http.Header) (WSConn,
 	return wsConn{c}, status, nil
 }
 
+// tokenURL is wsURL carrying tok as the Authorization query parameter,
+// where $connect reads it (browsers cannot set headers on a WebSocket).
+func tokenURL(wsURL, tok string) string {
+	if tok == "" {
+		return wsURL
+	}
+	sep := "?"
+	if strings.Contains(wsURL, "?") {
+		sep = "&"
+	}
+	return wsURL + sep + "Authorization=" + url.QueryEscape(tok)
+}
+
 type wsConn struct{ c *websocket.Conn }
 
 func (w wsConn) Read(ctx context.Context) ([]byte, error) {
 	_, b, err := w.c.Read(ctx)
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return nil, &WSCloseError{Code: int(ce.Code), Reason: ce.Reason, Err: err}
+	}
 	return b, err
+}
+
+func (w wsConn) Write(ctx context.Context, msg []byte) error {
+	return w.c.Write(ctx, websocket.MessageText, msg)
 }
 
 func (w wsConn) Close() error { return w.c.Close(websocket.StatusNormalClosure, "bye") }
