@@ -351,9 +351,6 @@ func (l *listener) run(ctx context.Context, in *bufio.Reader) error {
 		go l.pumpStdin(in, ch)
 		lines = ch
 	}
-	if l.stdinTTY() {
-		l.status("type a message and press Enter to send it; Ctrl-C to stop")
-	}
 	var stopAt <-chan time.Time
 	if l.opts.For > 0 {
 		t := time.NewTimer(l.opts.For)
@@ -558,6 +555,10 @@ func (l *listener) handle(ev listenEvent) error {
 		}
 		if len(l.conns) == 0 && len(l.failed) > 0 {
 			return l.failure()
+		}
+		if len(l.conns) > 0 && l.stdinTTY() {
+			// Typed lines are sent from now on.
+			l.status("type a message and press Enter to send it; Ctrl-C to stop")
 		}
 	case evMessage:
 		c := ev.conn
