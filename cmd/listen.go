@@ -86,7 +86,8 @@ any output. It connects to --ws-url (env STREAMER_WS_URL; default ` + DefaultWSU
 Once connected it asks the stack for its connection id: it sends
 {"action":"whoami","request_id":...} and the $default handler answers with the
 id the gateway gave the connection (the route is two-way, so this works on AWS
-as locally). A stack whose $default predates whoami leaves the id unknown.
+as locally). Messages arriving before the answer are printed once it is in; a
+stack whose $default predates whoami leaves the id unknown after --timeout.
 
 Plain output is one line per message, "RECEIVED_AT<TAB>PAYLOAD" (with --count,
 "RECEIVED_AT<TAB>CONNECTION<TAB>PAYLOAD"); control characters and invalid UTF-8
@@ -175,7 +176,6 @@ func (o *ListenOptions) check(fl *pflag.FlagSet) error {
 
 // listenClient is one connection to open: who it is and its token.
 type listenClient struct {
-	n     int    // 1-based
 	user  string // "" when the token was given
 	token string
 }
@@ -225,7 +225,7 @@ func listenClients(opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenC
 		if tok == "" {
 			return nil, &UsageError{Err: errors.New("no token on stdin's first line: pipe one in, e.g. `streamer token mint | streamer listen --token -`")}
 		}
-		return []listenClient{{n: 1, token: tok}}, nil
+		return []listenClient{{token: tok}}, nil
 	}
 	key, err := opts.F.SigningKey(opts.KeyFile)
 	if err != nil {
@@ -248,7 +248,7 @@ func listenClients(opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenC
 		if err != nil {
 			return nil, fmt.Errorf("mint token: %w", err)
 		}
-		clients[i] = listenClient{n: i + 1, user: user, token: tok}
+		clients[i] = listenClient{user: user, token: tok}
 	}
 	return clients, nil
 }
@@ -729,7 +729,9 @@ func (l *listener) send(ctx context.Context, ln stdinLine) {
 		if c.ended {
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+		// Not cancelled by Ctrl-C: a cancelled write drops the connection
+		// without a close frame; the loop sees Ctrl-C right after.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.Timeout)
 		err := c.ws.Write(wctx, ln.data)
 		cancel()
 		if err != nil {
