@@ -158,21 +158,22 @@ func (o *ListenOptions) check(fl *pflag.FlagSet) error {
 		}
 		return nil
 	}
-	if err := checkOwnerID("--tenant", o.TenantID); err != nil {
+	user := o.UserID
+	if !fl.Changed("user") {
+		user = defaultListenUser("000000")
+	}
+	if o.Count > 1 && strings.TrimSpace(user) != "" {
+		user = fmt.Sprintf("%s-%d", user, o.Count) // the longest user id minted
+	}
+	if err := checkClaims(user, o.TenantID, nil, nil); err != nil {
 		return err
 	}
-	if o.TenantID == "" {
-		return usage("--tenant is empty: give a tenant id")
-	}
-	if err := checkOwnerID("--user", o.UserID); err != nil {
-		return err
-	}
-	if o.Count > 1 {
-		// The longest user id minted: USER-N.
-		return checkOwnerID("--user", fmt.Sprintf("%s-%d", o.UserID, o.Count))
-	}
-	return nil
+	return checkPermissions("--permissions", o.Permissions)
 }
+
+// defaultListenUser is the user minted for when --user is not given: a
+// fresh one per run, so `conn ls --user` finds this listener alone.
+func defaultListenUser(suffix string) string { return "listen-" + suffix }
 
 // listenClient is one connection to open: who it is and its token.
 type listenClient struct {
@@ -186,26 +187,32 @@ func listenRun(ctx context.Context, opts *ListenOptions) error {
 	if err != nil {
 		return err
 	}
+	// Reads of stdin (the token, the lines to send) end when the run
+	// does: on Ctrl-C, and when listen stops by itself (ctxReader).
+	inCtx, stopInput := context.WithCancel(ctx)
+	defer stopInput()
 	var in *bufio.Reader
 	if f.IO.In != nil {
-		in = bufio.NewReaderSize(f.IO.In, 64<<10)
+		in = bufio.NewReaderSize(newCtxReader(inCtx, f.IO.In, "stdin"), 64<<10)
 	}
-	clients, err := listenClients(opts, cfg, in)
+	clients, err := listenClients(inCtx, opts, cfg, in)
 	if err != nil {
 		return err
 	}
 	l := &listener{
 		f: f, cfg: cfg, opts: opts, clients: clients,
-		jsonOut: opts.Output == FormatJSON,
-		events:  make(chan listenEvent),
-		done:    make(chan struct{}),
+		jsonOut:   opts.Output == FormatJSON,
+		events:    make(chan listenEvent),
+		done:      make(chan struct{}),
+		input:     inCtx,
+		stopInput: stopInput,
 	}
 	return l.run(ctx, in)
 }
 
 // listenClients mints a token per connection, or takes the given one
 // (reading it from stdin for "-").
-func listenClients(opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenClient, error) {
+func listenClients(ctx context.Context, opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenClient, error) {
 	if opts.Token != "" {
 		tok := opts.Token
 		if tok == "-" {
@@ -213,7 +220,10 @@ func listenClients(opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenC
 				return nil, &UsageError{Err: errors.New("--token -: no stdin to read the token from")}
 			}
 			line, n, err := readLine(in, auth.DefaultMaxTokenBytes)
-			if err != nil && !errors.Is(err, io.EOF) {
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return nil, err // "interrupted (SIGINT) while reading stdin"
+			case err != nil && !errors.Is(err, io.EOF):
 				return nil, fmt.Errorf("read the token from stdin: %w", err)
 			}
 			if n > auth.DefaultMaxTokenBytes {
@@ -233,7 +243,11 @@ func listenClients(opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenC
 	}
 	base := opts.UserID
 	if base == "" {
-		base = "listen-" + randomHex(3)
+		base = defaultListenUser(randomHex(3))
+	}
+	var aud []string
+	if cfg.Audience != "" { // the stack's $connect requires it (--stack)
+		aud = []string{cfg.Audience}
 	}
 	clients := make([]listenClient, opts.Count)
 	for i := range clients {
@@ -243,7 +257,7 @@ func listenClients(opts *ListenOptions, cfg Config, in *bufio.Reader) ([]listenC
 		}
 		tok, err := auth.Mint(key, auth.MintOptions{
 			UserID: user, TenantID: opts.TenantID, Permissions: opts.Permissions,
-			Issuer: cfg.Issuer, TTL: listenTokenTTL, Now: opts.F.Now,
+			Issuer: cfg.Issuer, Audience: aud, TTL: listenTokenTTL, Now: opts.F.Now,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("mint token: %w", err)
@@ -265,6 +279,9 @@ type listener struct {
 
 	events      chan listenEvent
 	cancelDials context.CancelFunc
+	// input bounds the reads of stdin; stopInput ends them.
+	input     context.Context
+	stopInput context.CancelFunc
 	// done is closed when the loop ends: every goroutine's pending send
 	// gives up.
 	done chan struct{}
@@ -331,6 +348,7 @@ func (l *listener) run(ctx context.Context, in *bufio.Reader) error {
 	defer func() {
 		close(l.done)
 		cancelDials()
+		l.stopInput()
 		l.closeAll()
 		// Close made every Read return; this is a backstop.
 		cancelReads()
@@ -345,9 +363,7 @@ func (l *listener) run(ctx context.Context, in *bufio.Reader) error {
 	var lines <-chan stdinLine
 	if in != nil {
 		ch := make(chan stdinLine)
-		// Not in l.wg: a read of a terminal cannot be interrupted, so this
-		// goroutine may outlive run until the next line or EOF (the
-		// process exits first). Its send gives up when run ends.
+		l.wg.Add(1)
 		go l.pumpStdin(in, ch)
 		lines = ch
 	}
@@ -509,13 +525,16 @@ func (l *listener) read(ctx context.Context, c *listenConn) {
 	}
 }
 
-// pumpStdin hands stdin's lines to the loop until EOF.
+// pumpStdin hands stdin's lines to the loop until EOF, or until the run
+// ends (its reads are a ctxReader's: stopInput ends them).
 func (l *listener) pumpStdin(in *bufio.Reader, out chan<- stdinLine) {
+	defer l.wg.Done()
 	defer close(out)
 	for {
 		line, n, err := readLine(in, maxStdinLine)
 		if n == 0 && err != nil {
-			if !errors.Is(err, io.EOF) {
+			// A read the run's end (or Ctrl-C) cut short is no news.
+			if !errors.Is(err, io.EOF) && l.input.Err() == nil {
 				select {
 				case out <- stdinLine{err: err}:
 				case <-l.done:
@@ -852,7 +871,7 @@ func (l *listener) refusalHint(ctx context.Context, cl listenClient) string {
 	if keyFile != "" {
 		keys = keyFile
 	}
-	_, verr := verifyToken(ctx, pub, l.cfg.Issuer, "", cl.token)
+	_, verr := verifyToken(ctx, pub, l.cfg.Issuer, l.cfg.Audience, cl.token)
 	switch {
 	case verr == nil:
 		return fmt.Sprintf("the token is valid for %s and issuer %q, so the stack trusts another key or issuer: pass --key-dir (or --key) with the key pair the stack verifies with and --issuer with its JWT_ISSUER (`streamer local` prints its key directory)", keys, l.cfg.Issuer)
@@ -865,6 +884,8 @@ func (l *listener) refusalHint(ctx context.Context, cl listenClient) string {
 	case errors.Is(verr, auth.ErrWrongIssuer):
 		claims, _ := decodeUnverified(cl.token)
 		return fmt.Sprintf("the token's issuer is %q, not %q: pass --issuer with the stack's JWT_ISSUER, or a token minted for it", terminalText(claims.Issuer), l.cfg.Issuer)
+	case errors.Is(verr, auth.ErrWrongAudience):
+		return fmt.Sprintf("the token's audience is not %q, which the stack's $connect requires (JWT_AUDIENCE): mint one with --audience %s", l.cfg.Audience, l.cfg.Audience)
 	}
 	return fmt.Sprintf("the token is %s (%s)", auth.Reason(verr), userText(verr.Error()))
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -447,8 +448,8 @@ func TestListenInterrupted(t *testing.T) {
 	if code := wait(); code != ExitOK {
 		t.Fatalf("exit %d:\n%s", code, errOut)
 	}
-	if !c.closedByClient() || !strings.Contains(errOut.String(), "closing with 1000 (interrupted)") {
-		t.Errorf("closed %v:\n%s", c.closedByClient(), errOut)
+	if !c.closedByClient() || !strings.Contains(errOut.String(), "closing with 1000 (interrupted)") || strings.Contains(errOut.String(), "stdin:") {
+		t.Errorf("closed %v; want the close and no word about stdin:\n%s", c.closedByClient(), errOut)
 	}
 }
 
@@ -596,7 +597,9 @@ func TestListenUsage(t *testing.T) {
 		{[]string{"--token", "x", "--tenant", "t"}, "--token cannot be used with --tenant"},
 		{[]string{"--token", "x", "--count", "2"}, "--token cannot be used with --count"},
 		{[]string{"--token", " "}, "--token is blank"},
-		{[]string{"--tenant", ""}, "--tenant is empty"},
+		{[]string{"--tenant", ""}, "--tenant is blank"},
+		{[]string{"--user", " "}, "--user is blank"},
+		{[]string{"--permissions", "a,,b"}, "--permissions 2 is blank"},
 		{[]string{"--user", strings.Repeat("u", 128), "--count", "10"}, "--user is 131 bytes"},
 		{[]string{"-o", "table"}, `unknown --output "table": use plain or json`},
 		{[]string{"extra"}, "unknown command"},
@@ -631,5 +634,37 @@ func TestReadLine(t *testing.T) {
 	}
 	if _, n, err := readLine(r, 10); n != 0 || !errors.Is(err, io.EOF) {
 		t.Fatalf("at the end: %d %v, want 0 and EOF", n, err)
+	}
+}
+
+// TestListenInterruptedTokenRead: `--token -` blocked on stdin ends on
+// SIGINT with 130 and one line saying what it was reading; nothing dials.
+func TestListenInterruptedTokenRead(t *testing.T) {
+	te := newTestEnv(t)
+	g := newFakeGateway(t, te)
+	br := newBlockingReader(t)
+	te.f.IO.In = br
+	ctx := interruptAfter(t, br.started, syscall.SIGINT)
+	code, _ := await(t, func() (int, error) { return Run(ctx, te.f, []string{"listen", "--token", "-"}), nil })
+	if code != 130 || te.errOut.String() != "error: interrupted (SIGINT) while reading stdin\n" {
+		t.Errorf("exit %d, stderr %q; want 130 and one line", code, te.errOut)
+	}
+	if len(g.dialedURLs) != 0 {
+		t.Error("dialed without a token")
+	}
+}
+
+// TestListenStopsWithStdinOpen: listen ends by itself (--max-messages)
+// while its stdin read is still blocked: the read is abandoned, the run
+// returns and every goroutine of it ends (the package's goleak check, once
+// the reader is released at cleanup).
+func TestListenStopsWithStdinOpen(t *testing.T) {
+	te, out, errOut := listenEnv(t)
+	g := newFakeGateway(t, te)
+	g.onConnect = func(c *fakeListenWS) { c.push("one") }
+	te.f.IO.In = newBlockingReader(t)
+	code, _ := await(t, func() (int, error) { return te.run("listen", "--max-messages", "1"), nil })
+	if code != ExitOK || !strings.HasSuffix(strings.TrimSpace(out.String()), "\tone") || strings.Contains(errOut.String(), "stdin") {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/pay-theory/streamer/pkg/auth"
@@ -217,26 +215,7 @@ func (s *smoke) bounded(ctx context.Context) (context.Context, context.CancelFun
 // wsURL is the WebSocket URL carrying tok as its one Authorization
 // parameter (none when tok is ""): one already in --ws-url is replaced, so
 // each step sends exactly the token it tests.
-func (s *smoke) wsURL(tok string) string {
-	u, err := url.Parse(s.cfg.WSURL)
-	if err != nil { // ResolveConfig parsed it already
-		return s.cfg.WSURL
-	}
-	q := u.Query()
-	for k := range q {
-		if strings.EqualFold(k, authParam) {
-			q.Del(k)
-		}
-	}
-	if tok != "" {
-		q.Set(authParam, tok)
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// authParam is the query parameter $connect reads the token from.
-const authParam = "Authorization"
+func (s *smoke) wsURL(tok string) string { return tokenURL(s.cfg.WSURL, tok) }
 
 // mintWith signs a token for the run's user and tenant with key (10 minutes
 // unless o says otherwise).

@@ -68,20 +68,29 @@ func checkClaims(user, tenant string, perms, audience []string) error {
 			return err
 		}
 	}
-	if len(perms) > store.MaxPermissions {
-		return &UsageError{Err: fmt.Errorf("%d --perm values, more than the %d a connection record holds", len(perms), store.MaxPermissions)}
-	}
-	for i, p := range perms {
-		switch {
-		case strings.TrimSpace(p) == "":
-			return &UsageError{Err: fmt.Errorf("--perm %d is blank: give a permission name, or leave it out", i+1)}
-		case len(p) > store.MaxPermissionLength:
-			return &UsageError{Err: fmt.Errorf("--perm %d is %d bytes, longer than the %d-byte limit of a stored permission", i+1, len(p), store.MaxPermissionLength)}
-		}
+	if err := checkPermissions("--perm", perms); err != nil {
+		return err
 	}
 	for i, a := range audience {
 		if strings.TrimSpace(a) == "" {
 			return &UsageError{Err: fmt.Errorf("--audience %d is blank: give the audience $connect expects, or leave it out", i+1)}
+		}
+	}
+	return nil
+}
+
+// checkPermissions refuses a permissions claim the connection record could
+// not hold; flag names the flag that gave them (--perm, --permissions).
+func checkPermissions(flag string, perms []string) error {
+	if len(perms) > store.MaxPermissions {
+		return &UsageError{Err: fmt.Errorf("%d %s values, more than the %d a connection record holds", len(perms), flag, store.MaxPermissions)}
+	}
+	for i, p := range perms {
+		switch {
+		case strings.TrimSpace(p) == "":
+			return &UsageError{Err: fmt.Errorf("%s %d is blank: give a permission name, or leave it out", flag, i+1)}
+		case len(p) > store.MaxPermissionLength:
+			return &UsageError{Err: fmt.Errorf("%s %d is %d bytes, longer than the %d-byte limit of a stored permission", flag, i+1, len(p), store.MaxPermissionLength)}
 		}
 	}
 	return nil

@@ -137,18 +137,30 @@ func DialWebSocket(ctx context.Context, url string, header http.Header) (WSConn,
 	return wsConn{c}, status, nil
 }
 
-// tokenURL is wsURL carrying tok as the Authorization query parameter,
-// where $connect reads it (browsers cannot set headers on a WebSocket).
+// tokenURL is wsURL carrying tok as its one Authorization parameter, where
+// $connect reads it (browsers cannot set headers on a WebSocket); none when
+// tok is "". One already in wsURL is replaced, so a dial sends exactly the
+// token it means to.
 func tokenURL(wsURL, tok string) string {
-	if tok == "" {
+	u, err := url.Parse(wsURL)
+	if err != nil { // ResolveConfig parsed it already
 		return wsURL
 	}
-	sep := "?"
-	if strings.Contains(wsURL, "?") {
-		sep = "&"
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, authParam) {
+			q.Del(k)
+		}
 	}
-	return wsURL + sep + "Authorization=" + url.QueryEscape(tok)
+	if tok != "" {
+		q.Set(authParam, tok)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
+
+// authParam is the query parameter $connect reads the token from.
+const authParam = "Authorization"
 
 type wsConn struct{ c *websocket.Conn }
 
