@@ -386,7 +386,12 @@ func (l *listener) run(ctx context.Context, in *bufio.Reader) error {
 		}
 		select {
 		case <-ctx.Done():
-			return l.finish("interrupted")
+			reason := "interrupted"
+			var se *SignalError
+			if errors.As(context.Cause(ctx), &se) {
+				reason += " by " + signalName(se.Signal)
+			}
+			return l.finish(reason)
 		case <-stopAt:
 			return l.finish(fmt.Sprintf("--for %s elapsed", l.opts.For))
 		case <-l.whoamiT.C:

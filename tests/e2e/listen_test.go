@@ -278,7 +278,7 @@ func TestListenInterrupted(t *testing.T) {
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.wait(); code != 0 || !strings.Contains(p.errOut.String(), "closing with 1000 (interrupted)") {
+	if code := p.wait(); code != 0 || !strings.Contains(p.errOut.String(), "closing with 1000 (interrupted by SIGINT)") {
 		t.Fatalf("exit %d after SIGINT:\n%s", code, p.errOut)
 	}
 	waitFor(t, "the record to go", func() bool { return len(s.tenantIDs(t, "sig")) == 0 })
@@ -289,7 +289,7 @@ func TestListenInterrupted(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.wait(); code != 0 || !strings.Contains(p.errOut.String(), "closing with 1000 (interrupted)") {
+	if code := p.wait(); code != 0 || !strings.Contains(p.errOut.String(), "closing with 1000 (interrupted by SIGTERM)") {
 		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.errOut)
 	}
 }

@@ -94,6 +94,6 @@ func TestListenOnTerminal(t *testing.T) {
 	waitScreen("the escaped payload", has(`wipe\x1b[2J\x1b[Hgone`, "hello terminal", "connection id "))
 
 	keys("C-c")
-	waitScreen("the close and the exit code", has("closing with 1000 (interrupted); 3 message(s) received", "EXIT=0"))
+	waitScreen("the close and the exit code", has("closing with 1000 (interrupted by SIGINT); 3 message(s) received", "EXIT=0"))
 	t.Logf("terminal:\n%s", screen)
 }
