@@ -323,13 +323,16 @@ type fakeClock struct {
 }
 
 type fakeTimer struct {
+	clock    *fakeClock
 	c        chan time.Time
 	deadline time.Time
-	stopped  bool
+	stopped  bool // under clock.mu
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.c }
 func (t *fakeTimer) Stop() bool {
+	t.clock.mu.Lock()
+	defer t.clock.mu.Unlock()
 	was := !t.stopped
 	t.stopped = true
 	return was
@@ -348,7 +351,7 @@ func (c *fakeClock) Now() time.Time {
 func (c *fakeClock) NewTimer(d time.Duration) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{c: make(chan time.Time, 1), deadline: c.now.Add(d)}
+	t := &fakeTimer{clock: c, c: make(chan time.Time, 1), deadline: c.now.Add(d)}
 	c.waits = append(c.waits, d)
 	if c.auto {
 		c.now = c.now.Add(d)
