@@ -2,20 +2,52 @@ package connection
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
+
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/pay-theory/streamer/pkg/store"
 )
 
-// BroadcastResult summarises a broadcast. Outcomes has one entry per
-// distinct id, in input order (duplicates are delivered once).
+// BroadcastResult summarises a broadcast.
 type BroadcastResult struct {
 	Total, Sent, NotFound, Stale, Skipped, Failed, Cancelled int
 	Duration                                                 time.Duration
-	Outcomes                                                 []Outcome
+	// Outcomes: for Broadcast and BroadcastWithProgress, one entry per
+	// distinct id, in input order (duplicates are delivered once). For
+	// BroadcastRecords and BroadcastQuery, only the targets that were not
+	// sent, in no particular order: a broadcast to a million connections
+	// keeps no per-target state for those that got the message
+	// (BroadcastOptions.OnOutcome sees every one).
+	Outcomes []Outcome
+}
+
+// BroadcastOptions tune one BroadcastRecords or BroadcastQuery call. The
+// zero value is valid.
+type BroadcastOptions struct {
+	// Progress, when non-nil, is called serially (never concurrently) each
+	// time a target's outcome is final; keep it fast.
+	Progress func(BroadcastProgress)
+	// OnOutcome, when non-nil, receives every target's final outcome,
+	// serially; keep it fast.
+	OnOutcome func(Outcome)
+}
+
+// BroadcastProgress is how far a broadcast is: Done targets have a final
+// outcome out of Total known so far. For a listing Total grows as pages
+// arrive and Listed turns true once the listing has ended; for an id list
+// both are known from the start.
+type BroadcastProgress struct {
+	Done, Total int
+	Listed      bool
 }
 
 // Broadcast delivers message to every id; see BroadcastWithProgress.
@@ -25,11 +57,11 @@ func (m *Manager) Broadcast(ctx context.Context, connectionIDs []string, message
 
 // BroadcastWithProgress delivers message to every id and reports each id's
 // outcome. The message is encoded and size-checked once, before any network
-// call. Existence is checked in store batches of 100 ids, the existing ids
-// are handed to Config.Workers workers in jobs of up to 25 ids (fewer when
-// there are too few ids to keep every worker busy), unhealthy connections
-// are skipped (or probed once after their cooldown), and stale records are
-// removed in batches of 25 at the end.
+// call. Ids are checked against the store in batches of 100, several
+// batches at a time, and the existing ones are posted as fast as the
+// Manager's concurrency limit allows (see LimitConfig); unhealthy
+// connections are skipped (or probed once after their cooldown), and stale
+// records are removed in batches of 25.
 //
 // progress, when non-nil, is called serially (never concurrently) with the
 // number of ids whose outcome is final; keep it fast.
@@ -41,12 +73,84 @@ func (m *Manager) Broadcast(ctx context.Context, connectionIDs []string, message
 // deadline passed mid-way: the ids not delivered are then StatusCancelled.
 // Broadcast never blocks past ctx's end.
 func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []string, message any, progress func(done, total int)) (BroadcastResult, error) {
-	start := time.Now()
 	ids := dedupe(connectionIDs)
 	res := BroadcastResult{Total: len(ids), Outcomes: make([]Outcome, len(ids))}
 	for i, id := range ids {
 		res.Outcomes[i].ConnectionID = id
 	}
+	var opts BroadcastOptions
+	if progress != nil {
+		opts.Progress = func(p BroadcastProgress) { progress(p.Done, p.Total) }
+	}
+	return m.broadcast(ctx, message, &res, opts, func(b *broadcast) { b.checkIDs(ids) })
+}
+
+// BroadcastRecords delivers message to every record records yields, as
+// they arrive: the first send starts with the first record, not after the
+// last. The records are trusted as read (a listing just returned them), so
+// there is no second existence check; records are assumed distinct, as a
+// listing yields them. The result's Outcomes hold only the targets not
+// sent. When records yields an error the broadcast stops taking targets,
+// finishes those it has, and returns the result with that error.
+// Otherwise it behaves as BroadcastWithProgress.
+func (m *Manager) BroadcastRecords(ctx context.Context, records iter.Seq2[store.Connection, error], message any, opts BroadcastOptions) (BroadcastResult, error) {
+	var listErr error
+	res, err := m.broadcast(ctx, message, &BroadcastResult{}, opts, func(b *broadcast) { b.readRecords(records, &listErr) })
+	if err == nil && listErr != nil {
+		err = fmt.Errorf("connection: broadcast stopped after %d targets: listing them failed: %w", res.Total, listErr)
+	}
+	return res, err
+}
+
+// BroadcastQuery delivers message to every connection q lists (a tenant's,
+// a user's, or with neither the whole table), page by page as the listing
+// goes: BroadcastRecords over store.All(ctx, lister, q).
+func (m *Manager) BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts BroadcastOptions) (BroadcastResult, error) {
+	return m.BroadcastRecords(ctx, store.All(ctx, lister, q), message, opts)
+}
+
+// target is one connection to deliver to; idx is its place in Outcomes
+// when the broadcast keeps one outcome per input id.
+type target struct {
+	idx   int
+	id    string
+	probe bool // unhealthy, cooldown passed: one attempt
+}
+
+type job struct {
+	t  target
+	tk ticket
+}
+
+// broadcast is one broadcast's shared state: producers (an existence
+// checker, a listing reader) feed targets; the dispatcher takes a limiter
+// slot per target and hands it to a worker; workers report outcomes
+// through finish.
+type broadcast struct {
+	m       *Manager
+	ctx     context.Context
+	cid     string
+	payload []byte
+	opt     func(*apigatewaymanagementapi.Options)
+	opts    BroadcastOptions
+	indexed bool // res.Outcomes[i] per input id
+
+	targets chan target
+	jobs    chan job
+	workers sync.WaitGroup
+
+	mu     sync.Mutex
+	res    *BroadcastResult
+	done   int
+	listed bool
+	stale  []string // 410s waiting for a batch delete
+}
+
+// broadcast runs one broadcast: produce feeds b.targets (from its own
+// goroutine) and closes it when done; produce must stop soon after ctx ends.
+func (m *Manager) broadcast(ctx context.Context, message any, res *BroadcastResult, opts BroadcastOptions, produce func(*broadcast)) (BroadcastResult, error) {
+	start := time.Now()
+	indexed := res.Outcomes != nil
 	fail := func(status Status, err error) (BroadcastResult, error) {
 		for i := range res.Outcomes {
 			res.Outcomes[i].Status = status
@@ -54,60 +158,273 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 		}
 		res.Tally()
 		res.Duration = time.Since(start)
-		return res, fmt.Errorf("connection: broadcast to %d connections not started: %w", len(ids), err)
+		return *res, fmt.Errorf("connection: broadcast to %d connections not started: %w", res.Total, err)
 	}
 	ctx, end, err := m.begin(ctx)
 	if err != nil {
 		return fail(StatusCancelled, err)
 	}
 	defer end()
-	cid := correlationFor(ctx)
 	payload, err := Encode(message)
 	if err != nil {
 		return fail(StatusFailed, err)
 	}
-
-	b := &broadcast{m: m, ctx: ctx, cid: cid, payload: payload, res: &res, probe: make([]bool, len(ids)), progress: progress}
-	jobs := make(chan []int, m.cfg.Workers)
-	var wg sync.WaitGroup
-	for range m.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for batch := range jobs {
-				for _, i := range batch {
-					b.deliver(i)
-				}
-			}
-		}()
+	b := &broadcast{
+		m: m, ctx: ctx, cid: correlationFor(ctx), payload: payload, opt: payloadHashOption(payload),
+		opts: opts, indexed: indexed, res: res, listed: indexed,
+		targets: make(chan target, 2*store.MaxListPageSize), jobs: make(chan job),
 	}
-	b.produce(ids, jobs)
-	close(jobs)
-	wg.Wait()
+	go produce(b)
+	b.dispatch()
 
-	for i := range res.Outcomes {
-		o := &res.Outcomes[i]
-		if o.Status == "" {
-			o.Status = StatusCancelled
-			o.Err = &SendError{ConnectionID: o.ConnectionID, Err: cancelCause(ctx)}
+	if indexed {
+		for i := range res.Outcomes {
+			if o := &res.Outcomes[i]; o.Status == "" {
+				o.Status = StatusCancelled
+				o.Err = &SendError{ConnectionID: o.ConnectionID, Err: cancelCause(ctx)}
+				res.Cancelled++
+			}
 		}
 	}
-	b.removeStale()
-	res.Tally()
+	b.removeStale(b.stale)
 	res.Duration = time.Since(start)
 	m.m.broadcasts.Add(1)
 	m.m.broadcastMsgs.Add(uint64(res.Sent))
 	m.m.broadcastNanos.Add(int64(res.Duration))
 	if m.obs != nil {
-		m.obs.OnBroadcast(res)
+		m.obs.OnBroadcast(*res)
 	}
-	m.log.InfoContext(ctx, "connection broadcast", "correlation_id", cid, "total", res.Total, "sent", res.Sent,
+	m.log.InfoContext(ctx, "connection broadcast", "correlation_id", b.cid, "total", res.Total, "sent", res.Sent,
 		"not_found", res.NotFound, "stale", res.Stale, "skipped", res.Skipped, "failed", res.Failed,
-		"cancelled", res.Cancelled, "duration_ms", ms(res.Duration), "workers", m.cfg.Workers)
+		"cancelled", res.Cancelled, "duration_ms", ms(res.Duration), "limit", m.lim.snapshot().Limit)
 	if ctx.Err() != nil {
-		return res, fmt.Errorf("connection: broadcast interrupted, %d of %d cancelled: %w", res.Cancelled, res.Total, cancelCause(ctx))
+		return *res, fmt.Errorf("connection: broadcast interrupted, %d of %d cancelled: %w", res.Cancelled, res.Total, cancelCause(ctx))
 	}
-	return res, nil
+	return *res, nil
+}
+
+// dispatch hands targets to workers, one limiter slot each, spawning a
+// worker only when none is idle: the workers never outnumber the slots
+// the limit handed out. When ctx ends, the targets not yet dispatched are
+// cancelled.
+func (b *broadcast) dispatch() {
+	m := b.m
+	for t := range b.targets {
+		if b.ctx.Err() == nil {
+			switch m.health.admit(t.id, m.clock.Now()) {
+			case admitSkip:
+				b.settle(t, ErrUnhealthy)
+				continue
+			case admitProbe:
+				t.probe = true
+			}
+			if tk, err := m.lim.acquire(b.ctx); err == nil {
+				select {
+				case b.jobs <- job{t, tk}:
+				default:
+					b.workers.Add(1)
+					go b.work(job{t, tk})
+				}
+				continue
+			}
+		}
+		b.cancel(t)
+	}
+	close(b.jobs)
+	b.workers.Wait()
+}
+
+func (b *broadcast) work(j job) {
+	defer b.workers.Done()
+	for ok := true; ok; j, ok = <-b.jobs {
+		b.deliver(j)
+	}
+}
+
+func (b *broadcast) deliver(j job) {
+	m, t := b.m, j.t
+	attempts := m.cfg.MaxAttempts
+	if t.probe {
+		attempts = 1 // an unhealthy connection gets one request, not a retry storm
+	}
+	o := m.deliverAs(b.ctx, b.cid, "broadcast", t.id, b.payload, attempts, time.Now(), &j.tk, b.opt)
+	if o.Status == StatusCancelled && t.probe {
+		m.health.release(t.id)
+	}
+	if batch := b.finish(t, o); batch != nil {
+		b.removeStale(batch)
+	}
+}
+
+// settle records a target's outcome decided before delivery.
+func (b *broadcast) settle(t target, err error) {
+	o := Outcome{ConnectionID: t.id, Status: StatusOf(err), Err: &SendError{ConnectionID: t.id, Err: err}}
+	b.m.record(b.ctx, b.cid, "broadcast", o, 0, false)
+	b.finish(t, o)
+}
+
+// cancel settles a target the broadcast will not reach (ctx ended).
+func (b *broadcast) cancel(t target) {
+	if t.probe {
+		b.m.health.release(t.id)
+	}
+	b.finish(t, Outcome{ConnectionID: t.id, Status: StatusCancelled, Err: &SendError{ConnectionID: t.id, Err: cancelCause(b.ctx)}})
+}
+
+// finish records o as t's final outcome, reports progress, and returns a
+// batch of stale ids to delete when one is full.
+func (b *broadcast) finish(t target, o Outcome) (staleBatch []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.res
+	switch o.Status {
+	case StatusSent:
+		r.Sent++
+	case StatusNotFound:
+		r.NotFound++
+	case StatusStale:
+		r.Stale++
+	case StatusSkipped:
+		r.Skipped++
+	case StatusFailed:
+		r.Failed++
+	default:
+		r.Cancelled++
+	}
+	if b.indexed {
+		r.Outcomes[t.idx] = o
+	} else if o.Status != StatusSent {
+		r.Outcomes = append(r.Outcomes, o)
+	}
+	if o.Status == StatusStale && b.m.st != nil {
+		b.stale = append(b.stale, o.ConnectionID)
+		if len(b.stale) == store.BatchWriteLimit {
+			staleBatch, b.stale = b.stale, nil
+		}
+	}
+	b.done++
+	if b.opts.Progress != nil {
+		b.opts.Progress(BroadcastProgress{Done: b.done, Total: r.Total, Listed: b.listed})
+	}
+	if b.opts.OnOutcome != nil {
+		b.opts.OnOutcome(o)
+	}
+	return staleBatch
+}
+
+// existenceCheckers is how many store existence checks (BatchGetItem of up
+// to 100 ids) run at once for an explicit id list.
+const existenceCheckers = 8
+
+// checkIDs is the producer for an explicit id list: it checks existence in
+// batches of 100, existenceCheckers at a time, settles the ids with no
+// record and feeds the others to the dispatcher.
+func (b *broadcast) checkIDs(ids []string) {
+	defer close(b.targets)
+	m := b.m
+	type chunk struct{ lo, hi int }
+	chunks := make(chan chunk)
+	var wg sync.WaitGroup
+	n := min(existenceCheckers, (len(ids)+store.BatchGetLimit-1)/store.BatchGetLimit)
+	if m.st == nil {
+		n = min(n, 1) // nothing to wait for: one feeder keeps input order
+	}
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range chunks {
+				b.checkChunk(ids, c.lo, c.hi)
+			}
+		}()
+	}
+	for lo := 0; lo < len(ids) && b.ctx.Err() == nil; lo += store.BatchGetLimit {
+		select {
+		case chunks <- chunk{lo, min(lo+store.BatchGetLimit, len(ids))}:
+		case <-b.ctx.Done():
+		}
+	}
+	close(chunks)
+	wg.Wait()
+}
+
+func (b *broadcast) checkChunk(ids []string, lo, hi int) {
+	m := b.m
+	var exists map[string]bool
+	if m.st != nil {
+		check := make([]string, 0, hi-lo)
+		for _, id := range ids[lo:hi] {
+			if plausibleID(id) {
+				check = append(check, id)
+			}
+		}
+		if len(check) > 0 {
+			var err error
+			if exists, err = m.st.Existing(b.ctx, check); err != nil {
+				if b.ctx.Err() != nil {
+					return // left unset: reported as cancelled
+				}
+				for i := lo; i < hi; i++ {
+					b.settle(target{idx: i, id: ids[i]}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err))
+				}
+				return
+			}
+		}
+	}
+	for i := lo; i < hi; i++ {
+		t := target{idx: i, id: ids[i]}
+		if !plausibleID(t.id) || (m.st != nil && !exists[t.id]) {
+			b.settle(t, ErrConnectionNotFound)
+			continue
+		}
+		select {
+		case b.targets <- t:
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+// readRecords is the producer for a listing: each record becomes a target
+// as it arrives. The listing's error, if any, goes to *listErr before the
+// targets close (so the broadcast sees it once dispatching ends).
+func (b *broadcast) readRecords(records iter.Seq2[store.Connection, error], listErr *error) {
+	defer close(b.targets)
+	for c, err := range records {
+		if err != nil {
+			if b.ctx.Err() == nil {
+				*listErr = err
+			}
+			return
+		}
+		b.mu.Lock()
+		b.res.Total++
+		b.mu.Unlock()
+		select {
+		case b.targets <- target{id: c.ConnectionID}:
+		case <-b.ctx.Done():
+			b.cancel(target{id: c.ConnectionID})
+			return
+		}
+	}
+	b.mu.Lock()
+	b.listed = true
+	b.mu.Unlock()
+}
+
+// payloadHashOption makes every request of a broadcast sign with the
+// payload's SHA-256 computed once, instead of hashing the same body again
+// per target.
+func payloadHashOption(payload []byte) func(*apigatewaymanagementapi.Options) {
+	sum := sha256.Sum256(payload)
+	hash := hex.EncodeToString(sum[:])
+	mw := middleware.FinalizeMiddlewareFunc("streamerPayloadHash", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+		return next.HandleFinalize(v4.SetPayloadHash(ctx, hash), in)
+	})
+	add := func(s *middleware.Stack) error {
+		return s.Finalize.Insert(mw, (*v4.ComputePayloadSHA256)(nil).ID(), middleware.Before)
+	}
+	return func(o *apigatewaymanagementapi.Options) { o.APIOptions = append(o.APIOptions, add) }
 }
 
 // cancelCause is ErrShuttingDown when Shutdown cancelled ctx, else ctx.Err().
@@ -156,167 +473,28 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// broadcast is one Broadcast's shared state. Workers write only their own
-// Outcomes[i] (no channel or lock on the result path); progress and the
-// stale list take a mutex.
-type broadcast struct {
-	m        *Manager
-	ctx      context.Context
-	cid      string
-	payload  []byte
-	res      *BroadcastResult
-	probe    []bool
-	progress func(done, total int)
-
-	mu    sync.Mutex
-	done  int
-	stale []string
-}
-
-func (b *broadcast) finish(i int, o Outcome) {
-	b.res.Outcomes[i] = o
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if o.Status == StatusStale {
-		b.stale = append(b.stale, o.ConnectionID)
-	}
-	b.done++
-	if b.progress != nil {
-		b.progress(b.done, b.res.Total)
-	}
-}
-
-// produce checks existence chunk by chunk and feeds the workers, so sends
-// start after the first chunk instead of after the whole list.
-func (b *broadcast) produce(ids []string, jobs chan<- []int) {
-	m := b.m
-	// Jobs hold up to 25 ids (the size of a stale-record batch), fewer when
-	// 25 would leave workers idle (100 ids on 10 workers: 10 jobs of 10, not
-	// 4 of 25).
-	size := min(store.BatchWriteLimit, max(1, (len(ids)+m.cfg.Workers-1)/m.cfg.Workers))
-	// settle records the final outcome of ids[i], decided before delivery.
-	settle := func(i int, status Status, err error) {
-		o := Outcome{ConnectionID: ids[i], Status: status, Err: &SendError{ConnectionID: ids[i], Err: err}}
-		m.record(b.ctx, b.cid, "broadcast", o, 0, false)
-		b.finish(i, o)
-	}
-	// send hands a job to the workers; false when the broadcast ended first.
-	send := func(batch []int) bool {
-		select {
-		case jobs <- batch:
-			return true
-		case <-b.ctx.Done():
-			b.releaseProbes(batch)
-			return false
-		}
-	}
-	for lo := 0; lo < len(ids); lo += store.BatchGetLimit {
-		if b.ctx.Err() != nil {
-			return
-		}
-		hi := min(lo+store.BatchGetLimit, len(ids))
-		var exists map[string]bool
-		if m.st != nil {
-			var err error
-			check := make([]string, 0, hi-lo)
-			for _, id := range ids[lo:hi] {
-				if plausibleID(id) {
-					check = append(check, id)
-				}
-			}
-			if len(check) > 0 {
-				exists, err = m.st.Existing(b.ctx, check)
-			}
-			if err != nil {
-				if b.ctx.Err() != nil {
-					return
-				}
-				for i := lo; i < hi; i++ {
-					settle(i, StatusFailed, fmt.Errorf("%w: %w", ErrStoreUnavailable, err))
-				}
-				continue
-			}
-		}
-		batch := make([]int, 0, size)
-		for i := lo; i < hi; i++ {
-			id := ids[i]
-			if !plausibleID(id) || (m.st != nil && !exists[id]) {
-				settle(i, StatusNotFound, ErrConnectionNotFound)
-				continue
-			}
-			switch m.health.admit(id, m.clock.Now()) {
-			case admitSkip:
-				settle(i, StatusSkipped, ErrUnhealthy)
-				continue
-			case admitProbe:
-				b.probe[i] = true
-			}
-			batch = append(batch, i)
-			if len(batch) == size {
-				if !send(batch) {
-					return
-				}
-				batch = make([]int, 0, size)
-			}
-		}
-		if len(batch) > 0 && !send(batch) {
-			return
-		}
-	}
-}
-
-func (b *broadcast) releaseProbes(batch []int) {
-	for _, i := range batch {
-		if b.probe[i] {
-			b.m.health.release(b.res.Outcomes[i].ConnectionID)
-		}
-	}
-}
-
-func (b *broadcast) deliver(i int) {
-	id := b.res.Outcomes[i].ConnectionID
-	if b.ctx.Err() != nil {
-		if b.probe[i] {
-			b.m.health.release(id)
-		}
-		return // reported as cancelled
-	}
-	attempts := b.m.cfg.MaxAttempts
-	if b.probe[i] {
-		attempts = 1 // an unhealthy connection gets one request, not a retry storm
-	}
-	o := b.m.deliverAs(b.ctx, b.cid, "broadcast", id, b.payload, attempts, time.Now())
-	if o.Status == StatusCancelled && b.probe[i] {
-		b.m.health.release(id)
-	}
-	b.finish(i, o)
-}
-
-// removeStale deletes the 410'd records in batches of 25 while ctx lives,
-// and decrements the active connection counter by each batch's size once
-// its DeleteMany succeeded. BatchWriteItem does not say which items
-// existed; these did at the existence check just before the send, so the
-// count is exact unless a $disconnect deleted one of them (and decremented
-// the counter itself) in the milliseconds between: that rare race reads
-// one low, the opposite of the drift it prevents (every stale record
-// removed here would otherwise be counted as active until TTL, since its
+// removeStale deletes 410'd records (at most one batch of 25) while ctx
+// lives, and decrements the active connection counter by the batch's size
+// once its DeleteMany succeeded. BatchWriteItem does not say which items
+// existed; these did when the broadcast read or checked them, so the count
+// is exact unless a $disconnect deleted one of them (and decremented the
+// counter itself) in the milliseconds between: that rare race reads one
+// low, the opposite of the drift it prevents (every stale record removed
+// here would otherwise be counted as active until TTL, since its
 // $disconnect, if it ever comes, finds nothing to delete). A failed
 // DeleteMany leaves the counter alone.
-func (b *broadcast) removeStale() {
+func (b *broadcast) removeStale(ids []string) {
 	m := b.m
-	if m.st == nil || len(b.stale) == 0 {
+	if m.st == nil || len(ids) == 0 {
 		return
 	}
-	for lo := 0; lo < len(b.stale); lo += store.BatchWriteLimit {
-		if b.ctx.Err() != nil {
-			m.log.InfoContext(b.ctx, "broadcast interrupted before removing all stale records; their TTL will", "correlation_id", b.cid, "remaining", len(b.stale)-lo)
-			return
-		}
-		hi := min(lo+store.BatchWriteLimit, len(b.stale))
-		if err := m.st.DeleteMany(b.ctx, b.stale[lo:hi]); err != nil {
-			m.log.WarnContext(b.ctx, "could not remove stale connection records; their TTL will", "correlation_id", b.cid, "count", hi-lo, "error", err)
-			continue
-		}
-		m.decActive(b.ctx, b.cid, hi-lo)
+	if b.ctx.Err() != nil {
+		m.log.InfoContext(b.ctx, "broadcast interrupted before removing stale records; their TTL will", "correlation_id", b.cid, "remaining", len(ids))
+		return
 	}
+	if err := m.st.DeleteMany(b.ctx, ids); err != nil {
+		m.log.WarnContext(b.ctx, "could not remove stale connection records; their TTL will", "correlation_id", b.cid, "count", len(ids), "error", err)
+		return
+	}
+	m.decActive(b.ctx, b.cid, len(ids))
 }

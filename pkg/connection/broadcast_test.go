@@ -112,40 +112,6 @@ func TestBroadcastOutcomes(t *testing.T) {
 	}
 }
 
-// Jobs reach workers in batches of at most 25 ids, smaller when there are
-// too few ids to keep every worker busy.
-func TestBroadcastJobBatches(t *testing.T) {
-	for _, tc := range []struct {
-		workers, n int
-		want       []int
-	}{
-		{1, 230, []int{25, 25, 25, 25, 25, 25, 25, 25, 25, 5}},
-		{10, 100, []int{10, 10, 10, 10, 10, 10, 10, 10, 10, 10}},
-		{10, 1000, slices.Repeat([]int{25}, 40)},
-		{100, 1000, slices.Repeat([]int{10}, 100)},
-		{10, 3, []int{1, 1, 1}},
-	} {
-		m, err := New(nopAPI{}, nil, Config{Logger: quietLogger(), FlushInterval: -1, Workers: tc.workers})
-		if err != nil {
-			t.Fatal(err)
-		}
-		all := ids("x", tc.n)
-		res := BroadcastResult{Total: len(all), Outcomes: make([]Outcome, len(all))}
-		b := &broadcast{m: m, ctx: context.Background(), res: &res, probe: make([]bool, len(all))}
-		jobs := make(chan []int, 1000)
-		b.produce(all, jobs)
-		close(jobs)
-		var sizes []int
-		for batch := range jobs {
-			sizes = append(sizes, len(batch))
-		}
-		if !slices.Equal(sizes, tc.want) {
-			t.Errorf("%d workers, %d ids: batches %v, want %v", tc.workers, tc.n, sizes, tc.want)
-		}
-		_ = m.Shutdown(context.Background())
-	}
-}
-
 func TestBroadcastCtxCancelNeverHangs(t *testing.T) {
 	g := newFakeGateway(t)
 	g.on("", reply{delay: time.Minute})

@@ -23,10 +23,13 @@ const (
 
 // Config configures a Manager. Every zero value means the documented default.
 type Config struct {
-	// Workers is the Broadcast worker pool size; 0 => DefaultWorkers (10).
-	// At ~20 ms per PostToConnection, 10 workers deliver ~500 msgs/s; see
-	// docs/decisions.md for the measured trade-off.
+	// Workers is where the concurrency limit on Management API requests
+	// starts (and where it stays with Limit.Fixed); 0 => DefaultWorkers
+	// (10). The limit is shared by every Send, Broadcast and IsActive of
+	// the Manager; see LimitConfig.
 	Workers int
+	// Limit configures the adaptive concurrency limit (or a fixed one).
+	Limit LimitConfig
 	// MaxAttempts is the total number of HTTP requests one delivery may make,
 	// the first included; 0 => DefaultMaxAttempts (4 = 1 + 3 retries);
 	// 1 disables retries.
@@ -116,6 +119,7 @@ func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
 	}
+	c.Limit = c.Limit.withDefaults(c.Workers)
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}

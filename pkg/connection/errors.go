@@ -107,6 +107,10 @@ type errorKind struct {
 	// fromAPI: a ManagementAPI implementation other than the SDK (a fake,
 	// an in-process gateway) may return it directly.
 	fromAPI bool
+	// answered: the endpoint answered the request (a 4xx about this
+	// request, not about load), so its latency is a round-trip sample for
+	// the concurrency limit.
+	answered bool
 }
 
 type breakerVerdict int
@@ -122,15 +126,15 @@ const (
 // failure that also wraps a deadline) gets the earlier one.
 var errorKinds = []errorKind{
 	{err: ErrConnectionNotFound, label: "not_found", status: StatusNotFound, fromAPI: true},
-	{err: ErrConnectionStale, label: "gone", status: StatusStale, fromAPI: true},
+	{err: ErrConnectionStale, label: "gone", status: StatusStale, fromAPI: true, answered: true},
 	{err: ErrCircuitOpen, label: "circuit_open", status: StatusFailed},
-	{err: ErrPayloadTooLarge, label: "payload_too_large", status: StatusFailed, fromAPI: true},
+	{err: ErrPayloadTooLarge, label: "payload_too_large", status: StatusFailed, fromAPI: true, answered: true},
 	{err: ErrShuttingDown, label: "shutting_down", status: StatusCancelled, breaker: breakerExcluded},
 	{err: ErrThrottled, label: "throttled", status: StatusFailed, retry: true, breaker: breakerExcluded, fromAPI: true},
-	{err: ErrForbidden, label: "forbidden", status: StatusFailed, fromAPI: true},
+	{err: ErrForbidden, label: "forbidden", status: StatusFailed, fromAPI: true, answered: true},
 	{err: ErrServerError, label: "server_error", status: StatusFailed, retry: true, breaker: breakerFailure, unhealthy: true, fromAPI: true},
 	{err: ErrNetwork, label: "network", status: StatusFailed, retry: true, breaker: breakerFailure, unhealthy: true, fromAPI: true},
-	{err: ErrRejected, label: "rejected", status: StatusFailed, unhealthy: true, fromAPI: true},
+	{err: ErrRejected, label: "rejected", status: StatusFailed, unhealthy: true, fromAPI: true, answered: true},
 	{err: ErrInvalidMessage, label: "invalid_message", status: StatusFailed},
 	{err: ErrUnhealthy, label: "skipped", status: StatusSkipped},
 	{err: ErrStoreUnavailable, label: "store", status: StatusFailed},
@@ -149,6 +153,22 @@ func kindOf(err error) errorKind {
 		}
 	}
 	return otherKind
+}
+
+// limitSignal is what a request's classified result tells the concurrency
+// limit: a round-trip sample when the endpoint answered, a congestion
+// signal on 429, nothing otherwise (5xx and network errors are the
+// breaker's business).
+func limitSignal(kind error) signal {
+	switch {
+	case kind == nil:
+		return signalOK
+	case kind == ErrThrottled:
+		return signalThrottled
+	case kindOf(kind).answered:
+		return signalOK
+	}
+	return signalNone
 }
 
 // errorType is the metrics label of an error ("" for nil).

@@ -3,6 +3,7 @@ package connection
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +16,9 @@ type health struct {
 	ll    *list.List // front = most recently failed
 	index map[string]*list.Element
 	sick  int // entries at or over the threshold
+	// n mirrors ll.Len() so the common case, no failing connection at all,
+	// costs a broadcast no lock per target.
+	n atomic.Int64
 }
 
 type healthEntry struct {
@@ -38,6 +42,9 @@ func newHealth(cfg HealthConfig) *health {
 }
 
 func (h *health) admit(id string, now time.Time) admission {
+	if h.n.Load() == 0 {
+		return admitNormal
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	el, ok := h.index[id]
@@ -57,6 +64,9 @@ func (h *health) admit(id string, now time.Time) admission {
 
 // success forgets the connection: it is healthy again.
 func (h *health) success(id string) {
+	if h.n.Load() == 0 {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if el, ok := h.index[id]; ok {
@@ -71,6 +81,7 @@ func (h *health) remove(el *list.Element) {
 	}
 	h.ll.Remove(el)
 	delete(h.index, e.id)
+	h.n.Add(-1)
 }
 
 // forget is success for connections that are gone for good.
@@ -85,6 +96,7 @@ func (h *health) failure(id string, now time.Time) (becameUnhealthy bool) {
 	if !ok {
 		el = h.ll.PushFront(&healthEntry{id: id})
 		h.index[id] = el
+		h.n.Add(1)
 		for h.ll.Len() > h.cfg.MaxTracked {
 			h.remove(h.ll.Back())
 		}

@@ -63,10 +63,16 @@ type fakeGateway struct {
 	requests []request
 	perID    map[string]int
 	arrived  chan struct{} // one value per request, non-blocking
+	// inflight / maxInflight: requests being answered now / at most.
+	inflight, maxInflight int
+	// admit, when set, is asked first: false answers 429 (a rate limit).
+	admit func() bool
+	// ok counts 2xx answers per id.
+	ok map[string]int
 }
 
 func newFakeGateway(t testing.TB) *fakeGateway {
-	g := &fakeGateway{t: t, stage: "test", script: map[string][]reply{}, perID: map[string]int{}, arrived: make(chan struct{}, 100000)}
+	g := &fakeGateway{t: t, stage: "test", script: map[string][]reply{}, perID: map[string]int{}, ok: map[string]int{}, arrived: make(chan struct{}, 100000)}
 	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
 	t.Cleanup(g.srv.Close)
 	return g
@@ -140,7 +146,20 @@ func (g *fakeGateway) serve(w http.ResponseWriter, r *http.Request) {
 			g.script[id] = s[1:]
 		}
 	}
+	if g.admit != nil && !g.admit() {
+		rep = throttled
+	}
+	g.inflight++
+	g.maxInflight = max(g.maxInflight, g.inflight)
 	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inflight--
+		if rep.status < 400 && !rep.reset {
+			g.ok[id]++
+		}
+		g.mu.Unlock()
+	}()
 	select {
 	case g.arrived <- struct{}{}:
 	default:

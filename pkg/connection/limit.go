@@ -23,7 +23,7 @@ const (
 	DefaultLatencyFloor = 5 * time.Millisecond
 	// DefaultMaxThrottledAttempts bounds the 429 answers one delivery
 	// absorbs (they slow the sender down; they do not use up MaxAttempts).
-	DefaultMaxThrottledAttempts = 20
+	DefaultMaxThrottledAttempts = 10
 )
 
 // LimitConfig configures how many Management API requests a Manager keeps
@@ -58,7 +58,7 @@ type LimitConfig struct {
 	LatencyFloor time.Duration
 	// MaxThrottledAttempts bounds the 429 answers one delivery absorbs
 	// before it fails with ErrThrottled; 0 => DefaultMaxThrottledAttempts
-	// (20). In Fixed mode 429s count against Config.MaxAttempts instead.
+	// (10). In Fixed mode 429s count against Config.MaxAttempts instead.
 	MaxThrottledAttempts int
 }
 

@@ -83,6 +83,7 @@ type Manager struct {
 	clock   Clock
 	obs     Observer
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	lim     *limiter
 	health  *health
 	m       metrics
 
@@ -125,6 +126,7 @@ func New(api ManagementAPI, st Store, cfg Config) (*Manager, error) {
 		log:       cfg.Logger,
 		clock:     cfg.Clock,
 		obs:       cfg.Observer,
+		lim:       newLimiter(cfg.Limit, cfg.Workers, cfg.Clock),
 		health:    newHealth(cfg.Health),
 		drained:   make(chan struct{}),
 		closed:    make(chan struct{}),
@@ -235,7 +237,7 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 		m.record(ctx, cid, "send", o, time.Since(start), false)
 		return o.Err
 	}
-	o := m.deliverAs(ctx, cid, "send", connectionID, payload, m.cfg.MaxAttempts, start)
+	o := m.deliverAs(ctx, cid, "send", connectionID, payload, m.cfg.MaxAttempts, start, nil, nil)
 	if o.Status == StatusStale {
 		m.removeStale(ctx, cid, connectionID)
 	}
@@ -315,11 +317,13 @@ func isCancelled(kind error) bool {
 	return kind == ErrShuttingDown || errors.Is(kind, context.Canceled) || errors.Is(kind, context.DeadlineExceeded)
 }
 
-// deliver posts payload with retries and records the outcome (metrics,
+// deliverAs posts payload with retries and records the outcome (metrics,
 // health, messages_sent, observer, log). It does not touch the store's
-// records: callers remove stale ones (one by one or in batches).
-func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []byte, maxAttempts int, start time.Time) Outcome {
-	attempts, r := m.post(ctx, cid, id, payload, maxAttempts)
+// records: callers remove stale ones (one by one or in batches). tk, when
+// not nil, is a limiter slot the caller already holds for the first
+// request; opt (may be nil) applies to every request.
+func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []byte, maxAttempts int, start time.Time, tk *ticket, opt func(*apigatewaymanagementapi.Options)) Outcome {
+	attempts, r := m.post(ctx, cid, id, payload, maxAttempts, tk, opt)
 	o := Outcome{ConnectionID: id, Attempts: attempts, Status: StatusOf(r.kind)}
 	if r.kind != nil {
 		o.Err = &SendError{ConnectionID: id, Attempts: attempts, Err: r.kind, StatusCode: r.status, Code: r.code}
@@ -329,52 +333,83 @@ func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []b
 }
 
 // post is the retry loop: one iteration is one HTTP request through the
-// breaker; waits are clock timers raced against ctx.
-func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxAttempts int) (int, attemptResult) {
+// limiter and the breaker; waits are clock timers raced against ctx. It
+// returns the number of requests made. With an adaptive limit a 429 is not
+// an attempt: the limiter has slowed down and paces the next request, up to
+// LimitConfig.MaxThrottledAttempts 429s per delivery.
+func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxAttempts int, tk *ticket, opt func(*apigatewaymanagementapi.Options)) (int, attemptResult) {
 	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: payload}
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return attempt - 1, classify(ctx, err)
-		}
-		t0 := time.Now()
-		r, called := m.call(ctx, func(actx context.Context) error {
-			_, err := m.api.PostToConnection(actx, in)
-			return err
-		})
+	var optFns []func(*apigatewaymanagementapi.Options)
+	if opt != nil {
+		optFns = []func(*apigatewaymanagementapi.Options){opt}
+	}
+	fn := func(actx context.Context) error {
+		_, err := m.api.PostToConnection(actx, in, optFns...)
+		return err
+	}
+	requests, throttled := 0, 0
+	for attempt := 1; ; {
+		r, called := m.call(ctx, tk, fn)
+		tk = nil
 		if !called {
-			return attempt - 1, r
+			return requests, r
 		}
+		requests++
 		m.m.attempts.Add(1)
-		if attempt > 1 {
+		if requests > 1 {
 			m.m.retries.Add(1)
 		}
 		if r.kind == nil {
-			return attempt, r
+			return requests, r
+		}
+		if r.kind == ErrThrottled && !m.cfg.Limit.Fixed {
+			if throttled++; throttled < m.cfg.Limit.MaxThrottledAttempts {
+				continue
+			}
+			return requests, r
 		}
 		retry := attempt < maxAttempts && m.cfg.Retry.ShouldRetry(r.kind)
 		if m.log.Enabled(ctx, slog.LevelDebug) {
 			m.log.DebugContext(ctx, "post attempt failed", "correlation_id", cid, "connection_id", id, "attempt", attempt,
-				"duration_ms", ms(time.Since(t0)), "error_type", errorType(r.kind), "status", r.status, "will_retry", retry)
+				"error_type", errorType(r.kind), "status", r.status, "will_retry", retry)
 		}
 		if !retry {
-			return attempt, r
+			return requests, r
 		}
 		if !m.sleep(ctx, m.cfg.Retry.Backoff(attempt)) {
 			c := classify(ctx, ctx.Err())
 			c.status, c.code = r.status, r.code
-			return attempt, c
+			return requests, c
 		}
+		attempt++
 	}
 }
 
-// call makes one Management API request through the breaker, bounded by
-// AttemptTimeout, and classifies its error (reporting it to the breaker).
-// called false means the breaker refused it: r is ErrCircuitOpen.
-func (m *Manager) call(ctx context.Context, fn func(context.Context) error) (r attemptResult, called bool) {
+// call makes one Management API request: it takes a limiter slot (tk when
+// the caller already holds one), passes the breaker, bounds the request by
+// AttemptTimeout, classifies its error and reports the answer to the
+// breaker and the limiter. called false means no request was made: the
+// breaker refused it (r is ErrCircuitOpen) or ctx ended while waiting for
+// a slot.
+func (m *Manager) call(ctx context.Context, tk *ticket, fn func(context.Context) error) (r attemptResult, called bool) {
+	var t ticket
+	if tk != nil {
+		t = *tk
+	} else {
+		var err error
+		if t, err = m.lim.acquire(ctx); err != nil {
+			return classify(ctx, err), false
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		m.lim.release(t, signalNone, 0)
+		return classify(ctx, err), false
+	}
 	var done func(error)
 	if m.breaker != nil {
 		var err error
 		if done, err = m.breaker.Allow(); err != nil {
+			m.lim.release(t, signalNone, 0)
 			return attemptResult{kind: ErrCircuitOpen}, false
 		}
 	}
@@ -385,6 +420,7 @@ func (m *Manager) call(ctx context.Context, fn func(context.Context) error) (r a
 	err := fn(actx)
 	cancel()
 	r = classify(ctx, err)
+	m.lim.release(t, limitSignal(r.kind), m.clock.Now().Sub(t.start))
 	if done != nil {
 		done(r.kind)
 	}
@@ -480,7 +516,7 @@ func (m *Manager) IsActive(ctx context.Context, connectionID string) bool {
 	if _, ok := m.checkExists(ctx, connectionID); !ok {
 		return false
 	}
-	r, called := m.call(ctx, func(actx context.Context) error {
+	r, called := m.call(ctx, nil, func(actx context.Context) error {
 		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connectionID)})
 		return err
 	})
@@ -506,8 +542,15 @@ func (m *Manager) Disconnect(ctx context.Context, connectionID string) error {
 	}
 	defer end()
 	cid := correlationFor(ctx)
+	// Through the limiter (the endpoint's capacity is shared), not the
+	// breaker: an explicit disconnect is worth a request even then.
+	tk, err := m.lim.acquire(ctx)
+	if err != nil {
+		return &SendError{ConnectionID: connectionID, Err: classify(ctx, err).kind}
+	}
 	_, err = m.api.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(connectionID)})
 	r := classify(ctx, err)
+	m.lim.release(tk, limitSignal(r.kind), m.clock.Now().Sub(tk.start))
 	if r.kind != nil && r.kind != ErrConnectionStale {
 		m.log.WarnContext(ctx, "connection disconnect failed", "correlation_id", cid, "connection_id", connectionID, "error_type", errorType(r.kind))
 		return &SendError{ConnectionID: connectionID, Attempts: 1, Err: r.kind, StatusCode: r.status, Code: r.code}
@@ -536,6 +579,7 @@ func (m *Manager) Metrics() MetricsSnapshot {
 		Broadcasts:           m.m.broadcasts.Load(),
 		BroadcastMessages:    m.m.broadcastMsgs.Load(),
 		UnhealthyConnections: m.health.unhealthy(),
+		Limit:                m.lim.snapshot(),
 	}
 	if m.breaker != nil {
 		s.BreakerState = m.breaker.State().String()

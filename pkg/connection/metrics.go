@@ -74,6 +74,9 @@ type MetricsSnapshot struct {
 	InFlight                      int64
 	UnhealthyConnections          int
 	PendingSentCounts             int
+	// Limit is the concurrency limiter's state: the current limit on
+	// Management API requests in flight, the client-side rate after a 429.
+	Limit LimitSnapshot
 }
 
 func latencySnapshot(s latency.Snapshot) LatencySnapshot {

@@ -26,15 +26,16 @@ func TestSendFailureModes(t *testing.T) {
 		requests int
 		status   int
 		code     string
+		fixed    bool
 	}{
-		{"410 gone", gone, ErrConnectionStale, 1, 410, "GoneException"},
-		{"403 forbidden", forbidden, ErrForbidden, 1, 403, "ForbiddenException"},
-		{"413 too large", tooLarge, ErrPayloadTooLarge, 1, 413, "PayloadTooLargeException"},
-		{"400 other client error", errReply(400, "BadRequestException", "Invalid connectionId"), ErrRejected, 1, 400, "BadRequestException"},
-		{"429 throttled", throttled, ErrThrottled, 4, 429, "LimitExceededException"},
-		{"500", internal, ErrServerError, 4, 500, "InternalServerErrorException"},
-		{"502", badGateway, ErrServerError, 4, 502, "UnknownError"},
-		{"connection reset", resetConn, ErrNetwork, 4, 0, ""},
+		{"410 gone", gone, ErrConnectionStale, 1, 410, "GoneException", false},
+		{"403 forbidden", forbidden, ErrForbidden, 1, 403, "ForbiddenException", false},
+		{"413 too large", tooLarge, ErrPayloadTooLarge, 1, 413, "PayloadTooLargeException", false},
+		{"400 other client error", errReply(400, "BadRequestException", "Invalid connectionId"), ErrRejected, 1, 400, "BadRequestException", false},
+		{"429 throttled, fixed limit", throttled, ErrThrottled, 4, 429, "LimitExceededException", true},
+		{"500", internal, ErrServerError, 4, 500, "InternalServerErrorException", false},
+		{"502", badGateway, ErrServerError, 4, 502, "UnknownError", false},
+		{"connection reset", resetConn, ErrNetwork, 4, 0, "", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,7 +43,7 @@ func TestSendFailureModes(t *testing.T) {
 			g.on("", tc.reply)
 			st := newMemStore("abc=")
 			clk := newFakeClock(true)
-			m := newTestManager(t, g, st, Config{Clock: clk, Breaker: BreakerConfig{Disabled: true}})
+			m := newTestManager(t, g, st, Config{Clock: clk, Breaker: BreakerConfig{Disabled: true}, Limit: LimitConfig{Fixed: tc.fixed}})
 
 			err := m.Send(context.Background(), "abc=", map[string]string{"hello": "world"})
 			if !errors.Is(err, tc.want) {
@@ -84,6 +85,49 @@ func TestSendFailureModes(t *testing.T) {
 				t.Errorf("metrics %+v", snap)
 			}
 		})
+	}
+}
+
+// With the adaptive limit (the default) a 429 is not an attempt: the
+// limiter cuts its rate and paces the next request (no exponential
+// backoff), up to MaxThrottledAttempts 429s.
+func TestSendThrottledIsPacedNotRetried(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("", throttled)
+	st := newMemStore("abc=")
+	clk := newFakeClock(true)
+	m := newTestManager(t, g, st, Config{Clock: clk, Limit: LimitConfig{MaxThrottledAttempts: 6}})
+	err := m.Send(context.Background(), "abc=", "hi")
+	var se *SendError
+	if !errors.As(err, &se) || !errors.Is(err, ErrThrottled) || se.Attempts != 6 {
+		t.Fatalf("err = %v, want ErrThrottled after 6 requests", err)
+	}
+	if got := g.count("abc="); got != 6 {
+		t.Errorf("server saw %d requests, want 6", got)
+	}
+	waits := clk.recorded()
+	if len(waits) != 5 {
+		t.Fatalf("waits %v, want 5 pacing waits", waits)
+	}
+	for i := 1; i < len(waits); i++ {
+		// Each 429 answers a request sent after the last cut: the rate
+		// drops by 30% each time, so the paced waits grow by 1/0.7.
+		if r := float64(waits[i]) / float64(waits[i-1]); r < 1.3 || r > 1.55 {
+			t.Errorf("wait %d/%d ratio %.2f, want ~1.43 (rate ×0.7 per 429): %v", i+1, i, r, waits)
+		}
+	}
+	if s := m.Metrics().Limit; s.Throttled != 6 || s.RatePerSecond <= 0 || s.Limit >= DefaultWorkers {
+		t.Errorf("limit after 6 429s: %+v, want throttled 6, a rate, the limit cut", s)
+	}
+
+	// A 429 then a success: delivered, 2 requests, no backoff.
+	g.on("ok=", throttled, reply{})
+	st.put("ok=")
+	if err := m.Send(context.Background(), "ok=", "hi"); err != nil {
+		t.Fatalf("429 then 200: %v", err)
+	}
+	if got := g.count("ok="); got != 2 {
+		t.Errorf("requests = %d, want 2", got)
 	}
 }
 
