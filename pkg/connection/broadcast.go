@@ -82,7 +82,47 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 	if progress != nil {
 		opts.Progress = func(p BroadcastProgress) { progress(p.Done, p.Total) }
 	}
-	return m.broadcast(ctx, message, &res, opts, func(b *broadcast) { b.checkIDs(ids) })
+	return m.broadcast(ctx, message, &res, opts, func(b *broadcast) {
+		chunks := make(chan []target)
+		go func() {
+			defer close(chunks)
+			for lo := 0; lo < len(ids); lo += store.BatchGetLimit {
+				hi := min(lo+store.BatchGetLimit, len(ids))
+				chunk := make([]target, 0, hi-lo)
+				for i := lo; i < hi; i++ {
+					chunk = append(chunk, target{idx: i, id: ids[i]})
+				}
+				select {
+				case chunks <- chunk:
+				case <-b.ctx.Done():
+					return // the rest stays unset: reported as cancelled
+				}
+			}
+		}()
+		b.checkChunks(chunks)
+	})
+}
+
+// BroadcastIDs delivers message to every id ids yields, as they arrive:
+// ids are checked against the store in batches of 100 (several at a time)
+// and sent as the checks return, so a long list (a file, a pipe) starts
+// sending after its first 100 ids and is never held whole. Duplicates are
+// delivered once. The result's Outcomes hold only the ids not sent, as
+// with BroadcastRecords; an error from ids stops it likewise.
+func (m *Manager) BroadcastIDs(ctx context.Context, ids iter.Seq2[string, error], message any, opts BroadcastOptions) (BroadcastResult, error) {
+	var listErr error
+	res, err := m.broadcast(ctx, message, &BroadcastResult{}, opts, func(b *broadcast) {
+		chunks := make(chan []target)
+		go func() {
+			defer close(chunks)
+			listErr = b.readIDs(ids, chunks)
+		}()
+		b.checkChunks(chunks)
+	})
+	if err == nil && listErr != nil {
+		err = fmt.Errorf("connection: broadcast stopped after %d targets: reading them failed: %w", res.Total, listErr)
+	}
+	return res, err
 }
 
 // BroadcastRecords delivers message to every record records yields, as
@@ -277,20 +317,7 @@ func (b *broadcast) finish(t target, o Outcome) (staleBatch []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.res
-	switch o.Status {
-	case StatusSent:
-		r.Sent++
-	case StatusNotFound:
-		r.NotFound++
-	case StatusStale:
-		r.Stale++
-	case StatusSkipped:
-		r.Skipped++
-	case StatusFailed:
-		r.Failed++
-	default:
-		r.Cancelled++
-	}
+	r.Count(o.Status)
 	if b.indexed {
 		r.Outcomes[t.idx] = o
 	} else if o.Status != StatusSent {
@@ -316,63 +343,58 @@ func (b *broadcast) finish(t target, o Outcome) (staleBatch []string) {
 // to 100 ids) run at once for an explicit id list.
 const existenceCheckers = 8
 
-// checkIDs is the producer for an explicit id list: it checks existence in
-// batches of 100, existenceCheckers at a time, settles the ids with no
-// record and feeds the others to the dispatcher.
-func (b *broadcast) checkIDs(ids []string) {
+// checkChunks is the producer for explicit ids: it checks chunks of up to
+// 100 targets against the store, existenceCheckers at a time, settles the
+// ones with no record and feeds the others to the dispatcher. It returns
+// once chunks is closed and drained (or ctx ended).
+func (b *broadcast) checkChunks(chunks <-chan []target) {
 	defer close(b.targets)
-	m := b.m
-	type chunk struct{ lo, hi int }
-	chunks := make(chan chunk)
-	var wg sync.WaitGroup
-	n := min(existenceCheckers, (len(ids)+store.BatchGetLimit-1)/store.BatchGetLimit)
-	if m.st == nil {
-		n = min(n, 1) // nothing to wait for: one feeder keeps input order
+	n := existenceCheckers
+	if b.m.st == nil {
+		n = 1 // nothing to wait for: one feeder keeps the input order
 	}
+	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
-				b.checkChunk(ids, c.lo, c.hi)
+				b.checkChunk(c)
 			}
 		}()
 	}
-	for lo := 0; lo < len(ids) && b.ctx.Err() == nil; lo += store.BatchGetLimit {
-		select {
-		case chunks <- chunk{lo, min(lo+store.BatchGetLimit, len(ids))}:
-		case <-b.ctx.Done():
-		}
-	}
-	close(chunks)
 	wg.Wait()
 }
 
-func (b *broadcast) checkChunk(ids []string, lo, hi int) {
+func (b *broadcast) checkChunk(chunk []target) {
 	m := b.m
+	if b.ctx.Err() != nil {
+		b.cancelUnset(chunk)
+		return
+	}
 	var exists map[string]bool
 	if m.st != nil {
-		check := make([]string, 0, hi-lo)
-		for _, id := range ids[lo:hi] {
-			if plausibleID(id) {
-				check = append(check, id)
+		check := make([]string, 0, len(chunk))
+		for _, t := range chunk {
+			if plausibleID(t.id) {
+				check = append(check, t.id)
 			}
 		}
 		if len(check) > 0 {
 			var err error
 			if exists, err = m.st.Existing(b.ctx, check); err != nil {
 				if b.ctx.Err() != nil {
-					return // left unset: reported as cancelled
+					b.cancelUnset(chunk)
+					return
 				}
-				for i := lo; i < hi; i++ {
-					b.settle(target{idx: i, id: ids[i]}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err))
+				for _, t := range chunk {
+					b.settle(t, fmt.Errorf("%w: %w", ErrStoreUnavailable, err))
 				}
 				return
 			}
 		}
 	}
-	for i := lo; i < hi; i++ {
-		t := target{idx: i, id: ids[i]}
+	for i, t := range chunk {
 		if !plausibleID(t.id) || (m.st != nil && !exists[t.id]) {
 			b.settle(t, ErrConnectionNotFound)
 			continue
@@ -380,9 +402,65 @@ func (b *broadcast) checkChunk(ids []string, lo, hi int) {
 		select {
 		case b.targets <- t:
 		case <-b.ctx.Done():
+			b.cancelUnset(chunk[i:])
 			return
 		}
 	}
+}
+
+// cancelUnset cancels targets of a stream that were counted but will not
+// be delivered; an indexed broadcast reports its unset outcomes at the end.
+func (b *broadcast) cancelUnset(ts []target) {
+	if b.indexed {
+		return
+	}
+	for _, t := range ts {
+		b.cancel(t)
+	}
+}
+
+// readIDs reads a stream of ids into chunks of up to 100 distinct ones,
+// counting each in Total; it returns the stream's error, if any.
+func (b *broadcast) readIDs(ids iter.Seq2[string, error], chunks chan<- []target) error {
+	seen := make(map[string]struct{})
+	var chunk []target
+	send := func() bool {
+		if len(chunk) == 0 {
+			return true
+		}
+		select {
+		case chunks <- chunk:
+			chunk = nil
+			return true
+		case <-b.ctx.Done():
+			b.cancelUnset(chunk)
+			return false
+		}
+	}
+	for id, err := range ids {
+		if err != nil {
+			if !send() || b.ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		b.mu.Lock()
+		b.res.Total++
+		b.mu.Unlock()
+		if chunk = append(chunk, target{id: id}); len(chunk) == store.BatchGetLimit && !send() {
+			return nil
+		}
+	}
+	if send() {
+		b.mu.Lock()
+		b.listed = true
+		b.mu.Unlock()
+	}
+	return nil
 }
 
 // readRecords is the producer for a listing: each record becomes a target
@@ -443,20 +521,26 @@ func cancelCause(ctx context.Context) error {
 func (r *BroadcastResult) Tally() {
 	r.Sent, r.NotFound, r.Stale, r.Skipped, r.Failed, r.Cancelled = 0, 0, 0, 0, 0, 0
 	for _, o := range r.Outcomes {
-		switch o.Status {
-		case StatusSent:
-			r.Sent++
-		case StatusNotFound:
-			r.NotFound++
-		case StatusStale:
-			r.Stale++
-		case StatusSkipped:
-			r.Skipped++
-		case StatusFailed:
-			r.Failed++
-		default:
-			r.Cancelled++
-		}
+		r.Count(o.Status)
+	}
+}
+
+// Count adds one outcome of status s to the per-status counts (a status
+// that is not final counts as cancelled).
+func (r *BroadcastResult) Count(s Status) {
+	switch s {
+	case StatusSent:
+		r.Sent++
+	case StatusNotFound:
+		r.NotFound++
+	case StatusStale:
+		r.Stale++
+	case StatusSkipped:
+		r.Skipped++
+	case StatusFailed:
+		r.Failed++
+	default:
+		r.Cancelled++
 	}
 }
 

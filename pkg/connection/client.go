@@ -26,8 +26,10 @@ type ManagementAPI interface {
 }
 
 // DefaultMaxConns bounds the connections the dedicated transport opens to
-// the endpoint (and keeps idle for reuse).
-const DefaultMaxConns = 100
+// the endpoint (and keeps idle for reuse): as many as the default
+// concurrency limit can have in flight, so the limit, not the transport,
+// decides.
+const DefaultMaxConns = DefaultMaxInFlight
 
 // ClientOptions configures NewManagementClient. The zero value is valid.
 type ClientOptions struct {

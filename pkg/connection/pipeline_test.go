@@ -293,3 +293,57 @@ func TestShutdownEndsABroadcastWaitingForTheLimit(t *testing.T) {
 		t.Fatal("broadcast waiting for a slot outlived Shutdown")
 	}
 }
+
+func TestBroadcastIDsStreamsChecksAndDedupes(t *testing.T) {
+	g := newFakeGateway(t)
+	all := ids("s", 250)
+	st := newMemStore(all[:240]...) // the last 10 have no record
+	m := newTestManager(t, g, st, Config{})
+	// The stream yields every id twice (the second pass after the first
+	// 120 have been checked) and ends with an unknown one.
+	stream := func(yield func(string, error) bool) {
+		for _, id := range all {
+			if !yield(id, nil) {
+				return
+			}
+		}
+		for _, id := range all[:120] {
+			if !yield(id, nil) {
+				return
+			}
+		}
+	}
+	res, err := m.BroadcastIDs(context.Background(), stream, "hi", BroadcastOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Total != 250 || res.Sent != 240 || res.NotFound != 10 || len(res.Outcomes) != 10 {
+		t.Fatalf("result %+v (%d outcomes), want 250 distinct, 240 sent, 10 not found kept", res, len(res.Outcomes))
+	}
+	g.mu.Lock()
+	for _, id := range all[:240] {
+		if g.ok[id] != 1 {
+			t.Errorf("%s delivered %d times", id, g.ok[id])
+		}
+	}
+	g.mu.Unlock()
+	st.mu.Lock()
+	checks := len(st.existing)
+	st.mu.Unlock()
+	if checks != 3 {
+		t.Errorf("%d existence checks, want 3 (batches of 100)", checks)
+	}
+
+	boom := errors.New("read failed")
+	res, err = m.BroadcastIDs(context.Background(), func(yield func(string, error) bool) {
+		for _, id := range all[:150] {
+			if !yield(id, nil) {
+				return
+			}
+		}
+		yield("", boom)
+	}, "hi", BroadcastOptions{})
+	if !errors.Is(err, boom) || res.Total != 150 || res.Sent != 150 {
+		t.Fatalf("stream error: %v %+v, want the 150 read before it sent and the error", err, res)
+	}
+}

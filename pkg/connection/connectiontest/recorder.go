@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
 	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // Sent is one captured delivery.
@@ -201,23 +203,10 @@ func (r *Recorder) BroadcastWithProgress(ctx context.Context, connectionIDs []st
 			ids = append(ids, id)
 		}
 	}
-	r.mu.Lock()
-	shut := r.shut
-	r.mu.Unlock()
+	shut := r.isShut()
 	res := connection.BroadcastResult{Total: len(ids)}
 	for i, id := range ids {
-		var err error
-		if shut {
-			err = &connection.SendError{ConnectionID: id, Err: connection.ErrShuttingDown}
-		} else {
-			err = r.deliver(ctx, id, payload, true)
-		}
-		o := connection.Outcome{ConnectionID: id, Status: connection.StatusOf(err), Attempts: 1, Err: err}
-		var se *connection.SendError
-		if errors.As(err, &se) {
-			o.Attempts = se.Attempts
-		}
-		res.Outcomes = append(res.Outcomes, o)
+		res.Outcomes = append(res.Outcomes, r.outcome(ctx, id, payload, shut))
 		if progress != nil && !shut {
 			progress(i+1, len(ids))
 		}
@@ -228,6 +217,94 @@ func (r *Recorder) BroadcastWithProgress(ctx context.Context, connectionIDs []st
 		return res, fmt.Errorf("connectiontest: broadcast to %d connections not started: %w", len(ids), connection.ErrShuttingDown)
 	}
 	return res, ctx.Err()
+}
+
+// BroadcastRecords records message for every record, as the Manager's
+// BroadcastRecords reports it: the result's Outcomes hold only the targets
+// not sent; opts.Progress and opts.OnOutcome are called after each one. A
+// listing error stops it and is returned (wrapped) with the result so far.
+func (r *Recorder) BroadcastRecords(ctx context.Context, records iter.Seq2[store.Connection, error], message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error) {
+	start := time.Now()
+	payload, err := connection.Encode(message)
+	if err != nil {
+		return connection.BroadcastResult{}, fmt.Errorf("connectiontest: broadcast not started: %w", err)
+	}
+	if r.isShut() {
+		return connection.BroadcastResult{}, fmt.Errorf("connectiontest: broadcast not started: %w", connection.ErrShuttingDown)
+	}
+	var res connection.BroadcastResult
+	var listErr error
+	for c, err := range records {
+		if err != nil {
+			listErr = err
+			break
+		}
+		res.Total++
+		o := r.outcome(ctx, c.ConnectionID, payload, false)
+		res.Count(o.Status)
+		if o.Status != connection.StatusSent {
+			res.Outcomes = append(res.Outcomes, o)
+		}
+		if opts.OnOutcome != nil {
+			opts.OnOutcome(o)
+		}
+		if opts.Progress != nil {
+			opts.Progress(connection.BroadcastProgress{Done: res.Total, Total: res.Total})
+		}
+	}
+	res.Duration = time.Since(start)
+	if listErr != nil {
+		return res, fmt.Errorf("connectiontest: broadcast stopped after %d targets: listing them failed: %w", res.Total, listErr)
+	}
+	return res, ctx.Err()
+}
+
+// BroadcastIDs is BroadcastRecords over the distinct ids of a stream.
+func (r *Recorder) BroadcastIDs(ctx context.Context, ids iter.Seq2[string, error], message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error) {
+	seen := map[string]bool{}
+	return r.BroadcastRecords(ctx, func(yield func(store.Connection, error) bool) {
+		for id, err := range ids {
+			if err != nil {
+				yield(store.Connection{}, err)
+				return
+			}
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			if !yield(store.Connection{ConnectionID: id}, nil) {
+				return
+			}
+		}
+	}, message, opts)
+}
+
+// BroadcastQuery is BroadcastRecords over store.All(ctx, lister, q).
+func (r *Recorder) BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error) {
+	return r.BroadcastRecords(ctx, store.All(ctx, lister, q), message, opts)
+}
+
+func (r *Recorder) isShut() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.shut
+}
+
+// outcome delivers to one id (or not, when shut) and reports it as a
+// Manager would.
+func (r *Recorder) outcome(ctx context.Context, id string, payload []byte, shut bool) connection.Outcome {
+	var err error
+	if shut {
+		err = &connection.SendError{ConnectionID: id, Err: connection.ErrShuttingDown}
+	} else {
+		err = r.deliver(ctx, id, payload, true)
+	}
+	o := connection.Outcome{ConnectionID: id, Status: connection.StatusOf(err), Attempts: 1, Err: err}
+	var se *connection.SendError
+	if errors.As(err, &se) {
+		o.Attempts = se.Attempts
+	}
+	return o
 }
 
 // IsActive reports what SetActive / FailID configured (default true).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/connection/connectiontest"
+	"github.com/pay-theory/streamer/pkg/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -164,5 +165,72 @@ func TestRecorderAgreesWithTheManager(t *testing.T) {
 	rec.Reset()
 	if err := rec.Send(ctx, "a", "again"); err != nil {
 		t.Errorf("Send after Reset: %v", err)
+	}
+}
+
+// oneTenant lists two pages of a tenant's records, then fails if asked
+// for more than it has.
+type oneTenant struct{ pages [][]string }
+
+func (l oneTenant) List(_ context.Context, q store.ListQuery) (store.Page, error) {
+	i := 0
+	if q.Cursor != "" {
+		i = int(q.Cursor[0] - '0')
+	}
+	if i >= len(l.pages) {
+		return store.Page{}, errors.New("listing exploded")
+	}
+	p := store.Page{}
+	for _, id := range l.pages[i] {
+		p.Connections = append(p.Connections, store.Connection{ConnectionID: id, TenantID: q.TenantID})
+	}
+	if i+1 < len(l.pages) {
+		p.Next = string(rune('0' + i + 1))
+	}
+	return p, nil
+}
+
+func TestRecorderBroadcastQueryAgreesWithTheManager(t *testing.T) {
+	ctx := context.Background()
+	rec := connectiontest.NewRecorder(0)
+	rec.FailID("b", connection.ErrConnectionStale)
+	var seen []connection.Status
+	var last connection.BroadcastProgress
+	res, err := rec.BroadcastQuery(ctx, oneTenant{pages: [][]string{{"a", "b"}, {"c"}}}, store.ListQuery{TenantID: "acme"}, "hi",
+		connection.BroadcastOptions{
+			OnOutcome: func(o connection.Outcome) { seen = append(seen, o.Status) },
+			Progress:  func(p connection.BroadcastProgress) { last = p },
+		})
+	if err != nil || res.Total != 3 || res.Sent != 2 || res.Stale != 1 || len(res.Outcomes) != 1 || res.Outcomes[0].ConnectionID != "b" {
+		t.Fatalf("result %+v err %v: want 2 sent, 1 stale, only the stale outcome kept", res, err)
+	}
+	if fmt.Sprint(seen) != "[sent stale sent]" || last.Done != 3 {
+		t.Errorf("outcomes %v, last progress %+v", seen, last)
+	}
+	if got := len(rec.Sent()); got != 2 {
+		t.Errorf("recorded %d deliveries, want 2", got)
+	}
+	// A listing that fails mid-way stops with its error.
+	_, err = rec.BroadcastRecords(ctx, func(yield func(store.Connection, error) bool) {
+		if yield(store.Connection{ConnectionID: "a"}, nil) {
+			yield(store.Connection{}, errors.New("page 2 failed"))
+		}
+	}, "hi", connection.BroadcastOptions{})
+	if err == nil {
+		t.Error("a failed listing returned no error")
+	}
+}
+
+func TestRecorderBroadcastIDsDedupes(t *testing.T) {
+	rec := connectiontest.NewRecorder(0)
+	res, err := rec.BroadcastIDs(context.Background(), func(yield func(string, error) bool) {
+		for _, id := range []string{"a", "b", "a"} {
+			if !yield(id, nil) {
+				return
+			}
+		}
+	}, "hi", connection.BroadcastOptions{})
+	if err != nil || res.Total != 2 || res.Sent != 2 || len(rec.Sent()) != 2 {
+		t.Fatalf("result %+v err %v sent %d", res, err, len(rec.Sent()))
 	}
 }
