@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"strconv"
 	"strings"
@@ -26,8 +27,21 @@ type BroadcastOptions struct {
 	Message     string
 	DryRun      bool
 	Concurrency int
+	Fixed       bool
 	Output      string
 }
+
+// Bounds of broadcast's inputs.
+const (
+	// MaxConcurrency is the most requests in flight --concurrency allows:
+	// at 100 ms per request that is API Gateway's default account limit
+	// (10,000 requests/s); beyond it a process only queues.
+	MaxConcurrency = 1000
+	// MaxIDsFrom is the most ids --ids-from reads (a file of short ids
+	// costs a few tens of bytes per id: the set that keeps duplicates out).
+	// For more, split the file, or target --tenant/--user.
+	MaxIDsFrom = 1_000_000
+)
 
 // NewCmdBroadcast builds `streamer broadcast`.
 func NewCmdBroadcast(f *Factory, runF func(*BroadcastOptions) error) *cobra.Command {
@@ -36,18 +50,31 @@ func NewCmdBroadcast(f *Factory, runF func(*BroadcastOptions) error) *cobra.Comm
 		Use:   "broadcast (--tenant T | --user U | --ids a,b | --ids-from FILE|-) MESSAGE|@FILE|-",
 		Short: "Send one message to many connections",
 		Long: `Fan a message out to every connection of a tenant or a user, or to listed ids,
-through the connection manager. On a terminal a progress bar shows on stderr for
-large fan-outs. A summary (sent, not found, stale, skipped, failed, cancelled)
+through the connection manager. A tenant's or user's connections are sent to
+as the listing's pages arrive; listed ids are checked against the table in
+batches of 100. On a terminal a progress bar shows on stderr for large
+fan-outs. A summary (sent, not found, stale, skipped, failed, cancelled)
 follows. Exit code 0 when every target received the message, 3 when some did not.
 
---ids-from reads ids one per line (or comma-separated); blank lines and lines
+Requests in flight adapt to what the endpoint sustains: they start at 10, grow
+while latency holds and back off on 429 LimitExceededException (throttling
+slows the broadcast down instead of failing it) and on rising latency, up to
+--concurrency (default 256, at most 1000). --fixed-concurrency holds exactly
+--concurrency in flight instead.
+
+--ids-from reads ids one per line (or comma-separated; the first tab-separated
+field, so ` + "`conn ls -o plain`" + ` pipes straight in); blank lines and lines
 starting with # are ignored; - reads stdin (then MESSAGE cannot also be -).
+Each id is checked as it is read; the first invalid one stops the broadcast
+with its line number. At most 1,000,000 ids: split larger files.
 
 JSON output (-o json): {"total","sent","not_found","stale","skipped","failed","cancelled",
-"duration_ms","undelivered":[{"connection_id","status","error"}]}.
+"duration_ms","interrupted","undelivered":[{"connection_id","status","error"}]}; an
+interrupted broadcast (Ctrl-C) still prints it, with the ids not reached as cancelled.
 With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N} (json).`,
 		Example: `  streamer broadcast --tenant acme '{"type":"maintenance","in":"5m"}'
-  streamer conn ls --tenant acme | cut -f1 | streamer broadcast --ids-from - @notice.json`,
+  streamer conn ls --tenant acme -o plain | streamer broadcast --ids-from - @notice.json
+  streamer broadcast --tenant acme --concurrency 50 --fixed-concurrency hi`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Message = args[0]
@@ -63,8 +90,11 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 			if opts.IDsFrom == "-" && opts.Message == "-" {
 				return &UsageError{Err: errors.New("--ids-from - and MESSAGE - cannot both read stdin; put the message in @FILE")}
 			}
-			if opts.Concurrency < 0 {
-				return &UsageError{Err: errors.New("--concurrency must be positive")}
+			if opts.Concurrency < 0 || opts.Concurrency > MaxConcurrency {
+				return &UsageError{Err: fmt.Errorf("--concurrency %d is out of range: give 1 to %d requests in flight (0 or unset: up to %d, adaptive)", opts.Concurrency, MaxConcurrency, connection.DefaultMaxInFlight)}
+			}
+			if opts.Fixed && opts.Concurrency == 0 {
+				return &UsageError{Err: errors.New("--fixed-concurrency needs --concurrency N (the number of requests to hold in flight)")}
 			}
 			if err := checkOwnerID("--tenant", opts.TenantID); err != nil {
 				return err
@@ -83,11 +113,23 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 	c.Flags().StringVar(&opts.TenantID, "tenant", "", "every connection of this tenant")
 	c.Flags().StringVar(&opts.UserID, "user", "", "every connection of this user")
 	c.Flags().StringSliceVar(&opts.IDs, "ids", nil, "comma-separated connection ids")
-	c.Flags().StringVar(&opts.IDsFrom, "ids-from", "", "file of connection ids, or - for stdin")
+	c.Flags().StringVar(&opts.IDsFrom, "ids-from", "", "file of connection ids, or - for stdin (at most 1,000,000)")
 	c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list the targets; send nothing")
-	c.Flags().IntVar(&opts.Concurrency, "concurrency", 0, "parallel sends (default: the manager's, 10)")
+	c.Flags().IntVar(&opts.Concurrency, "concurrency", 0, fmt.Sprintf("most requests in flight, 1-%d (default %d; the limit adapts below it)", MaxConcurrency, connection.DefaultMaxInFlight))
+	c.Flags().BoolVar(&opts.Fixed, "fixed-concurrency", false, "hold exactly --concurrency requests in flight (no adaptation)")
 	addOutputFlag(c, &opts.Output, outputFlagHelp, dataFormats...)
 	return c
+}
+
+// broadcastPlan is what a broadcast will send to: one of a listing, an id
+// list or an id stream, and words for messages.
+type broadcastPlan struct {
+	what    string
+	query   *store.ListQuery
+	lister  store.Lister
+	ids     []string
+	stream  iter.Seq2[string, error]
+	closeFn func()
 }
 
 func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
@@ -101,130 +143,318 @@ func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 	if err != nil {
 		return err
 	}
-	ids, what, err := broadcastTargets(ctx, opts, cfg)
+	plan, err := planBroadcast(ctx, opts, cfg)
 	if err != nil {
 		return err
 	}
+	defer plan.closeFn()
 	if opts.DryRun {
-		if format == FormatJSON {
-			return writeJSON(f.IO.Out, dryRunJSON{Bytes: len(msg), Targets: ids})
-		}
-		rows := make([][]string, len(ids))
-		for i, id := range ids {
-			rows[i] = []string{id}
-		}
-		if format == FormatTable && len(rows) > 0 {
-			err = renderTable(f.IO.Out, []string{"target"}, rows)
-		} else {
-			err = renderPlain(f.IO.Out, rows)
-		}
-		fmt.Fprintf(f.IO.ErrOut, "dry run: would send %d bytes to %d connections (%s); nothing sent\n", len(msg), len(ids), what)
+		return dryRun(ctx, f, format, plan, len(msg))
+	}
+	m, err := f.Messenger(ctx, messengerOptions(opts, plan))
+	if err != nil {
 		return err
 	}
-	if len(ids) == 0 {
-		fmt.Fprintf(f.IO.ErrOut, "no connections for %s; nothing sent\n", what)
+	pr := newBroadcastProgress(f, len(plan.ids))
+	bopts := connection.BroadcastOptions{Progress: pr.update}
+	var sum connection.BroadcastResult
+	switch {
+	case plan.query != nil:
+		sum, err = m.BroadcastQuery(ctx, plan.lister, *plan.query, msg, bopts)
+	case plan.stream != nil:
+		sum, err = m.BroadcastIDs(ctx, plan.stream, msg, bopts)
+	default:
+		sum, err = m.BroadcastWithProgress(ctx, plan.ids, msg, func(done, total int) {
+			pr.update(connection.BroadcastProgress{Done: done, Total: total, Listed: true})
+		})
+	}
+	pr.done()
+	interrupted := ctx.Err() != nil
+	if err != nil && !interrupted && sum.Total == 0 {
+		return explainSendErr(cfg, fmt.Errorf("broadcast to %s: %w", plan.what, err))
+	}
+	if sum.Total == 0 && err == nil {
+		if plan.stream != nil {
+			fmt.Fprintf(f.IO.ErrOut, "no connection ids in %s; nothing sent\n", plan.what)
+		} else {
+			fmt.Fprintf(f.IO.ErrOut, "no connections for %s; nothing sent\n", plan.what)
+		}
 		if format == FormatJSON {
-			return writeJSON(f.IO.Out, summaryJSON(connection.BroadcastResult{}))
+			return writeJSON(f.IO.Out, summaryJSON(sum, false))
 		}
 		return nil
 	}
-	m, err := f.Messenger(ctx, MessengerOptions{Workers: opts.Concurrency})
-	if err != nil {
-		return err
+	// The summary so far is printed even when the broadcast stopped early:
+	// a failure must not look like an empty result, and what was sent is
+	// worth knowing.
+	if perr := printSummary(f, format, sum, interrupted); perr != nil {
+		return perr
 	}
-	var bar *progressBar
-	var progress func(done, total int)
-	if f.IO.ErrTTY && len(ids) >= progressThreshold {
-		bar = newProgressBar(f.IO.ErrOut, f.Now, "broadcast")
-		progress = bar.Update
-	}
-	sum, err := m.BroadcastWithProgress(ctx, ids, msg, progress)
-	if bar != nil {
-		bar.Done()
-	}
-	if err != nil {
-		return explainSendErr(cfg, fmt.Errorf("broadcast to %s: %w", what, err))
-	}
-	if err := printSummary(f, format, sum); err != nil {
-		return err
-	}
-	if sum.Sent < sum.Total {
-		return fmt.Errorf("%w: %d of %d connections did not receive the message", ErrPartial, sum.Total-sum.Sent, sum.Total)
+	switch {
+	case err != nil:
+		return explainBroadcastStop(cfg, plan.what, err)
+	case sum.Sent < sum.Total:
+		return fmt.Errorf("%w: %d of %d %s did not receive the message", ErrPartial, sum.Total-sum.Sent, sum.Total, plural(sum.Total, "connection", "connections"))
 	}
 	return nil
 }
 
-// broadcastTargets resolves the target ids (deduplicated, in order) and a
-// description of them for messages.
-func broadcastTargets(ctx context.Context, opts *BroadcastOptions, cfg Config) ([]string, string, error) {
+// explainBroadcastStop says why a broadcast that started stopped early: an
+// interruption, a bad --ids-from line (a usage error: the ids before it
+// were sent), or the store.
+func explainBroadcastStop(cfg Config, what string, err error) error {
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return &UsageError{Err: fmt.Errorf("%w (the ids before it were sent; see the summary)", ue.Err)}
+	}
+	return explainSendErr(cfg, fmt.Errorf("broadcast to %s: %w", what, err))
+}
+
+// messengerOptions turns the flags into the Manager's limit: adaptive up
+// to --concurrency, or fixed at it; never more than the targets need.
+func messengerOptions(opts *BroadcastOptions, plan broadcastPlan) MessengerOptions {
+	mo := MessengerOptions{MaxInFlight: opts.Concurrency, Fixed: opts.Fixed}
+	if opts.Fixed {
+		mo.Workers = opts.Concurrency
+	}
+	if plan.ids != nil { // a known number of targets
+		n := max(1, len(plan.ids))
+		if mo.Workers > n {
+			mo.Workers = n
+		}
+		if mo.MaxInFlight == 0 || mo.MaxInFlight > n {
+			mo.MaxInFlight = n
+		}
+	}
+	return mo
+}
+
+// planBroadcast resolves the targets: a listing (streamed), an id list, or
+// an id stream from --ids-from.
+func planBroadcast(ctx context.Context, opts *BroadcastOptions, cfg Config) (broadcastPlan, error) {
 	f := opts.F
-	var ids []string
-	var what string
+	plan := broadcastPlan{closeFn: func() {}}
 	switch {
 	case opts.TenantID != "" || opts.UserID != "":
 		q := store.ListQuery{TenantID: opts.TenantID, UserID: opts.UserID, PageSize: store.MaxListPageSize}
-		what = "tenant " + opts.TenantID
+		plan.what = "tenant " + terminalText(opts.TenantID)
 		if opts.UserID != "" {
-			what = "user " + opts.UserID
+			plan.what = "user " + terminalText(opts.UserID)
 		}
 		st, err := f.Store(ctx)
 		if err != nil {
-			return nil, "", err
+			return plan, err
 		}
-		if ids, err = listIDs(ctx, st, cfg, q); err != nil {
-			return nil, "", err
-		}
+		plan.query, plan.lister = &q, explainingLister{st: st, cfg: cfg}
 	case len(opts.IDs) > 0:
-		what = "--ids"
-		ids = opts.IDs
+		plan.what = "--ids"
+		plan.ids = dedupe(opts.IDs)
 	default:
-		what = opts.IDsFrom
+		plan.what = opts.IDsFrom
 		var r io.Reader = f.IO.In
-		if opts.IDsFrom != "-" {
+		if opts.IDsFrom == "-" {
+			plan.what = "stdin"
+		} else {
 			fh, err := os.Open(opts.IDsFrom)
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, "", &UsageError{Err: fmt.Errorf("--ids-from file %s does not exist", opts.IDsFrom)}
+				return plan, &UsageError{Err: fmt.Errorf("--ids-from file %s does not exist", opts.IDsFrom)}
 			}
 			if err != nil {
-				return nil, "", err
+				return plan, err
 			}
-			defer fh.Close()
+			plan.closeFn = func() { _ = fh.Close() }
 			r = fh
-		} else {
-			what = "stdin"
+			if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() {
+				// A file is read twice: once to check every line, so a
+				// bad line sends nothing, then to send. Neither pass
+				// holds the list.
+				chk := idChecker{what: plan.what}
+				if err := scanIDLines(ctx, fh, chk.check); err != nil {
+					return plan, err
+				}
+				if _, err := fh.Seek(0, io.SeekStart); err != nil {
+					return plan, err
+				}
+			}
 		}
-		var err error
-		if ids, err = readIDs(r); err != nil {
-			return nil, "", fmt.Errorf("read ids from %s: %w", what, err)
+		plan.stream = idStream(ctx, r, plan.what)
+	}
+	return plan, nil
+}
+
+// explainingLister bounds each page request by the configured timeout and
+// explains a store failure as the other commands do.
+type explainingLister struct {
+	st  store.Lister
+	cfg Config
+}
+
+func (l explainingLister) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	p, err := l.st.List(cctx, q)
+	if err != nil {
+		return p, storeErr(l.cfg, err)
+	}
+	return p, nil
+}
+
+// idChecker checks the ids of --ids-from as they are read: each a valid
+// connection id, at most MaxIDsFrom of them.
+type idChecker struct {
+	what string
+	n    int
+}
+
+func (c *idChecker) check(line int, id string) error {
+	if err := checkConnectionID(fmt.Sprintf("line %d of %s", line, c.what), id); err != nil {
+		return err
+	}
+	if c.n++; c.n > MaxIDsFrom {
+		return &UsageError{Err: fmt.Errorf("%s has more than %d ids (line %d): split it, or broadcast by --tenant/--user", c.what, MaxIDsFrom, line)}
+	}
+	return nil
+}
+
+// idStream yields the ids read from r, checking each as it arrives; a bad
+// line or more than MaxIDsFrom ids ends it with a usage error naming the
+// line.
+func idStream(ctx context.Context, r io.Reader, what string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		chk := idChecker{what: what}
+		err := scanIDLines(ctx, r, func(line int, id string) error {
+			if err := chk.check(line, id); err != nil {
+				return err
+			}
+			if !yield(id, nil) {
+				return errStopped
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopped) {
+			var ue *UsageError
+			if !errors.As(err, &ue) && ctx.Err() == nil {
+				err = fmt.Errorf("read ids from %s: %w", what, err)
+			}
+			yield("", err)
 		}
-		for i, id := range ids {
-			if err := checkConnectionID(fmt.Sprintf("id %d read from %s", i+1, what), id); err != nil {
-				return nil, "", err
+	}
+}
+
+// errStopped: the consumer of an id stream stopped taking ids.
+var errStopped = errors.New("stopped")
+
+// scanIDLines calls each with every id of r and its line number: ids one per
+// line or comma-separated, the first tab-separated field of a line, blank
+// lines and # comments skipped. Lines are bounded (1 MiB). It ends when ctx
+// ends, even while a read blocks (a FIFO, a terminal).
+func scanIDLines(ctx context.Context, r io.Reader, each func(line int, id string) error) error {
+	sc := bufio.NewScanner(ctxReader{ctx: ctx, r: r})
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		text, _, _ = strings.Cut(text, "\t")
+		for _, id := range strings.Split(text, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				if err := each(line, id); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	return dedupe(ids), what, nil
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return &UsageError{Err: fmt.Errorf("line %d is longer than 1 MiB: not a list of connection ids", line+1)}
+		}
+		return err
+	}
+	return ctx.Err()
 }
 
-// readIDs reads ids one per line or comma-separated; the first
-// tab-separated field is taken so `conn ls` plain output pipes straight in.
-func readIDs(r io.Reader) ([]string, error) {
-	var ids []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+// ctxReader ends a Read when ctx ends, even if the underlying Read blocks
+// (its goroutine then ends with that Read, or with the process).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	type res struct {
+		n   int
+		err error
+	}
+	buf := make([]byte, len(p))
+	ch := make(chan res, 1)
+	go func() {
+		n, err := c.r.Read(buf)
+		ch <- res{n, err}
+	}()
+	select {
+	case r := <-ch:
+		copy(p, buf[:r.n])
+		return r.n, r.err
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+}
+
+// dryRun lists the targets and sends nothing.
+func dryRun(ctx context.Context, f *Factory, format string, plan broadcastPlan, bytes int) error {
+	ids := plan.ids
+	var err error
+	switch {
+	case plan.query != nil:
+		for c, lerr := range store.All(ctx, plan.lister, *plan.query) {
+			if lerr != nil {
+				return lerr
+			}
+			ids = append(ids, c.ConnectionID)
 		}
-		line, _, _ = strings.Cut(line, "\t")
-		for _, id := range strings.Split(line, ",") {
-			if id = strings.TrimSpace(id); id != "" {
+	case plan.stream != nil:
+		seen := map[string]bool{}
+		for id, serr := range plan.stream {
+			if serr != nil {
+				return serr
+			}
+			if !seen[id] {
+				seen[id] = true
 				ids = append(ids, id)
 			}
 		}
 	}
-	return ids, sc.Err()
+	if format == FormatJSON {
+		if ids == nil {
+			ids = []string{}
+		}
+		return writeJSON(f.IO.Out, dryRunJSON{Bytes: bytes, Targets: ids})
+	}
+	rows := make([][]string, len(ids))
+	for i, id := range ids {
+		rows[i] = []string{terminalText(id)}
+	}
+	if format == FormatTable && len(rows) > 0 {
+		err = renderTable(f.IO.Out, []string{"target"}, rows)
+	} else {
+		err = renderPlain(f.IO.Out, rows)
+	}
+	fmt.Fprintf(f.IO.ErrOut, "dry run: would send %d %s to %d %s (%s); nothing sent\n",
+		bytes, plural(bytes, "byte", "bytes"), len(ids), plural(len(ids), "connection", "connections"), plan.what)
+	return err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func dedupe(ids []string) []string {
@@ -237,6 +467,37 @@ func dedupe(ids []string) []string {
 		}
 	}
 	return out
+}
+
+// broadcastProgress drives the progress bar on a terminal: it appears once
+// 50 targets are known (a listing's total grows as its pages arrive).
+type broadcastProgress struct {
+	f   *Factory
+	bar *progressBar
+}
+
+func newBroadcastProgress(f *Factory, known int) *broadcastProgress {
+	p := &broadcastProgress{f: f}
+	if f.IO.ErrTTY && known >= progressThreshold {
+		p.bar = newProgressBar(f.IO.ErrOut, f.Now, "broadcast")
+	}
+	return p
+}
+
+func (p *broadcastProgress) update(bp connection.BroadcastProgress) {
+	if p.bar == nil {
+		if !p.f.IO.ErrTTY || bp.Total < progressThreshold {
+			return
+		}
+		p.bar = newProgressBar(p.f.IO.ErrOut, p.f.Now, "broadcast")
+	}
+	p.bar.UpdateListing(bp.Done, bp.Total, !bp.Listed)
+}
+
+func (p *broadcastProgress) done() {
+	if p.bar != nil {
+		p.bar.Done()
+	}
 }
 
 // dryRunJSON is the documented -o json form of broadcast --dry-run.
@@ -261,13 +522,14 @@ type broadcastJSON struct {
 	Failed      int               `json:"failed"`
 	Cancelled   int               `json:"cancelled"`
 	DurationMS  float64           `json:"duration_ms"`
+	Interrupted bool              `json:"interrupted"`
 	Undelivered []undeliveredJSON `json:"undelivered"`
 }
 
-func summaryJSON(s connection.BroadcastResult) broadcastJSON {
+func summaryJSON(s connection.BroadcastResult, interrupted bool) broadcastJSON {
 	j := broadcastJSON{Total: s.Total, Sent: s.Sent, NotFound: s.NotFound, Stale: s.Stale, Skipped: s.Skipped,
 		Failed: s.Failed, Cancelled: s.Cancelled, DurationMS: float64(s.Duration.Microseconds()) / 1000,
-		Undelivered: []undeliveredJSON{}}
+		Interrupted: interrupted, Undelivered: []undeliveredJSON{}}
 	for _, o := range undelivered(s) {
 		u := undeliveredJSON{ConnectionID: o.ConnectionID, Status: o.Status}
 		if o.Err != nil {
@@ -292,9 +554,9 @@ func undelivered(s connection.BroadcastResult) []connection.Outcome {
 // maxListedFailures bounds the undelivered ids printed in table/plain.
 const maxListedFailures = 20
 
-func printSummary(f *Factory, format string, s connection.BroadcastResult) error {
+func printSummary(f *Factory, format string, s connection.BroadcastResult, interrupted bool) error {
 	if format == FormatJSON {
-		return writeJSON(f.IO.Out, summaryJSON(s))
+		return writeJSON(f.IO.Out, summaryJSON(s, interrupted))
 	}
 	p := newPalette(f.IO.OutTTY, f.Getenv)
 	count := func(n int, bad bool) string {
@@ -340,7 +602,7 @@ func printSummary(f *Factory, format string, s connection.BroadcastResult) error
 		case o.Err != nil:
 			msg += ": " + userText(o.Err.Error())
 		}
-		fmt.Fprintf(f.IO.ErrOut, "%s %s %s\n", p.Red("✗"), o.ConnectionID, msg)
+		fmt.Fprintf(f.IO.ErrOut, "%s %s %s\n", p.Red("✗"), terminalText(o.ConnectionID), msg)
 	}
 	return nil
 }

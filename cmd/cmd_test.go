@@ -521,8 +521,8 @@ func TestBroadcastTenantAllSent(t *testing.T) {
 	if s.Total != s.Sent || s.Undelivered == nil {
 		t.Errorf("summary %+v", s)
 	}
-	if te.msgrOpts.Workers != 7 {
-		t.Errorf("--concurrency not passed: %+v", te.msgrOpts)
+	if te.msgrOpts.MaxInFlight != 7 || te.msgrOpts.Fixed {
+		t.Errorf("--concurrency not passed as the adaptive limit's cap: %+v", te.msgrOpts)
 	}
 	if len(te.sentTo("other-1=")) != 0 {
 		t.Error("another tenant received the broadcast")

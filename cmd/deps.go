@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -39,13 +40,23 @@ type Messenger interface {
 	// BroadcastWithProgress calls progress (may be nil) serially as
 	// targets finish.
 	BroadcastWithProgress(ctx context.Context, connectionIDs []string, message any, progress func(done, total int)) (connection.BroadcastResult, error)
+	// BroadcastQuery sends to a listing as its pages arrive;
+	// BroadcastIDs to a stream of ids.
+	BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error)
+	BroadcastIDs(ctx context.Context, ids iter.Seq2[string, error], message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error)
 	IsActive(ctx context.Context, connectionID string) bool
 	Shutdown(ctx context.Context) error
 }
 
-// MessengerOptions tune the Manager a command builds.
+// MessengerOptions tune the Manager a command builds (0 => the Manager's
+// defaults).
 type MessengerOptions struct {
-	Workers int // 0 => the Manager's default
+	// Workers is where the concurrency limit starts (and stays, Fixed).
+	Workers int
+	// MaxInFlight caps the adaptive limit (and the client's connections).
+	MaxInFlight int
+	// Fixed holds the limit at Workers.
+	Fixed bool
 }
 
 // Key file names inside a key directory: pkg/auth's.

@@ -22,6 +22,7 @@ type progressBar struct {
 	last  time.Time
 	done  int
 	total int
+	more  bool // the total is still growing (a listing is under way)
 	drawn bool
 }
 
@@ -32,13 +33,17 @@ func newProgressBar(w io.Writer, now func() time.Time, label string) *progressBa
 const progressWidth = 30
 
 // Update records progress and redraws when due (always at completion).
-func (b *progressBar) Update(done, total int) {
+func (b *progressBar) Update(done, total int) { b.UpdateListing(done, total, false) }
+
+// UpdateListing is Update for a total that may still grow (more): the bar
+// then reads "done/total+".
+func (b *progressBar) UpdateListing(done, total int, more bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if done < b.done {
 		return // callbacks may arrive out of order
 	}
-	b.done, b.total = done, total
+	b.done, b.total, b.more = done, total, more
 	t := b.now()
 	if done < total && b.drawn && t.Sub(b.last) < 100*time.Millisecond {
 		return
@@ -56,7 +61,11 @@ func (b *progressBar) draw() {
 	if filled < progressWidth {
 		bar += ">" + strings.Repeat(" ", progressWidth-filled-1)
 	}
-	fmt.Fprintf(b.w, "\r%s [%s] %d/%d %3d%%", b.label, bar, b.done, b.total, b.done*100/b.total)
+	plus := ""
+	if b.more {
+		plus = "+"
+	}
+	fmt.Fprintf(b.w, "\r%s [%s] %d/%d%s %3d%%", b.label, bar, b.done, b.total, plus, b.done*100/b.total)
 	b.drawn = true
 }
 

@@ -47,7 +47,7 @@ func RealBuilders() Builders {
 			if err != nil {
 				return nil, err
 			}
-			return newManagementClient(ac, cfg), nil
+			return newManagementClient(ac, cfg, 0), nil
 		},
 		Messenger: func(ctx context.Context, cfg Config, opts MessengerOptions) (Messenger, error) {
 			ac, err := load(ctx, cfg)
@@ -100,15 +100,16 @@ func newStore(ac aws.Config, cfg Config) *store.Dynamo {
 
 // newManagementClient is pkg/connection's tuned client (keep-alive
 // transport, SDK retries off: the Manager retries).
-func newManagementClient(ac aws.Config, cfg Config) *apigatewaymanagementapi.Client {
-	return connection.NewManagementClient(cfg.Endpoint, connection.ClientOptions{Region: cfg.Region, Credentials: ac.Credentials})
+func newManagementClient(ac aws.Config, cfg Config, maxConns int) *apigatewaymanagementapi.Client {
+	return connection.NewManagementClient(cfg.Endpoint, connection.ClientOptions{Region: cfg.Region, Credentials: ac.Credentials, MaxConns: maxConns})
 }
 
 // newMessenger wires pkg/connection's Manager. Its per-operation logs are
 // for services; the CLI reports outcomes itself, so they are discarded.
 func newMessenger(ac aws.Config, cfg Config, opts MessengerOptions) (*connection.Manager, error) {
-	m, err := connection.New(newManagementClient(ac, cfg), newStore(ac, cfg), connection.Config{
+	m, err := connection.New(newManagementClient(ac, cfg, max(opts.MaxInFlight, opts.Workers)), newStore(ac, cfg), connection.Config{
 		Workers:        opts.Workers,
+		Limit:          connection.LimitConfig{Fixed: opts.Fixed, MaxInFlight: opts.MaxInFlight},
 		AttemptTimeout: cfg.Timeout,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -108,7 +108,9 @@ func (m *Manager) BroadcastWithProgress(ctx context.Context, connectionIDs []str
 // and sent as the checks return, so a long list (a file, a pipe) starts
 // sending after its first 100 ids and is never held whole. Duplicates are
 // delivered once. The result's Outcomes hold only the ids not sent, as
-// with BroadcastRecords; an error from ids stops it likewise.
+// with BroadcastRecords. An error from ids stops it: the ids read since the
+// last full batch of 100 are not sent (they are reported cancelled), the
+// batches before it are delivered, and the error is returned.
 func (m *Manager) BroadcastIDs(ctx context.Context, ids iter.Seq2[string, error], message any, opts BroadcastOptions) (BroadcastResult, error) {
 	var listErr error
 	res, err := m.broadcast(ctx, message, &BroadcastResult{}, opts, func(b *broadcast) {
@@ -339,6 +341,17 @@ func (b *broadcast) finish(t target, o Outcome) (staleBatch []string) {
 	return staleBatch
 }
 
+// listingDone marks every target known and reports it, so the last
+// progress call says so even when the last outcome came first.
+func (b *broadcast) listingDone() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.listed = true
+	if b.opts.Progress != nil {
+		b.opts.Progress(BroadcastProgress{Done: b.done, Total: b.res.Total, Listed: true})
+	}
+}
+
 // existenceCheckers is how many store existence checks (BatchGetItem of up
 // to 100 ids) run at once for an explicit id list.
 const existenceCheckers = 8
@@ -439,7 +452,11 @@ func (b *broadcast) readIDs(ids iter.Seq2[string, error], chunks chan<- []target
 	}
 	for id, err := range ids {
 		if err != nil {
-			if !send() || b.ctx.Err() != nil {
+			// The ids read since the last full batch are not sent: a
+			// stream that failed (a bad line, a read error) may be
+			// wrong from there on.
+			b.cancelUnset(chunk)
+			if b.ctx.Err() != nil {
 				return nil
 			}
 			return err
@@ -456,9 +473,7 @@ func (b *broadcast) readIDs(ids iter.Seq2[string, error], chunks chan<- []target
 		}
 	}
 	if send() {
-		b.mu.Lock()
-		b.listed = true
-		b.mu.Unlock()
+		b.listingDone()
 	}
 	return nil
 }
@@ -485,9 +500,7 @@ func (b *broadcast) readRecords(records iter.Seq2[store.Connection, error], list
 			return
 		}
 	}
-	b.mu.Lock()
-	b.listed = true
-	b.mu.Unlock()
+	b.listingDone()
 }
 
 // payloadHashOption makes every request of a broadcast sign with the

@@ -256,27 +256,54 @@ func (r *Recorder) BroadcastRecords(ctx context.Context, records iter.Seq2[store
 	if listErr != nil {
 		return res, fmt.Errorf("connectiontest: broadcast stopped after %d targets: listing them failed: %w", res.Total, listErr)
 	}
+	if opts.Progress != nil {
+		opts.Progress(connection.BroadcastProgress{Done: res.Total, Total: res.Total, Listed: true})
+	}
 	return res, ctx.Err()
 }
 
-// BroadcastIDs is BroadcastRecords over the distinct ids of a stream.
+// BroadcastIDs delivers to the distinct ids of a stream as the Manager
+// does: in batches of 100 (store.BatchGetLimit), so when the stream fails
+// the ids read since the last full batch are reported cancelled, not sent.
 func (r *Recorder) BroadcastIDs(ctx context.Context, ids iter.Seq2[string, error], message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error) {
 	seen := map[string]bool{}
-	return r.BroadcastRecords(ctx, func(yield func(store.Connection, error) bool) {
+	var pending []string
+	var streamErr error
+	res, err := r.BroadcastRecords(ctx, func(yield func(store.Connection, error) bool) {
+		flush := func() bool {
+			for _, id := range pending {
+				if !yield(store.Connection{ConnectionID: id}, nil) {
+					return false
+				}
+			}
+			pending = nil
+			return true
+		}
 		for id, err := range ids {
 			if err != nil {
-				yield(store.Connection{}, err)
+				streamErr = err
 				return
 			}
 			if seen[id] {
 				continue
 			}
 			seen[id] = true
-			if !yield(store.Connection{ConnectionID: id}, nil) {
+			if pending = append(pending, id); len(pending) == store.BatchGetLimit && !flush() {
 				return
 			}
 		}
+		flush()
 	}, message, opts)
+	if streamErr == nil {
+		return res, err
+	}
+	for _, id := range pending {
+		res.Total++
+		res.Count(connection.StatusCancelled)
+		res.Outcomes = append(res.Outcomes, connection.Outcome{ConnectionID: id, Status: connection.StatusCancelled,
+			Err: &connection.SendError{ConnectionID: id, Err: context.Canceled}})
+	}
+	return res, fmt.Errorf("connectiontest: broadcast stopped after %d targets: reading them failed: %w", res.Total, streamErr)
 }
 
 // BroadcastQuery is BroadcastRecords over store.All(ctx, lister, q).
