@@ -8,10 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	"github.com/pay-theory/streamer/internal/latency"
 )
@@ -208,14 +211,25 @@ func BenchmarkSendConcurrent1000(b *testing.B) {
 	b.ReportMetric(tput/rawTput, "tput-x-raw")
 }
 
-// Broadcast to 1000 with the server adding 20 ms per request (like AWS).
-// ideal-ms is 1000/workers × 20 ms.
+// Broadcast to 1000 with the server adding 20 ms per request (like AWS):
+// fixed limits of 10 and 100 in flight, and the adaptive default. ideal-ms
+// is 1000 × 20 ms / the limit the broadcast ended at; the raw baseline
+// holds the same number in flight.
 func BenchmarkBroadcast1000Latency20ms(b *testing.B) {
-	for _, workers := range []int{10, 50, 100} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		workers int
+		fixed   bool
+	}{{"fixed=10", 10, true}, {"fixed=100", 100, true}, {"adaptive", 0, false}} {
+		b.Run(tc.name, func(b *testing.B) {
 			srv := benchServer(b, 20*time.Millisecond)
 			all := ids("l", 1000)
-			m := benchManager(b, srv, newMemStore(all...), workers)
+			api := NewManagementClient(srv.URL+"/bench", ClientOptions{})
+			m, err := New(api, newMemStore(all...), Config{Workers: tc.workers, Limit: LimitConfig{Fixed: tc.fixed}, Logger: quietLogger(), FlushInterval: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = m.Shutdown(context.Background()); CloseIdleConnections(api) })
 			ctx := context.Background()
 			var h latency.Histogram
 			b.ResetTimer()
@@ -228,17 +242,77 @@ func BenchmarkBroadcast1000Latency20ms(b *testing.B) {
 				h.Record(time.Since(t0))
 			}
 			b.StopTimer()
+			limit := m.Metrics().Limit.Limit
 			raw := newRawClient(b, srv)
 			var rh latency.Histogram
 			for range b.N {
-				rh.Record(fanOut(1000, workers, func(i int) { _ = raw.post(all[i]) }))
+				rh.Record(fanOut(1000, limit, func(i int) { _ = raw.post(all[i]) }))
 			}
 			s, r := h.Snapshot(), rh.Snapshot()
 			b.ReportMetric(msec(s.Mean), "ms/broadcast")
 			b.ReportMetric(msec(r.Mean), "raw-ms/1000")
 			b.ReportMetric(float64(s.Mean)/float64(r.Mean), "x-raw")
-			b.ReportMetric(float64(1000/workers*20), "ideal-ms")
+			b.ReportMetric(1000*20/float64(limit), "ideal-ms")
+			b.ReportMetric(float64(limit), "limit")
 			b.ReportMetric(1000/s.Mean.Seconds(), "msgs/s")
 		})
 	}
+}
+
+// BenchmarkHotPath: the Manager's cost per message against the AWS SDK's
+// own PostToConnection called by the same number of goroutines (10 in
+// flight, the Manager's limit fixed at 10), both through the SDK to the
+// same loopback server, no store: what the Manager adds per target. It
+// reports wall time and heap allocations per message for both and their
+// ratio (x-sdk).
+func BenchmarkHotPath(b *testing.B) {
+	const n, conc = 2000, 10
+	srv := benchServer(b, 0)
+	all := ids("h", n)
+	api := NewManagementClient(srv.URL+"/bench", ClientOptions{})
+	m, err := New(api, nil, Config{Workers: conc, Limit: LimitConfig{Fixed: true}, Logger: quietLogger(), FlushInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sdk := NewManagementClient(srv.URL+"/bench", ClientOptions{})
+	b.Cleanup(func() { _ = m.Shutdown(context.Background()); CloseIdleConnections(api); CloseIdleConnections(sdk) })
+	ctx := context.Background()
+	loop := func() {
+		fanOut(n, conc, func(i int) {
+			if _, err := sdk.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &all[i], Data: benchPayload}); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	bcast := func() {
+		if res, err := m.Broadcast(ctx, all, benchPayload); err != nil || res.Sent != n {
+			b.Fatalf("%v %+v", err, res.Failed)
+		}
+	}
+	loop()
+	bcast() // warm both: connections, pools
+	var sdkTime, mgrTime time.Duration
+	var sdkAllocs, mgrAllocs uint64
+	measure := func(fn func(), d *time.Duration, allocs *uint64) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		before := ms.Mallocs
+		t0 := time.Now()
+		fn()
+		*d += time.Since(t0)
+		runtime.ReadMemStats(&ms)
+		*allocs += ms.Mallocs - before
+	}
+	b.ResetTimer()
+	for range b.N { // interleaved, so both see the same machine
+		measure(loop, &sdkTime, &sdkAllocs)
+		measure(bcast, &mgrTime, &mgrAllocs)
+	}
+	b.StopTimer()
+	per := float64(b.N * n)
+	b.ReportMetric(float64(mgrTime.Nanoseconds())/per, "mgr-ns/msg")
+	b.ReportMetric(float64(sdkTime.Nanoseconds())/per, "sdk-ns/msg")
+	b.ReportMetric(float64(mgrTime)/float64(sdkTime), "x-sdk")
+	b.ReportMetric(float64(mgrAllocs)/per, "mgr-allocs/msg")
+	b.ReportMetric(float64(sdkAllocs)/per, "sdk-allocs/msg")
 }

@@ -159,11 +159,6 @@ type target struct {
 	probe bool // unhealthy, cooldown passed: one attempt
 }
 
-type job struct {
-	t  target
-	tk ticket
-}
-
 // broadcast is one broadcast's shared state: producers (an existence
 // checker, a listing reader) feed targets; the dispatcher takes a limiter
 // slot per target and hands it to a worker; workers report outcomes
@@ -178,8 +173,6 @@ type broadcast struct {
 	indexed bool // res.Outcomes[i] per input id
 
 	targets chan target
-	jobs    chan job
-	workers sync.WaitGroup
 
 	mu     sync.Mutex
 	res    *BroadcastResult
@@ -214,7 +207,7 @@ func (m *Manager) broadcast(ctx context.Context, message any, res *BroadcastResu
 	b := &broadcast{
 		m: m, ctx: ctx, cid: correlationFor(ctx), payload: payload, opt: payloadHashOption(payload),
 		opts: opts, indexed: indexed, res: res, listed: indexed,
-		targets: make(chan target, 2*store.MaxListPageSize), jobs: make(chan job),
+		targets: make(chan target, 2*store.MaxListPageSize),
 	}
 	go produce(b)
 	b.dispatch()
@@ -245,51 +238,30 @@ func (m *Manager) broadcast(ctx context.Context, message any, res *BroadcastResu
 	return *res, nil
 }
 
-// dispatch hands targets to workers, one limiter slot each, spawning a
-// worker only when none is idle: the workers never outnumber the slots
-// the limit handed out. When ctx ends, the targets not yet dispatched are
+// dispatch hands targets to workers through the limiter (see dispatch),
+// after the health check; when ctx ends, the targets not yet dispatched are
 // cancelled.
 func (b *broadcast) dispatch() {
 	m := b.m
-	for t := range b.targets {
-		if b.ctx.Err() == nil {
-			switch m.health.admit(t.id, m.clock.Now()) {
-			case admitSkip:
-				b.settle(t, ErrUnhealthy)
-				continue
-			case admitProbe:
-				t.probe = true
-			}
-			if tk, err := m.lim.acquire(b.ctx); err == nil {
-				select {
-				case b.jobs <- job{t, tk}:
-				default:
-					b.workers.Add(1)
-					go b.work(job{t, tk})
-				}
-				continue
-			}
+	dispatch(b.ctx, m.lim, b.targets, func(t *target) bool {
+		switch m.health.admit(t.id, m.clock.Now()) {
+		case admitSkip:
+			b.settle(*t, ErrUnhealthy)
+			return false
+		case admitProbe:
+			t.probe = true
 		}
-		b.cancel(t)
-	}
-	close(b.jobs)
-	b.workers.Wait()
+		return true
+	}, b.deliver, b.cancel)
 }
 
-func (b *broadcast) work(j job) {
-	defer b.workers.Done()
-	for ok := true; ok; j, ok = <-b.jobs {
-		b.deliver(j)
-	}
-}
-
-func (b *broadcast) deliver(j job) {
-	m, t := b.m, j.t
+func (b *broadcast) deliver(t target, tk ticket) {
+	m := b.m
 	attempts := m.cfg.MaxAttempts
 	if t.probe {
 		attempts = 1 // an unhealthy connection gets one request, not a retry storm
 	}
-	o := m.deliverAs(b.ctx, b.cid, "broadcast", t.id, b.payload, attempts, time.Now(), &j.tk, b.opt)
+	o := m.deliverAs(b.ctx, b.cid, "broadcast", t.id, b.payload, attempts, time.Now(), &tk, b.opt)
 	if o.Status == StatusCancelled && t.probe {
 		m.health.release(t.id)
 	}
@@ -306,12 +278,20 @@ func (b *broadcast) settle(t target, err error) {
 }
 
 // cancel settles a target the broadcast will not reach (ctx ended).
-func (b *broadcast) cancel(t target) {
+func (b *broadcast) cancel(t target) { b.cancelWith(t, cancelCause(b.ctx)) }
+
+// cancelWith settles a target that will not be sent, for reason (which
+// must match context.Canceled or ErrShuttingDown: status cancelled).
+func (b *broadcast) cancelWith(t target, reason error) {
 	if t.probe {
 		b.m.health.release(t.id)
 	}
-	b.finish(t, Outcome{ConnectionID: t.id, Status: StatusCancelled, Err: &SendError{ConnectionID: t.id, Err: cancelCause(b.ctx)}})
+	b.finish(t, Outcome{ConnectionID: t.id, Status: StatusCancelled, Err: &SendError{ConnectionID: t.id, Err: reason}})
 }
+
+// errStreamFailed is why the ids read since the last full batch of a
+// failed id stream are not sent.
+var errStreamFailed = fmt.Errorf("%w: not sent: the id stream failed before this id's batch was checked", context.Canceled)
 
 // finish records o as t's final outcome, reports progress, and returns a
 // batch of stale ids to delete when one is full.
@@ -455,7 +435,9 @@ func (b *broadcast) readIDs(ids iter.Seq2[string, error], chunks chan<- []target
 			// The ids read since the last full batch are not sent: a
 			// stream that failed (a bad line, a read error) may be
 			// wrong from there on.
-			b.cancelUnset(chunk)
+			for _, t := range chunk {
+				b.cancelWith(t, errStreamFailed)
+			}
 			if b.ctx.Err() != nil {
 				return nil
 			}

@@ -502,3 +502,42 @@ func (r *rateLimiter) refund() {
 		r.tokens = min(r.capacity, r.tokens+1)
 	}
 }
+
+// dispatch runs work for every item of in, each with a limiter slot taken
+// before its worker gets it, so the requests in flight never pass the
+// limit and the workers never outnumber the slots handed out: a worker is
+// spawned only when none is idle. admit (may be nil) sees each item first
+// and may settle it itself (false). Once ctx ends the items left go to
+// drop. It returns when in is closed and every work call has returned.
+func dispatch[T any](ctx context.Context, lim *limiter, in <-chan T, admit func(*T) bool, work func(T, ticket), drop func(T)) {
+	type job struct {
+		item T
+		tk   ticket
+	}
+	jobs := make(chan job)
+	var workers sync.WaitGroup
+	for item := range in {
+		if ctx.Err() == nil {
+			if admit != nil && !admit(&item) {
+				continue
+			}
+			if tk, err := lim.acquire(ctx); err == nil {
+				select {
+				case jobs <- job{item, tk}:
+				default:
+					workers.Add(1)
+					go func(j job) {
+						defer workers.Done()
+						for ok := true; ok; j, ok = <-jobs {
+							work(j.item, j.tk)
+						}
+					}(job{item, tk})
+				}
+				continue
+			}
+		}
+		drop(item)
+	}
+	close(jobs)
+	workers.Wait()
+}

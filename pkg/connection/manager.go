@@ -332,21 +332,26 @@ func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []b
 	return o
 }
 
-// post is the retry loop: one iteration is one HTTP request through the
-// limiter and the breaker; waits are clock timers raced against ctx. It
-// returns the number of requests made. With an adaptive limit a 429 is not
-// an attempt: the limiter has slowed down and paces the next request, up to
-// LimitConfig.MaxThrottledAttempts 429s per delivery.
+// post posts payload to id with the retry rules of attempt.
 func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxAttempts int, tk *ticket, opt func(*apigatewaymanagementapi.Options)) (int, attemptResult) {
 	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: payload}
 	var optFns []func(*apigatewaymanagementapi.Options)
 	if opt != nil {
 		optFns = []func(*apigatewaymanagementapi.Options){opt}
 	}
-	fn := func(actx context.Context) error {
+	return m.attempt(ctx, cid, "post", id, maxAttempts, tk, func(actx context.Context) error {
 		_, err := m.api.PostToConnection(actx, in, optFns...)
 		return err
-	}
+	})
+}
+
+// attempt is the retry loop around one Management API operation fn on id:
+// one iteration is one HTTP request through the limiter and the breaker
+// (call); waits are clock timers raced against ctx. It returns the number
+// of requests made. With an adaptive limit a 429 is not an attempt: the
+// limiter has slowed down and paces the next request, up to
+// LimitConfig.MaxThrottledAttempts 429s per operation.
+func (m *Manager) attempt(ctx context.Context, cid, op, id string, maxAttempts int, tk *ticket, fn func(context.Context) error) (int, attemptResult) {
 	requests, throttled := 0, 0
 	for attempt := 1; ; {
 		r, called := m.call(ctx, tk, fn)
@@ -370,7 +375,7 @@ func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxA
 		}
 		retry := attempt < maxAttempts && m.cfg.Retry.ShouldRetry(r.kind)
 		if m.log.Enabled(ctx, slog.LevelDebug) {
-			m.log.DebugContext(ctx, "post attempt failed", "correlation_id", cid, "connection_id", id, "attempt", attempt,
+			m.log.DebugContext(ctx, op+" attempt failed", "correlation_id", cid, "connection_id", id, "attempt", attempt,
 				"error_type", errorType(r.kind), "status", r.status, "will_retry", retry)
 		}
 		if !retry {

@@ -343,7 +343,11 @@ func TestBroadcastIDsStreamsChecksAndDedupes(t *testing.T) {
 		}
 		yield("", boom)
 	}, "hi", BroadcastOptions{})
-	if !errors.Is(err, boom) || res.Total != 150 || res.Sent != 150 {
-		t.Fatalf("stream error: %v %+v, want the 150 read before it sent and the error", err, res)
+	// The first full batch (100) is sent; the 50 read since are not.
+	if !errors.Is(err, boom) || res.Total != 150 || res.Sent != 100 || res.Cancelled != 50 || len(res.Outcomes) != 50 {
+		t.Fatalf("stream error: %v %+v, want the first batch of 100 sent, the 50 after it cancelled, and the error", err, res)
+	}
+	if o := res.Outcomes[0]; !errors.Is(o.Err, errStreamFailed) {
+		t.Errorf("cancelled outcome says %v, want why (the stream failed)", o.Err)
 	}
 }

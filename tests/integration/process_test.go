@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"bufio"
+	"io"
 	"os/exec"
 	"sync"
 	"testing"
@@ -12,6 +13,8 @@ import (
 // stdin stays open until Stop (wscat and the swarm both exit at stdin EOF).
 type lineProcess struct {
 	Lines <-chan string
+	// Stdin writes to the process (the swarm's STATS command).
+	Stdin io.Writer
 	stop  func()
 }
 
@@ -44,7 +47,7 @@ func startLines(t testing.TB, cmd *exec.Cmd, mergeStderr bool) *lineProcess {
 			lines <- sc.Text()
 		}
 	}()
-	return &lineProcess{Lines: lines, stop: func() {
+	return &lineProcess{Lines: lines, Stdin: stdin, stop: func() {
 		_ = stdin.Close()
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()

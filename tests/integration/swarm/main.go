@@ -6,7 +6,9 @@
 //
 // It prints "CONNECTED n seconds" once every client is connected, then for
 // every message sequence number k that all n clients have received it prints
-// "ALL k". It exits when stdin closes, closing every client.
+// "ALL k". A client receiving the same k twice counts a duplicate; the line
+// "STATS" on stdin prints "STATS dups=D". It exits when stdin closes,
+// closing every client.
 package main
 
 import (
@@ -81,11 +83,12 @@ func run(wsURL, token string, n, conc int) error {
 	out.Flush()
 
 	var readers sync.WaitGroup
-	var dropped atomic.Int64
+	var dropped, dups atomic.Int64
 	for _, c := range conns {
 		readers.Add(1)
 		go func(c *websocket.Conn) {
 			defer readers.Done()
+			seen := map[int]bool{}
 			for {
 				_, data, err := c.Read(ctx)
 				if err != nil {
@@ -98,6 +101,11 @@ func run(wsURL, token string, n, conc int) error {
 				if json.Unmarshal(data, &m) != nil {
 					continue
 				}
+				if seen[m.Seq] {
+					dups.Add(1)
+					continue
+				}
+				seen[m.Seq] = true
 				mu.Lock()
 				counts[m.Seq]++
 				if counts[m.Seq] == n {
@@ -109,8 +117,16 @@ func run(wsURL, token string, n, conc int) error {
 			}
 		}(c)
 	}
-	// Stay until the parent closes stdin.
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	// Stay until the parent closes stdin, answering STATS.
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "STATS" {
+			mu.Lock()
+			fmt.Fprintf(out, "STATS dups=%d\n", dups.Load())
+			out.Flush()
+			mu.Unlock()
+		}
+	}
 	for _, c := range conns {
 		_ = c.CloseNow()
 	}
