@@ -62,8 +62,9 @@ type MetricsSnapshot struct {
 	// server_error, network, rejected, invalid_message, store, cancelled.
 	SendErrors   uint64
 	ErrorsByType map[string]uint64
-	// Attempts counts HTTP requests (PostToConnection calls); Retries those
-	// beyond the first of each delivery.
+	// Attempts counts Management API requests (PostToConnection, and
+	// GetConnection for Reconcile); Retries those beyond the first of each
+	// operation.
 	Attempts, Retries uint64
 	// Latency of whole deliveries (retries and backoff included).
 	Latency LatencySnapshot

@@ -1,0 +1,255 @@
+package connection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	"github.com/pay-theory/streamer/pkg/store"
+)
+
+// ReconcileOptions tune one Reconcile pass. The zero value checks the
+// whole table and removes its zombie records.
+type ReconcileOptions struct {
+	// Query selects the records: a tenant's, a user's, or (neither) the
+	// whole table. Query.Cursor resumes a pass: pass the Cursor a
+	// previous, unfinished Reconcile returned.
+	Query store.ListQuery
+	// DryRun checks every record but removes none (Zombies lists what
+	// would go).
+	DryRun bool
+	// Progress, when non-nil, is called serially after each record is
+	// checked; keep it fast.
+	Progress func(ReconcileProgress)
+}
+
+// ReconcileProgress is how far a pass is.
+type ReconcileProgress struct {
+	Checked, Live, Zombies, Errors int
+}
+
+// ReconcileResult summarises a Reconcile pass.
+type ReconcileResult struct {
+	// Checked records were asked about at the gateway; Live answered,
+	// Zombies were gone (410), Errors could not be told (5xx, 429 past
+	// the retries, timeouts, an open breaker): those are never removed.
+	Checked, Live, Errors int
+	// Zombies are the ids of the records whose connection is gone:
+	// removed (Removed of them), or with DryRun, to be removed.
+	Zombies []string
+	// Removed counts the zombie records deleted (ActiveConnections was
+	// decremented by as many).
+	Removed int
+	// Failures samples the records that could not be checked (at most
+	// 20, with why).
+	Failures []Outcome
+	// Complete is true when the pass reached the end of the query.
+	// Otherwise ctx ended or the listing failed first, and Cursor (given
+	// back as Query.Cursor) resumes after the last page whose records were
+	// all checked and removed ("" resumes from the start).
+	Complete bool
+	Cursor   string
+	Duration time.Duration
+}
+
+// maxReconcileFailures bounds ReconcileResult.Failures.
+const maxReconcileFailures = 20
+
+// Reconcile repairs what a lost $disconnect leaves behind. API Gateway
+// delivers $disconnect on a best-effort basis, so a record can outlive its
+// connection until its TTL: every broadcast then pays a 410 for it,
+// listings show a client that is gone and the ActiveConnections gauge
+// drifts up. Reconcile walks the records q selects, page by page, and asks
+// the gateway about each one (GetConnection, through the Manager's
+// concurrency limit, breaker and retry rules, as a broadcast's sends are).
+// The records whose connection answered 410 Gone are deleted in batches of
+// 25 and ActiveConnections is decremented by the number deleted (exact
+// unless a late $disconnect removes one of them in the same moment: see
+// BroadcastWithProgress on the same race).
+// Everything else is left alone: a live connection, and any answer that
+// does not prove the connection gone (5xx, 429, a timeout, an open
+// breaker) is counted in Errors, never deleted.
+//
+// When ctx ends first the pass stops, returns what it did with a Cursor to
+// resume from, and an error matching ctx's. A listing failure does the same
+// with the store's error.
+func (m *Manager) Reconcile(ctx context.Context, lister store.Lister, opts ReconcileOptions) (ReconcileResult, error) {
+	start := time.Now()
+	res := ReconcileResult{Cursor: opts.Query.Cursor}
+	ctx, end, err := m.begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("connection: reconcile not started: %w", err)
+	}
+	defer end()
+	if m.st == nil && !opts.DryRun {
+		return res, errors.New("connection: reconcile needs a Store to remove records (or DryRun)")
+	}
+	r := &reconcile{m: m, ctx: ctx, cid: correlationFor(ctx), opts: opts, res: &res}
+	err = r.run(lister)
+	res.Duration = time.Since(start)
+	m.log.InfoContext(ctx, "connection reconcile", "correlation_id", r.cid, "checked", res.Checked, "live", res.Live,
+		"zombies", len(res.Zombies), "removed", res.Removed, "errors", res.Errors, "dry_run", opts.DryRun,
+		"complete", res.Complete, "duration_ms", ms(res.Duration))
+	return res, err
+}
+
+type reconcile struct {
+	m    *Manager
+	ctx  context.Context
+	cid  string
+	opts ReconcileOptions
+
+	mu      sync.Mutex
+	res     *ReconcileResult
+	pending []string // this page's zombies not yet deleted
+	delErr  error
+}
+
+// pageResult is one page listed ahead of the checks.
+type pageResult struct {
+	page store.Page
+	err  error
+}
+
+// run checks page after page; the next page is listed while the current
+// one is checked.
+func (r *reconcile) run(lister store.Lister) error {
+	q := r.opts.Query
+	pages := make(chan pageResult, 1)
+	lctx, stopListing := context.WithCancel(r.ctx)
+	defer func() {
+		stopListing()
+		for range pages { // the lister goroutine ends before Reconcile returns
+		}
+	}()
+	go func() {
+		defer close(pages)
+		for {
+			p, err := lister.List(lctx, q)
+			select {
+			case pages <- pageResult{p, err}:
+			case <-lctx.Done():
+				return
+			}
+			if err != nil || p.Next == "" {
+				return
+			}
+			q.Cursor = p.Next
+		}
+	}()
+	for pr := range pages {
+		if pr.err != nil {
+			if err := r.ctx.Err(); err != nil {
+				return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
+			}
+			return fmt.Errorf("connection: reconcile stopped: listing records failed: %w", pr.err)
+		}
+		if err := r.page(pr.page.Connections); err != nil {
+			return err
+		}
+		r.res.Cursor = pr.page.Next
+	}
+	if r.ctx.Err() != nil {
+		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
+	}
+	r.res.Complete = true
+	return nil
+}
+
+// page checks every record of one page and removes its zombies; an error
+// leaves the cursor before the page.
+func (r *reconcile) page(conns []store.Connection) error {
+	in := make(chan string, len(conns))
+	for _, c := range conns {
+		in <- c.ConnectionID
+	}
+	close(in)
+	var skipped int
+	dispatch(r.ctx, r.m.lim, in, nil, r.check, func(string) { skipped++ })
+	if err := r.flush(); err != nil {
+		return err
+	}
+	if skipped > 0 || r.ctx.Err() != nil {
+		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
+	}
+	return nil
+}
+
+// check asks the gateway about one connection.
+func (r *reconcile) check(id string, tk ticket) {
+	m := r.m
+	_, ar := m.attempt(r.ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, func(actx context.Context) error {
+		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+		return err
+	})
+	if isCancelled(ar.kind) {
+		return // not checked: the pass stops before this page's cursor
+	}
+	var batch []string
+	r.mu.Lock()
+	res := r.res
+	res.Checked++
+	switch {
+	case ar.kind == nil:
+		res.Live++
+	case ar.kind == ErrConnectionStale:
+		res.Zombies = append(res.Zombies, id)
+		if !r.opts.DryRun {
+			if r.pending = append(r.pending, id); len(r.pending) == store.BatchWriteLimit {
+				batch, r.pending = r.pending, nil
+			}
+		}
+	default:
+		res.Errors++
+		if len(res.Failures) < maxReconcileFailures {
+			res.Failures = append(res.Failures, Outcome{ConnectionID: id, Status: StatusOf(ar.kind),
+				Err: &SendError{ConnectionID: id, Err: ar.kind, StatusCode: ar.status, Code: ar.code}})
+		}
+	}
+	if r.opts.Progress != nil {
+		r.opts.Progress(ReconcileProgress{Checked: res.Checked, Live: res.Live, Zombies: len(res.Zombies), Errors: res.Errors})
+	}
+	r.mu.Unlock()
+	if batch != nil {
+		r.remove(batch)
+	}
+}
+
+// flush removes the page's remaining zombies and reports a failed removal.
+func (r *reconcile) flush() error {
+	r.mu.Lock()
+	batch := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	r.remove(batch)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.delErr; err != nil {
+		r.delErr = nil
+		return fmt.Errorf("connection: reconcile stopped: removing zombie records failed: %w", err)
+	}
+	return nil
+}
+
+// remove deletes one batch of zombie records and decrements the active
+// counter by its size once the delete succeeded.
+func (r *reconcile) remove(ids []string) {
+	if len(ids) == 0 || r.ctx.Err() != nil {
+		return
+	}
+	if err := r.m.st.DeleteMany(r.ctx, ids); err != nil {
+		r.mu.Lock()
+		r.delErr = errors.Join(r.delErr, err)
+		r.mu.Unlock()
+		return
+	}
+	r.m.decActive(r.ctx, r.cid, len(ids))
+	r.mu.Lock()
+	r.res.Removed += len(ids)
+	r.mu.Unlock()
+}

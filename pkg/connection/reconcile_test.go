@@ -1,0 +1,179 @@
+package connection
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/pay-theory/streamer/pkg/store"
+)
+
+func TestReconcileRemovesOnlyZombies(t *testing.T) {
+	g := newFakeGateway(t)
+	all := ids("z", 60)
+	zombies, failing := all[10:40], all[40:42]
+	for _, id := range zombies {
+		g.on(id, gone)
+	}
+	for _, id := range failing {
+		g.on(id, internal)
+	}
+	st := newMemStore(all...)
+	st.active = 60
+	m := newTestManager(t, g, st, Config{Breaker: BreakerConfig{Disabled: true}})
+	var last ReconcileProgress
+	res, err := m.Reconcile(context.Background(), &pagedLister{ids: all, size: 25}, ReconcileOptions{
+		Progress: func(p ReconcileProgress) { last = p },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checked != 60 || res.Live != 28 || len(res.Zombies) != 30 || res.Removed != 30 || res.Errors != 2 || !res.Complete {
+		t.Fatalf("result %+v", res)
+	}
+	if last != (ReconcileProgress{Checked: 60, Live: 28, Zombies: 30, Errors: 2}) {
+		t.Errorf("last progress %+v", last)
+	}
+	if len(res.Failures) != 2 || !errors.Is(res.Failures[0].Err, ErrServerError) {
+		t.Errorf("failures %+v", res.Failures)
+	}
+	got := append([]string(nil), res.Zombies...)
+	sort.Strings(got)
+	for i, id := range zombies {
+		if got[i] != id {
+			t.Fatalf("zombies %v, want %v", got, zombies)
+		}
+		if st.has(id) {
+			t.Errorf("zombie %s still stored", id)
+		}
+	}
+	for _, id := range append(append([]string{}, all[:10]...), all[40:]...) {
+		if !st.has(id) {
+			t.Errorf("%s removed, but its connection is live or could not be checked", id)
+		}
+	}
+	st.mu.Lock()
+	active, deletes := st.active, st.deletes
+	st.mu.Unlock()
+	if active != 30 {
+		t.Errorf("ActiveConnections %d, want 30 (60 minus the 30 removed)", active)
+	}
+	for _, d := range deletes {
+		if len(d) > store.BatchWriteLimit {
+			t.Errorf("a delete of %d records; batches are at most 25", len(d))
+		}
+	}
+	// Nothing left to repair.
+	res, err = m.Reconcile(context.Background(), &pagedLister{ids: all[:10], size: 25}, ReconcileOptions{})
+	if err != nil || len(res.Zombies) != 0 || res.Removed != 0 {
+		t.Fatalf("second pass: %+v %v", res, err)
+	}
+}
+
+func TestReconcileDryRunRemovesNothing(t *testing.T) {
+	g := newFakeGateway(t)
+	all := ids("d", 10)
+	g.on(all[3], gone)
+	st := newMemStore(all...)
+	st.active = 10
+	m := newTestManager(t, g, st, Config{})
+	res, err := m.Reconcile(context.Background(), &pagedLister{ids: all, size: 100}, ReconcileOptions{DryRun: true})
+	if err != nil || len(res.Zombies) != 1 || res.Zombies[0] != all[3] || res.Removed != 0 {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.deletes) != 0 || st.active != 10 || len(st.recs) != 10 {
+		t.Fatalf("dry run changed the store: deletes %v active %d records %d", st.deletes, st.active, len(st.recs))
+	}
+}
+
+func TestReconcileDuringAnOutageDeletesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply reply
+	}{{"500s", internal}, {"throttled", throttled}, {"reset", resetConn}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGateway(t)
+			g.on("", tc.reply)
+			all := ids("o", 40)
+			st := newMemStore(all...)
+			m := newTestManager(t, g, st, Config{Limit: LimitConfig{MaxThrottledAttempts: 2}})
+			res, err := m.Reconcile(context.Background(), &pagedLister{ids: all, size: 100}, ReconcileOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Errors != 40 || res.Removed != 0 || len(res.Zombies) != 0 {
+				t.Fatalf("result %+v: an outage must not delete anything", res)
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if len(st.deletes) != 0 || len(st.recs) != 40 {
+				t.Fatalf("deleted during an outage: %v", st.deletes)
+			}
+		})
+	}
+}
+
+func TestReconcileResumesFromItsCursor(t *testing.T) {
+	g := newFakeGateway(t)
+	all := ids("c", 50)
+	for _, id := range all {
+		g.on(id, gone)
+	}
+	st := newMemStore(all...)
+	st.active = 50
+	m := newTestManager(t, g, st, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	// The deadline arrives in the middle of the second page of 20.
+	res, err := m.Reconcile(ctx, &pagedLister{ids: all, size: 20}, ReconcileOptions{Progress: func(p ReconcileProgress) {
+		if p.Checked == 30 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the cancellation", err)
+	}
+	if res.Complete || res.Cursor != "20" || res.Removed != 20 {
+		t.Fatalf("interrupted pass %+v: want the first page removed and a cursor after it", res)
+	}
+	first := res.Removed
+	res, err = m.Reconcile(context.Background(), &pagedLister{ids: all, size: 20}, ReconcileOptions{Query: store.ListQuery{Cursor: res.Cursor}})
+	if err != nil || !res.Complete || res.Cursor != "" {
+		t.Fatalf("resumed pass: %+v %v", res, err)
+	}
+	if first+res.Removed != 50 {
+		t.Fatalf("removed %d then %d, want 50 in all", first, res.Removed)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.recs) != 0 || st.active != 0 {
+		t.Fatalf("after resuming: %d records, active %d", len(st.recs), st.active)
+	}
+}
+
+func TestReconcileStopsAtShutdown(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("", reply{delay: time.Minute})
+	all := ids("s", 30)
+	m := newTestManager(t, g, newMemStore(all...), Config{Workers: 2, Limit: LimitConfig{Fixed: true}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Reconcile(context.Background(), &pagedLister{ids: all, size: 100}, ReconcileOptions{})
+		done <- err
+	}()
+	g.waitRequests(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_ = m.Shutdown(ctx)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrShuttingDown) {
+			t.Fatalf("err = %v, want ErrShuttingDown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reconcile outlived Shutdown")
+	}
+}
