@@ -1,16 +1,13 @@
 package cmd
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"iter"
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/store"
@@ -37,10 +34,6 @@ const (
 	// at 100 ms per request that is API Gateway's default account limit
 	// (10,000 requests/s); beyond it a process only queues.
 	MaxConcurrency = 1000
-	// MaxIDsFrom is the most ids --ids-from reads (a file of short ids
-	// costs a few tens of bytes per id: the set that keeps duplicates out).
-	// For more, split the file, or target --tenant/--user.
-	MaxIDsFrom = 1_000_000
 )
 
 // NewCmdBroadcast builds `streamer broadcast`.
@@ -135,7 +128,7 @@ type broadcastPlan struct {
 func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 	f := opts.F
 	format := resolveFormat(opts.Output, f.IO.OutTTY)
-	msg, err := readMessage(opts.Message, f.IO.In)
+	msg, err := readMessage(ctx, opts.Message, f.IO.In)
 	if err != nil {
 		return err
 	}
@@ -251,33 +244,31 @@ func planBroadcast(ctx context.Context, opts *BroadcastOptions, cfg Config) (bro
 		plan.ids = dedupe(opts.IDs)
 	default:
 		plan.what = opts.IDsFrom
-		var r io.Reader = f.IO.In
 		if opts.IDsFrom == "-" {
 			plan.what = "stdin"
-		} else {
-			fh, err := os.Open(opts.IDsFrom)
-			if errors.Is(err, fs.ErrNotExist) {
-				return plan, &UsageError{Err: fmt.Errorf("--ids-from file %s does not exist", opts.IDsFrom)}
-			}
-			if err != nil {
-				return plan, err
-			}
-			plan.closeFn = func() { _ = fh.Close() }
-			r = fh
-			if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() {
+		}
+		r, err := openInput(ctx, opts.IDsFrom, f.IO.In, "connection ids from "+plan.what)
+		if errors.Is(err, fs.ErrNotExist) {
+			return plan, &UsageError{Err: fmt.Errorf("--ids-from file %s does not exist", opts.IDsFrom)}
+		}
+		if err != nil {
+			return plan, err
+		}
+		plan.closeFn = func() { _ = r.Close() }
+		if in, ok := r.(*inputReader); ok && in.f != nil {
+			if fi, err := in.f.Stat(); err == nil && fi.Mode().IsRegular() {
 				// A file is read twice: once to check every line, so a
 				// bad line sends nothing, then to send. Neither pass
 				// holds the list.
-				chk := idChecker{what: plan.what}
-				if err := scanIDLines(ctx, fh, chk.check); err != nil {
+				if err := scanIDs(ctx, r, 0, func(int, string) error { return nil }); err != nil {
 					return plan, err
 				}
-				if _, err := fh.Seek(0, io.SeekStart); err != nil {
+				if _, err := in.f.Seek(0, io.SeekStart); err != nil {
 					return plan, err
 				}
 			}
 		}
-		plan.stream = idStream(ctx, r, plan.what)
+		plan.stream = idStream(ctx, r)
 	}
 	return plan, nil
 }
@@ -299,43 +290,18 @@ func (l explainingLister) List(ctx context.Context, q store.ListQuery) (store.Pa
 	return p, nil
 }
 
-// idChecker checks the ids of --ids-from as they are read: each a valid
-// connection id, at most MaxIDsFrom of them.
-type idChecker struct {
-	what string
-	n    int
-}
-
-func (c *idChecker) check(line int, id string) error {
-	if err := checkConnectionID(fmt.Sprintf("line %d of %s", line, c.what), id); err != nil {
-		return err
-	}
-	if c.n++; c.n > MaxIDsFrom {
-		return &UsageError{Err: fmt.Errorf("%s has more than %d ids (line %d): split it, or broadcast by --tenant/--user", c.what, MaxIDsFrom, line)}
-	}
-	return nil
-}
-
-// idStream yields the ids read from r, checking each as it arrives; a bad
-// line or more than MaxIDsFrom ids ends it with a usage error naming the
-// line.
-func idStream(ctx context.Context, r io.Reader, what string) iter.Seq2[string, error] {
+// idStream yields the ids scanIDs reads from r (each checked as it
+// arrives; a bad line or more than DefaultMaxIDs ends it with a usage error
+// naming the line).
+func idStream(ctx context.Context, r io.Reader) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		chk := idChecker{what: what}
-		err := scanIDLines(ctx, r, func(line int, id string) error {
-			if err := chk.check(line, id); err != nil {
-				return err
-			}
+		err := scanIDs(ctx, r, 0, func(_ int, id string) error {
 			if !yield(id, nil) {
 				return errStopped
 			}
 			return nil
 		})
 		if err != nil && !errors.Is(err, errStopped) {
-			var ue *UsageError
-			if !errors.As(err, &ue) && ctx.Err() == nil {
-				err = fmt.Errorf("read ids from %s: %w", what, err)
-			}
 			yield("", err)
 		}
 	}
@@ -343,68 +309,6 @@ func idStream(ctx context.Context, r io.Reader, what string) iter.Seq2[string, e
 
 // errStopped: the consumer of an id stream stopped taking ids.
 var errStopped = errors.New("stopped")
-
-// scanIDLines calls each with every id of r and its line number: ids one per
-// line or comma-separated, the first tab-separated field of a line, blank
-// lines and # comments skipped. Lines are bounded (1 MiB). It ends when ctx
-// ends, even while a read blocks (a FIFO, a terminal).
-func scanIDLines(ctx context.Context, r io.Reader, each func(line int, id string) error) error {
-	sc := bufio.NewScanner(ctxReader{ctx: ctx, r: r})
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		text, _, _ = strings.Cut(text, "\t")
-		for _, id := range strings.Split(text, ",") {
-			if id = strings.TrimSpace(id); id != "" {
-				if err := each(line, id); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return &UsageError{Err: fmt.Errorf("line %d is longer than 1 MiB: not a list of connection ids", line+1)}
-		}
-		return err
-	}
-	return ctx.Err()
-}
-
-// ctxReader ends a Read when ctx ends, even if the underlying Read blocks
-// (its goroutine then ends with that Read, or with the process).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	type res struct {
-		n   int
-		err error
-	}
-	buf := make([]byte, len(p))
-	ch := make(chan res, 1)
-	go func() {
-		n, err := c.r.Read(buf)
-		ch <- res{n, err}
-	}()
-	select {
-	case r := <-ch:
-		copy(p, buf[:r.n])
-		return r.n, r.err
-	case <-c.ctx.Done():
-		return 0, c.ctx.Err()
-	}
-}
 
 // dryRun lists the targets and sends nothing.
 func dryRun(ctx context.Context, f *Factory, format string, plan broadcastPlan, bytes int) error {

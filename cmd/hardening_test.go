@@ -157,7 +157,7 @@ func TestBadArgumentsRefusedBeforeIO(t *testing.T) {
 func TestIDsFromFileValidated(t *testing.T) {
 	te := newTestEnv(t)
 	te.f.IO.In = strings.NewReader("ok=\n#comment\n" + strings.Repeat("y", 200) + "\n")
-	if code := te.run("broadcast", "--ids-from", "-", "hi"); code != ExitUsage || !strings.Contains(te.errOut.String(), "line 3 of stdin is 200 bytes") {
+	if code := te.run("broadcast", "--ids-from", "-", "hi"); code != ExitUsage || !strings.Contains(te.errOut.String(), "the id on line 3 is 200 bytes") {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
 	if len(te.sent()) != 0 {

@@ -12,16 +12,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// readMessage is readMessageContext for a caller that has no context to
-// pass yet (broadcast, until it passes its own; then remove this).
-func readMessage(arg string, stdin io.Reader) ([]byte, error) {
-	return readMessageContext(context.Background(), arg, stdin)
-}
-
-// readMessageContext resolves MESSAGE|@FILE|- into bytes and refuses
+// readMessage resolves MESSAGE|@FILE|- into bytes and refuses
 // anything over the gateway's limit before a single request is made.
 // Reading stdin or @FILE (a FIFO too) ends when ctx ends.
-func readMessageContext(ctx context.Context, arg string, stdin io.Reader) ([]byte, error) {
+func readMessage(ctx context.Context, arg string, stdin io.Reader) ([]byte, error) {
 	var (
 		b   []byte
 		err error
@@ -101,7 +95,7 @@ type sendJSON struct {
 
 func sendRun(ctx context.Context, opts *SendOptions) error {
 	f := opts.F
-	msg, err := readMessageContext(ctx, opts.Message, f.IO.In)
+	msg, err := readMessage(ctx, opts.Message, f.IO.In)
 	if err != nil {
 		return err
 	}
