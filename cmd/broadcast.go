@@ -162,6 +162,12 @@ func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 		})
 	}
 	pr.done()
+	if err == nil {
+		if serr := storeDown(sum); serr != nil {
+			// Nothing could be checked: the store is down, not the targets.
+			return explainSendErr(cfg, fmt.Errorf("broadcast to %s: %w", plan.what, serr))
+		}
+	}
 	interrupted := ctx.Err() != nil
 	if err != nil && !interrupted && sum.Total == 0 {
 		return explainSendErr(cfg, fmt.Errorf("broadcast to %s: %w", plan.what, err))
@@ -190,6 +196,20 @@ func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 		return fmt.Errorf("%w: %d of %d %s did not receive the message", ErrPartial, sum.Total-sum.Sent, sum.Total, plural(sum.Total, "connection", "connections"))
 	}
 	return nil
+}
+
+// storeDown returns the store's error when no target was sent because
+// every existence check failed (the table's endpoint is down or missing).
+func storeDown(sum connection.BroadcastResult) error {
+	if sum.Total == 0 || sum.Sent > 0 || sum.Failed != sum.Total || len(sum.Outcomes) == 0 {
+		return nil
+	}
+	for _, o := range sum.Outcomes {
+		if !errors.Is(o.Err, connection.ErrStoreUnavailable) {
+			return nil
+		}
+	}
+	return sum.Outcomes[0].Err
 }
 
 // explainBroadcastStop says why a broadcast that started stopped early: an
