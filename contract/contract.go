@@ -6,6 +6,8 @@
 // adding a variable to a handler without the IaC fails the deployment tests.
 package contract
 
+import "slices"
+
 // Function names (also the dist/<name>.zip file names).
 const (
 	FunctionConnect    = "connect"
@@ -67,6 +69,24 @@ func ValidWhoamiRequestID(id string) bool {
 	}
 	return true
 }
+
+// RouteSelectionExpression is the API's route selection expression: a
+// message's "action" field names its route (no match: $default).
+const RouteSelectionExpression = "$request.body.action"
+
+// RouteResponseKey is the route response key of a two-way route, and the
+// route response selection expression that selects it: "$default".
+const RouteResponseKey = "$default"
+
+// TwoWayRoutes lists the route keys that have a route response. On API
+// Gateway only a two-way route sends its integration's response body back
+// to the client; the body of every other route is dropped. The deployment
+// creates exactly these route responses and the local gateway marks exactly
+// these routes two-way, so a reply that works locally works on AWS.
+func TwoWayRoutes() []string { return []string{RouteDefault} }
+
+// IsTwoWayRoute reports whether routeKey is in TwoWayRoutes.
+func IsTwoWayRoute(routeKey string) bool { return slices.Contains(TwoWayRoutes(), routeKey) }
 
 // NamePrefix is the prefix of a deployed stack's resource names (functions
 // "<prefix>-<function>", alarms) in environment, unless configured otherwise.

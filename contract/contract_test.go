@@ -62,3 +62,16 @@ func TestCheckStage(t *testing.T) {
 		}
 	}
 }
+
+// Only $default replies to the client: $connect and $disconnect can have no
+// route response on API Gateway (the upgrade and the close carry no frame).
+func TestTwoWayRoutes(t *testing.T) {
+	if got := contract.TwoWayRoutes(); !slices.Equal(got, []string{contract.RouteDefault}) {
+		t.Errorf("TwoWayRoutes() = %v, want [$default]", got)
+	}
+	for key, want := range map[string]bool{contract.RouteDefault: true, contract.RouteConnect: false, contract.RouteDisconnect: false, "ping": false} {
+		if got := contract.IsTwoWayRoute(key); got != want {
+			t.Errorf("IsTwoWayRoute(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

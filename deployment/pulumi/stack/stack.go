@@ -347,7 +347,7 @@ func (d *deployed) deployAPI(ctx *pulumi.Context) error {
 		Name:                     pulumi.String(d.cfg.NamePrefix),
 		Description:              pulumi.String("streamer WebSocket API (" + d.cfg.Environment + ")"),
 		ProtocolType:             pulumi.String("WEBSOCKET"),
-		RouteSelectionExpression: pulumi.String("$request.body.action"),
+		RouteSelectionExpression: pulumi.String(contract.RouteSelectionExpression),
 		Tags:                     d.tags,
 	})
 	return err
@@ -503,20 +503,23 @@ func (d *deployed) deployStage(ctx *pulumi.Context) error {
 			AuthorizationType: pulumi.String("NONE"),
 			Target:            pulumi.Sprintf("integrations/%s", integ.ID()),
 		}
-		if spec.RouteKey == contract.RouteDefault {
-			// Two-way route: the default handler's response body goes back to the client.
-			ra.RouteResponseSelectionExpression = pulumi.String("$default")
+		// A two-way route sends its handler's response body back to the
+		// client; the contract says which routes are (the local gateway
+		// reads the same list).
+		twoWay := contract.IsTwoWayRoute(spec.RouteKey)
+		if twoWay {
+			ra.RouteResponseSelectionExpression = pulumi.String(contract.RouteResponseKey)
 		}
 		route, err := apigatewayv2.NewRoute(ctx, "route-"+spec.Name, ra)
 		if err != nil {
 			return err
 		}
 		routes = append(routes, route)
-		if spec.RouteKey == contract.RouteDefault {
+		if twoWay {
 			rr, err := apigatewayv2.NewRouteResponse(ctx, "route-response-"+spec.Name, &apigatewayv2.RouteResponseArgs{
 				ApiId:            d.api.ID(),
 				RouteId:          route.ID(),
-				RouteResponseKey: pulumi.String("$default"),
+				RouteResponseKey: pulumi.String(contract.RouteResponseKey),
 			})
 			if err != nil {
 				return err

@@ -101,7 +101,7 @@ func TestInventory(t *testing.T) {
 			want := map[string]int{
 				tKey: 1, tAlias: 1, tTable: 1, tSecret: 1,
 				tLogGroup: n + 1, tRolePolicy: n, tFunction: n, tPermission: n,
-				tAPI: 1, tIntegration: n, tRoute: n, tRouteResp: 1, tStage: 1,
+				tAPI: 1, tIntegration: n, tRoute: n, tRouteResp: len(contract.TwoWayRoutes()), tStage: 1,
 				tMetricFilter: n, tQuery: 4, tDashboard: 1,
 				tRole: n,
 			}
@@ -525,12 +525,28 @@ func TestWebSocketAPI(t *testing.T) {
 				t.Errorf("%s: permission %v, want invoke of %s from %s", env, perm.Inputs, f.str("name"), wantSrc)
 			}
 		}
-		if routes["$default"].str("routeResponseSelectionExpression") != "$default" {
-			t.Errorf("%s: $default route response selection %q", env, routes["$default"].str("routeResponseSelectionExpression"))
+		// Route responses both ways: exactly the contract's two-way routes
+		// have one (the local gateway drops the bodies of all others).
+		responses := map[string]recorded{}
+		for _, rr := range d.ofType(tRouteResp) {
+			responses[rr.str("routeId")] = rr
 		}
-		rr := d.one(t, tRouteResp, "route-response-default")
-		if rr.str("routeResponseKey") != "$default" || rr.str("routeId") != "route-default-id" {
-			t.Errorf("%s: route response %v", env, rr.Inputs)
+		for _, fn := range contract.Functions() {
+			key := routeOf[fn]
+			sel := routes[key].str("routeResponseSelectionExpression")
+			rr, has := responses["route-"+fn+"-id"]
+			if contract.IsTwoWayRoute(key) {
+				if sel != contract.RouteResponseKey || !has || rr.str("routeResponseKey") != contract.RouteResponseKey {
+					t.Errorf("%s: two-way route %s: selection %q, route response %v", env, key, sel, rr.Inputs)
+				}
+				continue
+			}
+			if sel != "" || has {
+				t.Errorf("%s: one-way route %s has a route response (selection %q, %v)", env, key, sel, rr.Inputs)
+			}
+		}
+		if len(responses) != len(contract.TwoWayRoutes()) {
+			t.Errorf("%s: %d route responses, want one per two-way route %v", env, len(responses), contract.TwoWayRoutes())
 		}
 
 		s := stage.Inputs["defaultRouteSettings"].(map[string]any)
