@@ -3,12 +3,15 @@ package localgw
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
+	"strings"
 	"sync"
 
 	"github.com/truora/minidyn/server"
@@ -20,33 +23,213 @@ import (
 // 16 MB limit).
 const maxDynamoRequest = 16 << 20
 
-// embeddedDynamo serves minidyn one request at a time: minidyn's CreateTable
-// and table map are not safe for concurrent use. Bodies are read before the
-// lock so a slow client never holds it.
+// dynamoTargetPrefix is the X-Amz-Target prefix of the DynamoDB API.
+const dynamoTargetPrefix = "DynamoDB_20120810."
+
+// dynamoOps are the operations minidyn serves; anything else is
+// UnknownOperationException, as DynamoDB answers it.
+var dynamoOps = map[string]bool{
+	"CreateTable": true, "UpdateTable": true, "DeleteTable": true, "DescribeTable": true,
+	"PutItem": true, "GetItem": true, "UpdateItem": true, "DeleteItem": true,
+	"Query": true, "Scan": true, "BatchWriteItem": true, "BatchGetItem": true,
+	"TransactWriteItems": true, "TransactGetItems": true,
+}
+
+// embeddedDynamo serves minidyn behind a guard that makes it answer as
+// DynamoDB does where minidyn does not:
+//
+//   - it validates what minidyn dereferences without checking (a Query or
+//     Scan naming an index the table lacks made it panic on nil);
+//   - it recovers a panic per request and answers 400 ValidationException,
+//     so one bad request cannot drop the connection or the process;
+//   - PutItem answers Attributes only for ReturnValues ALL_OLD, and then the
+//     item it replaced (minidyn always returns the new item).
+//
+// Requests are served one at a time: minidyn's CreateTable and table map are
+// not safe for concurrent use. Bodies are read before the lock so a slow
+// client never holds it.
 type embeddedDynamo struct {
-	mu  sync.Mutex
-	srv *server.Server
+	mu     sync.Mutex
+	srv    http.Handler // minidyn's server; a test may put a panicking one
+	tables map[string]*tableInfo
+	logger *slog.Logger
+}
+
+// tableInfo is what the guard needs to know of a table, from DescribeTable.
+type tableInfo struct {
+	keys    []string // key attribute names
+	indexes map[string]bool
 }
 
 func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxDynamoRequest+1))
 	if err != nil || len(body) > maxDynamoRequest {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = w.Write([]byte(`{"__type":"com.amazon.coral.validate#ValidationException","message":"request body unreadable or over 16 MB"}`))
+		writeDynamoError(w, http.StatusBadRequest, "ValidationException", "request body unreadable or over 16 MB")
 		return
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), dynamoTargetPrefix)
+	if !ok || !dynamoOps[op] {
+		writeDynamoError(w, http.StatusBadRequest, "UnknownOperationException",
+			fmt.Sprintf("operation %q is not served by the embedded DynamoDB (minidyn)", r.Header.Get("X-Amz-Target")))
+		return
+	}
+	if r.Method != http.MethodPost {
+		writeDynamoError(w, http.StatusBadRequest, "ValidationException", "DynamoDB API requests are POSTs")
+		return
+	}
+
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.srv.ServeHTTP(w, r)
+	var old map[string]any // PutItem ALL_OLD: the item before the put
+	switch op {
+	case "CreateTable", "UpdateTable", "DeleteTable":
+		defer clear(d.tables) // the next request describes them again
+	case "Query", "Scan":
+		var in struct{ TableName, IndexName string }
+		if json.Unmarshal(body, &in) == nil && in.IndexName != "" {
+			if t := d.table(in.TableName); t != nil && !t.indexes[in.IndexName] {
+				writeDynamoError(w, http.StatusBadRequest, "ValidationException", "The table does not have the specified index: "+in.IndexName)
+				return
+			}
+		}
+	case "PutItem":
+		var in struct {
+			TableName    string
+			ReturnValues string
+			Item         map[string]any
+		}
+		if json.Unmarshal(body, &in) == nil {
+			switch in.ReturnValues {
+			case "", "NONE":
+			case "ALL_OLD":
+				old = d.oldItem(in.TableName, in.Item)
+			default:
+				writeDynamoError(w, http.StatusBadRequest, "ValidationException",
+					"Return values set to invalid value: PutItem takes NONE or ALL_OLD, not "+truncate(in.ReturnValues, 64))
+				return
+			}
+		}
+	}
+
+	rec := d.call(r.Context(), op, body, r.Header)
+	if rec.Code == http.StatusOK && op == "PutItem" {
+		rec.Body = putItemOutput(rec.Body.Bytes(), old)
+	}
+	for k, vs := range rec.Header() {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// call runs one request on minidyn into a recorder, turning a panic into
+// DynamoDB's 400 ValidationException: minidyn panics on input it does not
+// validate, and DynamoDB answers invalid input with exactly that. Called
+// with d.mu held.
+func (d *embeddedDynamo) call(ctx context.Context, op string, body []byte, hdr http.Header) (rec *httptest.ResponseRecorder) {
+	rec = httptest.NewRecorder()
+	defer func() {
+		if p := recover(); p != nil {
+			d.logger.Error("localgw: the embedded DynamoDB (minidyn) panicked; answered 400 ValidationException",
+				"operation", op, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			rec = httptest.NewRecorder()
+			writeDynamoError(rec, http.StatusBadRequest, "ValidationException",
+				fmt.Sprintf("the embedded DynamoDB could not process this %s request; check it against the DynamoDB API reference (minidyn: %v)", op, p))
+		}
+	}()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	req.Header = hdr.Clone()
+	d.srv.ServeHTTP(rec, req)
+	return rec
+}
+
+// table describes a table through minidyn itself (cached until a table
+// changes); nil when it does not exist (minidyn then answers the request
+// with ResourceNotFoundException). Called with d.mu held.
+func (d *embeddedDynamo) table(name string) *tableInfo {
+	if t, ok := d.tables[name]; ok {
+		return t
+	}
+	in, _ := json.Marshal(map[string]string{"TableName": name})
+	rec := d.call(context.Background(), "DescribeTable", in, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "DescribeTable"}})
+	var out struct {
+		Table struct {
+			KeySchema              []struct{ AttributeName string }
+			GlobalSecondaryIndexes []struct{ IndexName string }
+			LocalSecondaryIndexes  []struct{ IndexName string }
+		}
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+		return nil
+	}
+	t := &tableInfo{indexes: map[string]bool{}}
+	for _, k := range out.Table.KeySchema {
+		t.keys = append(t.keys, k.AttributeName)
+	}
+	for _, i := range out.Table.GlobalSecondaryIndexes {
+		t.indexes[i.IndexName] = true
+	}
+	for _, i := range out.Table.LocalSecondaryIndexes {
+		t.indexes[i.IndexName] = true
+	}
+	d.tables[name] = t
+	return t
+}
+
+// oldItem reads the item a PutItem is about to replace (nil when none).
+// Called with d.mu held.
+func (d *embeddedDynamo) oldItem(table string, item map[string]any) map[string]any {
+	t := d.table(table)
+	if t == nil {
+		return nil
+	}
+	key := map[string]any{}
+	for _, k := range t.keys {
+		v, ok := item[k]
+		if !ok {
+			return nil // minidyn answers the put's own validation error
+		}
+		key[k] = v
+	}
+	in, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
+	rec := d.call(context.Background(), "GetItem", in, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "GetItem"}})
+	var out struct{ Item map[string]any }
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+		return nil
+	}
+	return out.Item
+}
+
+// putItemOutput rewrites minidyn's PutItem answer: Attributes is the
+// replaced item for ALL_OLD (old, nil when there was none) and absent
+// otherwise, as in DynamoDB.
+func putItemOutput(body []byte, old map[string]any) *bytes.Buffer {
+	var out map[string]json.RawMessage
+	if json.Unmarshal(body, &out) != nil {
+		return bytes.NewBuffer(body)
+	}
+	delete(out, "Attributes")
+	if len(old) > 0 {
+		out["Attributes"], _ = json.Marshal(old)
+	}
+	b, _ := json.Marshal(out)
+	return bytes.NewBuffer(b)
+}
+
+// writeDynamoError answers as DynamoDB does: status, and a JSON body whose
+// __type ends in the error code the SDKs map to their typed errors.
+func writeDynamoError(w http.ResponseWriter, status int, code, message string) {
+	b, _ := json.Marshal(map[string]string{"__type": "com.amazonaws.dynamodb.v20120810#" + code, "message": message})
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 // newEmbeddedDynamo starts an in-memory DynamoDB API with the connections
 // table already created, through the real SDK client over an in-process
 // transport (the listener does not exist yet).
-func newEmbeddedDynamo(ctx context.Context, table string) (*embeddedDynamo, error) {
-	d := &embeddedDynamo{srv: server.NewServer()}
+func newEmbeddedDynamo(ctx context.Context, table string, logger *slog.Logger) (*embeddedDynamo, error) {
+	d := &embeddedDynamo{srv: server.NewServer(), tables: map[string]*tableInfo{}, logger: logger}
 	// The SDK's default retryer applies: the table setup is idempotent, so a
 	// retried 5xx or throttle from the store is harmless.
 	client, err := store.NewDynamoClient(ctx, store.ClientConfig{

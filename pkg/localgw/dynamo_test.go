@@ -1,6 +1,10 @@
 package localgw_test
 
 import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -60,5 +64,89 @@ func TestEmbeddedDynamoDBCustomTable(t *testing.T) {
 	s := localgwtest.Start(t, localgw.Config{EmbeddedDynamoDB: true, Table: "my-conns"})
 	if _, err := s.DynamoDBClient().DescribeTable(testCtx(t), &dynamodb.DescribeTableInput{TableName: aws.String("my-conns")}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// #16 item 4: a Query or Scan naming an index the table lacks made minidyn
+// dereference nil and drop the connection; the gateway answers as DynamoDB.
+func TestEmbeddedDynamoDBUnknownIndex(t *testing.T) {
+	s := localgwtest.Start(t, localgw.Config{EmbeddedDynamoDB: true})
+	db := s.DynamoDBClient()
+	ctx := testCtx(t)
+	want := "The table does not have the specified index: nope"
+	_, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(s.Table), IndexName: aws.String("nope")})
+	if errCode(err) != "ValidationException" || !strings.Contains(err.Error(), want) {
+		t.Errorf("Scan on index nope: %v, want ValidationException %q", err, want)
+	}
+	_, err = db.Query(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(s.Table), IndexName: aws.String("nope"),
+		KeyConditionExpression:    aws.String("tenant_id = :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberS{Value: "t1"}},
+	})
+	if errCode(err) != "ValidationException" || !strings.Contains(err.Error(), want) {
+		t.Errorf("Query on index nope: %v, want ValidationException %q", err, want)
+	}
+	// The issue's exact request, on the wire.
+	req, _ := http.NewRequest(http.MethodPost, s.DynamoDBEndpoint+"/", strings.NewReader(`{"TableName":"`+s.Table+`","IndexName":"nope"}`))
+	req.Header.Set("X-Amz-Target", "DynamoDB_20120810.Scan")
+	resp, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("the endpoint dropped the connection: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var body struct {
+		Type    string `json:"__type"`
+		Message string `json:"message"`
+	}
+	if resp.StatusCode != 400 || json.Unmarshal(b, &body) != nil || !strings.HasSuffix(body.Type, "#ValidationException") || body.Message != want {
+		t.Errorf("raw Scan: %d %s", resp.StatusCode, b)
+	}
+	// Real indexes still work.
+	for _, idx := range []string{schema.IndexTenant, schema.IndexUser} {
+		if _, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(s.Table), IndexName: aws.String(idx)}); err != nil {
+			t.Errorf("Scan on %s: %v", idx, err)
+		}
+	}
+	// An operation minidyn does not have.
+	_, err = db.ListTables(ctx, &dynamodb.ListTablesInput{})
+	if errCode(err) != "UnknownOperationException" {
+		t.Errorf("ListTables: %v, want UnknownOperationException", err)
+	}
+}
+
+// #18 item 11: PutItem returns Attributes only for ReturnValues ALL_OLD,
+// and then the replaced item, as DynamoDB does (minidyn always returned
+// the new item).
+func TestEmbeddedDynamoDBPutItemReturnValues(t *testing.T) {
+	s := localgwtest.Start(t, localgw.Config{EmbeddedDynamoDB: true})
+	db := s.DynamoDBClient()
+	ctx := testCtx(t)
+	item := func(v string) map[string]types.AttributeValue {
+		return map[string]types.AttributeValue{
+			schema.AttrConnectionID: &types.AttributeValueMemberS{Value: "ab-_cd-_ef-_ghI="},
+			"note":                  &types.AttributeValueMemberS{Value: v},
+		}
+	}
+	out, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: item("one")})
+	if err != nil || len(out.Attributes) != 0 {
+		t.Fatalf("PutItem without ReturnValues: attributes %v, err %v; want none", out.Attributes, err)
+	}
+	out, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: item("two"), ReturnValues: types.ReturnValueAllOld})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := out.Attributes["note"].(*types.AttributeValueMemberS); !ok || n.Value != "one" {
+		t.Errorf("ALL_OLD returned %v, want the replaced item (note one)", out.Attributes)
+	}
+	out, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: map[string]types.AttributeValue{
+		schema.AttrConnectionID: &types.AttributeValueMemberS{Value: "new-_cd-_ef-_gh="},
+	}, ReturnValues: types.ReturnValueAllOld})
+	if err != nil || len(out.Attributes) != 0 {
+		t.Errorf("ALL_OLD of a new item: %v %v, want no attributes", out.Attributes, err)
+	}
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: item("three"), ReturnValues: types.ReturnValueAllNew})
+	if errCode(err) != "ValidationException" {
+		t.Errorf("PutItem ALL_NEW: %v, want ValidationException", err)
 	}
 }

@@ -77,7 +77,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if cfg.EmbeddedDynamoDB {
 		ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
-		d, err := newEmbeddedDynamo(ctx, cfg.Table)
+		d, err := newEmbeddedDynamo(ctx, cfg.Table, cfg.Logger)
 		cancel()
 		if err != nil {
 			g.cancel()
