@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -34,8 +35,22 @@ const (
 	DefaultStage = "local"
 	// DefaultAPIID is the apiId in events when Config.APIID is empty.
 	DefaultAPIID = "local"
-	// DefaultRouteSelectionExpression is API Gateway's usual expression.
-	DefaultRouteSelectionExpression = "$request.body.action"
+	// DefaultRouteSelectionExpression is API Gateway's usual expression (the
+	// one the deployment uses).
+	DefaultRouteSelectionExpression = contract.RouteSelectionExpression
+)
+
+// API Gateway's default account quotas, which Config.AWSQuotas applies
+// (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html,
+// .../apigateway-execution-service-websocket-limits-table.html).
+const (
+	// AWSConnectRateLimit is the new WebSocket connections per second per
+	// account and Region.
+	AWSConnectRateLimit = 500
+	// AWSThrottleRate and AWSThrottleBurst are the account throttle (a token
+	// bucket) that @connections calls count against.
+	AWSThrottleRate  = 10000
+	AWSThrottleBurst = 5000
 )
 
 // Route keys with special meaning (the same keys the handlers and the
@@ -56,12 +71,16 @@ type Config struct {
 	// Routes maps route keys ("$connect", "$disconnect", "$default", or any
 	// action such as "ping") to integrations. A missing $connect accepts every
 	// connection; a missing $disconnect is skipped; a message matching no route
-	// and no $default gets AWS's "Forbidden" error frame. Routes can be
-	// replaced later with SetRoute.
+	// and no $default gets AWS's "Forbidden" error frame. Routes are one-way
+	// (their integration's response body is dropped, as on AWS) unless
+	// wrapped in TwoWay. Routes can be replaced later with SetRoute.
 	Routes map[string]Integration
-	// RouteSelectionExpression picks the route key from a message body.
-	// Supported: "$request.body.<field>[.<field>...]" (also "${...}").
-	// "" => "$request.body.action".
+	// RouteSelectionExpression picks the route key from a message body, as
+	// on API Gateway: "$request.body.<field>[.<field>...]", or a template
+	// joining several "${request.body.<path>}" variables and literal text
+	// (e.g. "${request.body.type}/${request.body.action}"; "\$" is a literal
+	// "$"). Non-string values are stringified; a message missing a field
+	// goes to $default. "" => "$request.body.action".
 	RouteSelectionExpression string
 	// IdleTimeout closes a connection when the client sent nothing (no data
 	// message and no ping) for this long. 0 => 10 minutes.
@@ -87,14 +106,30 @@ type Config struct {
 	// "" => schema.DefaultTableName.
 	Table string
 
-	// ManagementRateLimit is the @connections requests per second allowed
-	// (token bucket); excess requests get 429 LimitExceededException.
-	// 0 => unlimited.
+	// ManagementRateLimit and ManagementBurst are the initial
+	// Faults.ThrottleRate and Faults.ThrottleBurst when those are zero (kept
+	// from before the throttle could change at runtime; prefer Faults).
 	ManagementRateLimit float64
-	// ManagementBurst is the token bucket size. 0 => max(1, rate).
-	ManagementBurst int
+	ManagementBurst     int
 
-	// Faults injects management API failures and latency; off by default.
+	// ConnectRateLimit is the new connections per second the gateway
+	// accepts (a token bucket of ConnectBurst): an upgrade beyond it is
+	// answered 429 before $connect runs, as API Gateway answers beyond its
+	// account quota. 0 => unlimited (AWSConnectRateLimit with AWSQuotas).
+	ConnectRateLimit float64
+	// ConnectBurst is that bucket's size. 0 => max(1, ConnectRateLimit).
+	ConnectBurst int
+	// AWSQuotas applies API Gateway's default account quotas where the
+	// fields for them are zero: ConnectRateLimit AWSConnectRateLimit and the
+	// @connections throttle (Faults.ThrottleRate/ThrottleBurst)
+	// AWSThrottleRate/AWSThrottleBurst. Off by default: a local stack is
+	// usually faster than a fresh AWS account allows, which is what tests and
+	// demos want.
+	AWSQuotas bool
+
+	// Faults injects management API failures, latency and throttling, and
+	// drops $disconnect events; off by default. SetFaults changes it while
+	// serving.
 	Faults Faults
 
 	// Logger receives diagnostics. nil => discard.
@@ -106,25 +141,40 @@ type Config struct {
 	DomainName string
 	// APIID is the apiId in events. "" => "local".
 	APIID string
-	// NewID generates connection ids (tests use it for ids with "+" and
-	// "/"). It must return unique strings. nil => random AWS-shaped ids:
-	// 11 random bytes in standard base64, like "L0SM9cOFvHcCIhw=".
+	// NewID generates connection ids (tests use it for ids with "-", "_"
+	// or characters that need URL-encoding). It must return unique strings.
+	// nil => random AWS-shaped ids: 11 random bytes in URL-safe base64, 15
+	// characters of [A-Za-z0-9_-] and "=", like "L0SM9cOFvHcCIhw=".
 	NewID func() string
 }
 
-// Faults describes injected management API failures. The zero value injects
-// nothing. Probabilities are per @connections request and must sum to <= 1.
+// Faults is the AWS regime the gateway imposes at runtime: injected
+// @connections failures, latency and throttling, and dropped $disconnect
+// events. The zero value injects nothing. Set it in Config.Faults or, while
+// serving, with Gateway.SetFaults (read the current set with
+// Gateway.Faults).
 type Faults struct {
-	// Error500 is the probability of a 500 InternalServerErrorException.
+	// Error500, Error429 and Error410 are the probabilities, per
+	// @connections request, of a 500 InternalServerErrorException, a 429
+	// LimitExceededException and a 410 GoneException. They must sum to <= 1.
 	Error500 float64
-	// Error429 is the probability of a 429 LimitExceededException.
 	Error429 float64
-	// Error410 is the probability of a 410 GoneException.
 	Error410 float64
-	// Latency is added to every management request.
+	// Latency is added to every @connections request.
 	Latency time.Duration
 	// Jitter adds a uniformly random extra delay in [0, Jitter).
 	Jitter time.Duration
+	// ThrottleRate is the @connections requests per second allowed (a token
+	// bucket of ThrottleBurst tokens, as API Gateway's account throttle);
+	// beyond it requests get 429 LimitExceededException. 0 => unlimited.
+	// Changing the rate or burst starts a full bucket.
+	ThrottleRate float64
+	// ThrottleBurst is the bucket size. 0 => max(1, ThrottleRate).
+	ThrottleBurst int
+	// DropDisconnect is the probability (0 to 1) that a closing connection's
+	// $disconnect integration is skipped, as AWS may skip it ($disconnect is
+	// best-effort). Dropped events are counted in disconnects_dropped_total.
+	DropDisconnect float64
 	// Rand draws the probabilities and jitter. It is used under a mutex.
 	// nil => a generator seeded with Seed (or randomly when Seed is 0).
 	Rand *rand.Rand
@@ -132,14 +182,19 @@ type Faults struct {
 	Seed uint64
 }
 
-func (f Faults) enabled() bool {
+// delays reports whether requests wait or may fail by injection (the
+// throttle is checked on its own).
+func (f Faults) delays() bool {
 	return f.Error500 > 0 || f.Error429 > 0 || f.Error410 > 0 || f.Latency > 0 || f.Jitter > 0
 }
 
 func (f Faults) validate() error {
-	for name, p := range map[string]float64{"Error500": f.Error500, "Error429": f.Error429, "Error410": f.Error410} {
-		if p < 0 || p > 1 {
-			return fmt.Errorf("%w: Faults.%s = %v, want a probability in [0, 1]", ErrInvalidConfig, name, p)
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"Error500", f.Error500}, {"Error429", f.Error429}, {"Error410", f.Error410}, {"DropDisconnect", f.DropDisconnect}} {
+		if !(p.v >= 0 && p.v <= 1) { // also NaN
+			return fmt.Errorf("%w: Faults.%s = %v, want a probability in [0, 1]", ErrInvalidConfig, p.name, p.v)
 		}
 	}
 	if sum := f.Error500 + f.Error429 + f.Error410; sum > 1+1e-9 {
@@ -148,11 +203,15 @@ func (f Faults) validate() error {
 	if f.Latency < 0 || f.Jitter < 0 {
 		return fmt.Errorf("%w: Faults.Latency and Faults.Jitter must not be negative", ErrInvalidConfig)
 	}
+	if !(f.ThrottleRate >= 0) || f.ThrottleBurst < 0 || math.IsInf(f.ThrottleRate, 0) {
+		return fmt.Errorf("%w: Faults.ThrottleRate %v and ThrottleBurst %d: want a finite rate >= 0 (0 = unlimited) and a burst >= 0",
+			ErrInvalidConfig, f.ThrottleRate, f.ThrottleBurst)
+	}
 	return nil
 }
 
 // withDefaults returns cfg with zero values replaced and validates it.
-func (cfg Config) withDefaults() (Config, []string, error) {
+func (cfg Config) withDefaults() (Config, selector, error) {
 	if cfg.Stage == "" {
 		cfg.Stage = DefaultStage
 	}
@@ -162,7 +221,7 @@ func (cfg Config) withDefaults() (Config, []string, error) {
 	if cfg.RouteSelectionExpression == "" {
 		cfg.RouteSelectionExpression = DefaultRouteSelectionExpression
 	}
-	path, err := parseSelectionExpression(cfg.RouteSelectionExpression)
+	sel, err := parseSelectionExpression(cfg.RouteSelectionExpression)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -187,8 +246,23 @@ func (cfg Config) withDefaults() (Config, []string, error) {
 	if cfg.Table == "" {
 		cfg.Table = schema.DefaultTableName
 	}
-	if cfg.ManagementRateLimit < 0 || cfg.ManagementBurst < 0 {
+	if !(cfg.ManagementRateLimit >= 0) || cfg.ManagementBurst < 0 {
 		return cfg, nil, fmt.Errorf("%w: ManagementRateLimit and ManagementBurst must not be negative", ErrInvalidConfig)
+	}
+	if !(cfg.ConnectRateLimit >= 0) || cfg.ConnectBurst < 0 || math.IsInf(cfg.ConnectRateLimit, 0) {
+		return cfg, nil, fmt.Errorf("%w: ConnectRateLimit %v and ConnectBurst %d: want a finite rate >= 0 (0 = unlimited) and a burst >= 0",
+			ErrInvalidConfig, cfg.ConnectRateLimit, cfg.ConnectBurst)
+	}
+	if cfg.Faults.ThrottleRate == 0 && cfg.ManagementRateLimit > 0 {
+		cfg.Faults.ThrottleRate, cfg.Faults.ThrottleBurst = cfg.ManagementRateLimit, cfg.ManagementBurst
+	}
+	if cfg.AWSQuotas {
+		if cfg.ConnectRateLimit == 0 {
+			cfg.ConnectRateLimit, cfg.ConnectBurst = AWSConnectRateLimit, AWSConnectRateLimit
+		}
+		if cfg.Faults.ThrottleRate == 0 {
+			cfg.Faults.ThrottleRate, cfg.Faults.ThrottleBurst = AWSThrottleRate, AWSThrottleBurst
+		}
 	}
 	if err := cfg.Faults.validate(); err != nil {
 		return cfg, nil, err
@@ -205,26 +279,5 @@ func (cfg Config) withDefaults() (Config, []string, error) {
 	if cfg.APIID == "" {
 		cfg.APIID = DefaultAPIID
 	}
-	return cfg, path, nil
-}
-
-// parseSelectionExpression turns "$request.body.a.b" (or "${request.body.a.b}")
-// into the JSON path ["a", "b"].
-func parseSelectionExpression(expr string) ([]string, error) {
-	e := expr
-	if strings.HasPrefix(e, "${") && strings.HasSuffix(e, "}") {
-		e = "$" + e[2:len(e)-1]
-	}
-	const prefix = "$request.body."
-	if !strings.HasPrefix(e, prefix) || len(e) == len(prefix) {
-		return nil, fmt.Errorf("%w: RouteSelectionExpression %q is not supported; use $request.body.<field> (e.g. %q)",
-			ErrInvalidConfig, expr, DefaultRouteSelectionExpression)
-	}
-	path := strings.Split(e[len(prefix):], ".")
-	for _, p := range path {
-		if p == "" {
-			return nil, fmt.Errorf("%w: RouteSelectionExpression %q has an empty field name", ErrInvalidConfig, expr)
-		}
-	}
-	return path, nil
+	return cfg, sel, nil
 }

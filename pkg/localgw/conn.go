@@ -36,38 +36,52 @@ const (
 	reasonWriteFailed   = "Write to client failed"
 )
 
+// API Gateway's error messages to clients (error frames and failed upgrades).
+const (
+	msgInternal = "Internal server error"
+	msgTimedOut = "Endpoint request timed out" // observed
+)
+
 var (
 	errGone       = errors.New("connection gone")
 	errBufferFull = errors.New("client buffer full")
 )
 
+// Sizes of a connection's buffered reader and writer. coder/websocket keeps
+// both for the connection's whole life, so they dominate an idle
+// connection's memory at net/http's 4 KB each; frames are small (and large
+// payloads bypass a bufio buffer), so 1 KB costs no more syscalls for the
+// typical message.
+const (
+	connReadBuffer  = 1 << 10
+	connWriteBuffer = 1 << 10
+)
+
+// conn is one established connection. It holds no goroutine of its own
+// while idle but the one blocked reading from the client: writes run on a
+// goroutine started only while messages are queued, and the idle and
+// maximum-duration timeouts live in the gateway's deadline heap.
 type conn struct {
 	g       *Gateway
 	info    connInfo
-	ws      atomic.Pointer[websocket.Conn]
-	raw     atomic.Pointer[net.Conn] // the hijacked TCP connection
-	sniffer *frameSniffer
-	ctx     context.Context // cancelled by terminate; bounds writes
-	cancel  context.CancelFunc
+	sniffer frameSniffer
 
-	lastActiveMono atomic.Int64 // since g.started, for the idle timer
+	lastActiveMono atomic.Int64 // since g.started, for the idle deadline
 	lastActiveAt   atomic.Int64 // cfg.Now() unix nanos, for GetConnection
 
-	qmu    sync.Mutex
-	queue  [][]byte
-	queued int // bytes in queue and in the write in progress
-	notify chan struct{}
+	idleDL, maxDL deadline // guarded by g.deadlines.mu
 
-	closeOnce   sync.Once
-	closing     chan struct{}
+	mu          sync.Mutex
+	ws          *websocket.Conn // nil until the upgrade completes
+	raw         net.Conn        // the hijacked TCP connection (Shutdown's hard close)
+	queue       [][]byte
+	queued      int  // bytes in queue and in the write in progress
+	writing     bool // a drain goroutine owns the writes
+	closed      bool // terminate ran
 	closeCode   int
 	closeReason string
 	serverClose bool
-	writerDone  chan struct{}
-
-	timerMu   sync.Mutex
-	idleTimer *time.Timer
-	maxTimer  *time.Timer
+	closer      chan struct{} // closed when a gateway-initiated close handshake ends
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {
@@ -93,8 +107,9 @@ func (g *Gateway) isClosing() bool {
 	return g.closing
 }
 
-// serveWebSocket runs $connect, then upgrades and serves the connection on
-// this goroutine until it closes and $disconnect has run.
+// serveWebSocket runs $connect, upgrades, and hands the connection to a
+// reader goroutine of its own, so this net/http goroutine (whose stack
+// $connect grew) ends.
 func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if !isWebSocketUpgrade(r) {
 		w.Header().Set("Upgrade", "websocket")
@@ -105,6 +120,14 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.isClosing() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "Service Unavailable: the gateway is shutting down"})
+		return
+	}
+	if g.connectLimiter != nil && !g.connectLimiter.allow() {
+		// API Gateway refuses connections beyond the account's new
+		// connections per second before any integration runs.
+		g.metrics.rejections.Add(1)
+		g.metrics.connectsThrottled.Add(1)
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"message": "Too Many Requests"})
 		return
 	}
 	now := g.cfg.Now()
@@ -120,15 +143,18 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var subprotocols []string
-	if in := g.route(RouteConnect); in != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.IntegrationTimeout)
-		resp, err := safeInvoke(ctx, in, g.connectEvent(info, r, now))
-		cancel()
+	if in := g.Route(RouteConnect); in != nil {
+		resp, err := g.invoke(r.Context(), in, g.connectEvent(info, r, now))
 		if err != nil {
 			g.metrics.rejections.Add(1)
-			g.metrics.integrationErrors.Add(1)
 			g.cfg.Logger.Error("localgw: $connect integration failed", "connectionId", info.id, "err", err)
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"message": "Internal server error"})
+			if errors.Is(err, ErrIntegrationTimeout) {
+				writeJSON(w, http.StatusGatewayTimeout, map[string]string{"message": msgTimedOut})
+				return
+			}
+			// Observed on AWS: a failing $connect fails the upgrade with
+			// 502, not 500.
+			writeJSON(w, http.StatusBadGateway, map[string]string{"message": msgInternal})
 			return
 		}
 		status := resp.StatusCode
@@ -144,21 +170,14 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	c := &conn{
-		g:          g,
-		info:       info,
-		sniffer:    newFrameSniffer(MaxFrameBytes),
-		notify:     make(chan struct{}, 1),
-		closing:    make(chan struct{}),
-		writerDone: make(chan struct{}),
-	}
-	c.ctx, c.cancel = context.WithCancel(g.ctx)
-	c.lastActiveMono.Store(int64(time.Since(g.started)))
+	c := &conn{g: g, info: info}
+	c.sniffer.limit = MaxFrameBytes
+	c.lastActiveMono.Store(g.mono())
 	c.lastActiveAt.Store(now.UnixNano())
 
 	// Registered (established) before the 101 is written, so a management
 	// call made as soon as the client sees the upgrade finds it; messages
-	// posted now wait in the queue until the writer starts.
+	// posted now wait in the queue until the upgrade completes.
 	g.mu.Lock()
 	if g.closing {
 		g.mu.Unlock()
@@ -173,8 +192,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	g.metrics.connects.Add(1)
 	g.cfg.Logger.Debug("localgw: connected", "connectionId", info.id, "sourceIp", info.sourceIP)
 
-	sw := &sniffWriter{ResponseWriter: w, s: c.sniffer, onHijack: func(nc net.Conn) { c.raw.Store(&nc) }}
-	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(&sniffWriter{ResponseWriter: w, c: c}, r, &websocket.AcceptOptions{
 		Subprotocols:       subprotocols,
 		InsecureSkipVerify: true, // API Gateway does not check Origin
 		OnPingReceived: func(context.Context, []byte) bool {
@@ -185,7 +203,6 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		g.cfg.Logger.Warn("localgw: upgrade failed after $connect", "connectionId", info.id, "err", err)
 		c.terminate(closeAbnormal, reasonAbnormal, false)
-		close(c.writerDone)
 		c.finish()
 		return
 	}
@@ -193,11 +210,10 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// limit closes the socket itself with its own reason text ("read limited
 	// at N bytes"), and clients must see API Gateway's close, not ours.
 	ws.SetReadLimit(-1)
-	c.ws.Store(ws)
-	go c.writeLoop()
-	c.startTimers()
-	c.readLoop()
-	c.finish()
+	mono := g.mono()
+	g.deadlines.add(c, mono+int64(g.cfg.IdleTimeout), mono+int64(g.cfg.MaxDuration))
+	c.start(ws)
+	go c.run(ws)
 }
 
 func headerValue(resp events.APIGatewayProxyResponse, key string) string {
@@ -240,66 +256,73 @@ func (g *Gateway) rejectUpgrade(w http.ResponseWriter, status int, resp events.A
 }
 
 func (c *conn) touch() {
-	c.lastActiveMono.Store(int64(time.Since(c.g.started)))
+	c.lastActiveMono.Store(c.g.mono())
 	c.lastActiveAt.Store(c.g.cfg.Now().UnixNano())
 }
 
-func (c *conn) startTimers() {
-	c.timerMu.Lock()
-	defer c.timerMu.Unlock()
-	select {
-	case <-c.closing:
-		return
-	default:
-	}
-	c.idleTimer = time.AfterFunc(c.g.cfg.IdleTimeout, c.checkIdle)
-	c.maxTimer = time.AfterFunc(c.g.cfg.MaxDuration, func() {
-		c.terminate(closeGoingAway, reasonGoingAway, true)
-	})
+// idleDeadline is when the connection times out if the client stays silent.
+func (c *conn) idleDeadline() int64 {
+	return c.lastActiveMono.Load() + int64(c.g.cfg.IdleTimeout)
 }
 
-func (c *conn) checkIdle() {
-	idle := time.Since(c.g.started) - time.Duration(c.lastActiveMono.Load())
-	if idle >= c.g.cfg.IdleTimeout {
-		c.terminate(closeGoingAway, reasonGoingAway, true)
+// start hands the upgraded socket to the connection: it writes what was
+// queued during the upgrade, or closes at once when the connection was
+// ended meanwhile (DeleteConnection, Shutdown).
+func (c *conn) start(ws *websocket.Conn) {
+	c.mu.Lock()
+	c.ws = ws
+	if c.closed {
+		c.closeLocked(ws)
 		return
 	}
-	c.timerMu.Lock()
-	defer c.timerMu.Unlock()
-	if c.idleTimer != nil {
-		c.idleTimer.Reset(c.g.cfg.IdleTimeout - idle)
-	}
-}
-
-func (c *conn) stopTimers() {
-	c.timerMu.Lock()
-	defer c.timerMu.Unlock()
-	if c.idleTimer != nil {
-		c.idleTimer.Stop()
-		c.idleTimer = nil
-	}
-	if c.maxTimer != nil {
-		c.maxTimer.Stop()
-		c.maxTimer = nil
-	}
+	c.startDrainLocked()
+	c.mu.Unlock()
 }
 
 // terminate ends the connection once: it leaves the registry at once (so the
-// management API answers 410 from now on) and tells the writer to close the
-// socket, with a close frame when the gateway initiated the close.
+// management API answers 410 from now on) and closes the socket, with a close
+// frame when the gateway initiated the close.
 func (c *conn) terminate(code int, reason string, server bool) {
-	c.closeOnce.Do(func() {
-		c.closeCode, c.closeReason, c.serverClose = code, reason, server
-		g := c.g
-		g.mu.Lock()
-		if g.conns[c.info.id] == c {
-			delete(g.conns, c.info.id)
-		}
-		g.mu.Unlock()
-		g.metrics.active.Add(-1)
-		close(c.closing)
-		c.stopTimers()
-	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.closeCode, c.closeReason, c.serverClose = code, reason, server
+	c.queue = nil
+	g := c.g
+	g.mu.Lock()
+	if g.conns[c.info.id] == c {
+		delete(g.conns, c.info.id)
+	}
+	g.mu.Unlock()
+	g.metrics.active.Add(-1)
+	g.deadlines.remove(c)
+	if c.ws == nil { // the upgrade is in progress: start closes it
+		c.mu.Unlock()
+		return
+	}
+	c.closeLocked(c.ws)
+}
+
+// closeLocked closes the socket as terminate decided and unlocks c.mu. A
+// gateway-initiated close runs the close handshake (which waits up to 5 s
+// for the client's answer) on a goroutine of its own; finish waits for it.
+func (c *conn) closeLocked(ws *websocket.Conn) {
+	if !c.serverClose {
+		c.mu.Unlock()
+		_ = ws.CloseNow()
+		return
+	}
+	done := make(chan struct{})
+	c.closer = done
+	code, reason := c.closeCode, c.closeReason
+	c.mu.Unlock()
+	go func() {
+		defer close(done)
+		_ = ws.Close(websocket.StatusCode(code), reason)
+	}()
 }
 
 // forceClose drops the socket without waiting for a close handshake
@@ -308,120 +331,125 @@ func (c *conn) terminate(code int, reason string, server bool) {
 // for a client that does not answer.
 func (c *conn) forceClose() {
 	c.terminate(closeGoingAway, reasonGoingAway, true)
-	c.cancel()
-	if nc := c.raw.Load(); nc != nil {
-		_ = (*nc).Close()
+	c.mu.Lock()
+	raw := c.raw
+	c.mu.Unlock()
+	if raw != nil {
+		_ = raw.Close()
 	}
 }
 
-func (c *conn) isClosed() bool {
-	select {
-	case <-c.closing:
-		return true
-	default:
-		return false
-	}
-}
-
-// enqueue queues a text frame for the client without blocking: a full
+// enqueue queues a text message for the client without blocking: a full
 // buffer is errBufferFull (429 LimitExceededException), a closed connection
 // errGone (410).
 func (c *conn) enqueue(data []byte) error {
-	c.qmu.Lock()
-	if c.isClosed() {
-		c.qmu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return errGone
 	}
 	if c.queued > 0 && c.queued+len(data) > c.g.cfg.OutboundBuffer {
-		c.qmu.Unlock()
 		return errBufferFull
 	}
 	c.queue = append(c.queue, data)
 	c.queued += len(data)
-	c.qmu.Unlock()
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
+	c.startDrainLocked()
 	return nil
 }
 
-func (c *conn) dequeue() ([]byte, bool) {
-	c.qmu.Lock()
-	defer c.qmu.Unlock()
-	if len(c.queue) == 0 {
-		return nil, false
-	}
-	m := c.queue[0]
-	c.queue[0] = nil
-	c.queue = c.queue[1:]
-	if len(c.queue) == 0 {
-		c.queue = nil // let a burst's backing array go
-	}
-	return m, true
-}
-
-func (c *conn) release(n int) {
-	c.qmu.Lock()
-	c.queued -= n
-	c.qmu.Unlock()
-}
-
-// writeLoop is the only writer of data frames, so frames never interleave;
-// a slow client only fills its own buffer.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	ws := c.ws.Load()
-	for {
-		select {
-		case <-c.closing:
-			c.closeSocket(ws)
-			return
-		case <-c.notify:
-		}
-		for {
-			if c.isClosed() {
-				break
-			}
-			m, ok := c.dequeue()
-			if !ok {
-				break
-			}
-			// Our own timer rather than a ctx deadline: it records why the
-			// connection ends before coder/websocket drops the socket, so the
-			// reader's error cannot claim the close first.
-			ctx, cancel := context.WithCancel(c.ctx)
-			timer := time.AfterFunc(c.g.cfg.WriteTimeout, func() {
-				c.terminate(closeAbnormal, reasonWriteFailed, false)
-				cancel()
-			})
-			err := ws.Write(ctx, websocket.MessageText, m)
-			timer.Stop()
-			cancel()
-			c.release(len(m))
-			if err != nil {
-				c.terminate(closeAbnormal, reasonWriteFailed, false)
-				break
-			}
-			c.g.metrics.msgsOut.Add(1)
-		}
-	}
-}
-
-func (c *conn) closeSocket(ws *websocket.Conn) {
-	if c.serverClose {
-		_ = ws.Close(websocket.StatusCode(c.closeCode), c.closeReason)
+// startDrainLocked starts the writer when there is something to write and
+// none runs. The connection's WaitGroup slot is held (it is not closed), so
+// the Add is safe against Shutdown's Wait.
+func (c *conn) startDrainLocked() {
+	if c.writing || c.ws == nil || len(c.queue) == 0 {
 		return
 	}
-	_ = ws.CloseNow()
+	c.writing = true
+	c.g.connWG.Add(1)
+	go c.drain(c.ws)
 }
 
-func (c *conn) readLoop() {
-	ws := c.ws.Load()
+// drain is the only writer of data messages while it runs, so messages
+// never interleave; a slow client only fills its own buffer. It ends when
+// the queue is empty.
+func (c *conn) drain(ws *websocket.Conn) {
+	defer c.g.connWG.Done()
 	for {
-		// Background, not c.ctx: cancelling a read's ctx makes coder/websocket
-		// drop the connection without our close code. terminate ends reads by
-		// closing the socket instead.
+		c.mu.Lock()
+		if c.closed || len(c.queue) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		m := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		if len(c.queue) == 0 {
+			c.queue = nil // let a burst's backing array go
+		}
+		c.mu.Unlock()
+
+		err := c.write(ws, m)
+		c.mu.Lock()
+		c.queued -= len(m)
+		c.mu.Unlock()
+		if err != nil {
+			c.terminate(closeAbnormal, reasonWriteFailed, false)
+			continue // sees closed and ends
+		}
+		c.g.metrics.msgsOut.Add(1)
+	}
+}
+
+// write sends one message, in frames of at most MaxFrameBytes as API
+// Gateway does (its 32 KB frame quota applies to @connections messages
+// too): a larger message goes out as a text frame and continuation frames,
+// the last (empty) one with FIN, which every client library reassembles.
+func (c *conn) write(ws *websocket.Conn, m []byte) error {
+	// Our own timer rather than a ctx deadline: it records why the
+	// connection ends before coder/websocket drops the socket, so the
+	// reader's error cannot claim the close first.
+	ctx, cancel := context.WithCancel(c.g.ctx)
+	defer cancel()
+	timer := time.AfterFunc(c.g.cfg.WriteTimeout, func() {
+		c.terminate(closeAbnormal, reasonWriteFailed, false)
+		cancel()
+	})
+	defer timer.Stop()
+	if len(m) <= MaxFrameBytes {
+		return ws.Write(ctx, websocket.MessageText, m)
+	}
+	w, err := ws.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		return err
+	}
+	for len(m) > 0 {
+		n := min(len(m), MaxFrameBytes)
+		if _, err := w.Write(m[:n]); err != nil {
+			return err
+		}
+		m = m[n:]
+	}
+	return w.Close()
+}
+
+// run reads the client until the connection ends, then finishes it.
+func (c *conn) run(ws *websocket.Conn) {
+	c.readLoop(ws)
+	c.finish()
+}
+
+func (c *conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+func (c *conn) readLoop(ws *websocket.Conn) {
+	for {
+		// Background, not a cancellable ctx: cancelling a read's ctx makes
+		// coder/websocket drop the connection without our close code.
+		// terminate ends reads by closing the socket instead.
 		typ, rd, err := ws.Reader(context.Background())
 		if err != nil {
 			c.readFailed(err)
@@ -469,52 +497,53 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// finish waits for the writer, runs $disconnect and releases the connection.
+// finish waits for the close handshake, runs $disconnect and releases the
+// connection.
 func (c *conn) finish() {
-	<-c.writerDone
-	c.cancel()
-	c.g.runDisconnect(c.info, c.closeCode, c.closeReason)
+	c.mu.Lock()
+	closer, code, reason := c.closer, c.closeCode, c.closeReason
+	c.mu.Unlock()
+	if closer != nil {
+		<-closer
+	}
+	c.g.runDisconnect(c.info, code, reason)
 	c.g.connWG.Done()
 }
 
+// runDisconnect runs the $disconnect integration, unless fault injection
+// drops it (as AWS may: $disconnect is best-effort).
 func (g *Gateway) runDisconnect(info connInfo, code int, reason string) {
 	g.metrics.disconnects.Add(1)
 	g.cfg.Logger.Debug("localgw: disconnected", "connectionId", info.id, "code", code, "reason", reason)
-	in := g.route(RouteDisconnect)
+	in := g.Route(RouteDisconnect)
 	if in == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.IntegrationTimeout)
-	defer cancel()
-	if _, err := safeInvoke(ctx, in, g.disconnectEvent(info, code, reason, g.cfg.Now())); err != nil {
-		g.metrics.integrationErrors.Add(1)
+	if g.faults.dropDisconnect() {
+		g.metrics.disconnectsDropped.Add(1)
+		g.cfg.Logger.Debug("localgw: $disconnect dropped (fault injection)", "connectionId", info.id)
+		return
+	}
+	if _, err := g.invoke(g.ctx, in, g.disconnectEvent(info, code, reason, g.cfg.Now())); err != nil {
 		g.cfg.Logger.Error("localgw: $disconnect integration failed", "connectionId", info.id, "err", err)
 	}
 }
 
-// selectRoute evaluates the route selection expression on a message body.
+// selectRoute evaluates the route selection expression on a message body:
+// the matching route, else $default (nil when neither exists). Keys that
+// start with "$" never select a special route.
 func (g *Gateway) selectRoute(body []byte) (string, Integration) {
-	var v any
-	if json.Unmarshal(body, &v) == nil {
-		for _, field := range g.selPath {
-			obj, ok := v.(map[string]any)
-			if !ok {
-				v = nil
-				break
-			}
-			v = obj[field]
-		}
-		if key, ok := v.(string); ok && key != "" && !strings.HasPrefix(key, "$") {
-			if in := g.route(key); in != nil {
-				return key, in
-			}
+	if key, ok := g.sel.eval(body); ok && key != "" && !strings.HasPrefix(key, "$") {
+		if in := g.Route(key); in != nil {
+			return key, in
 		}
 	}
-	return RouteDefault, g.route(RouteDefault)
+	return RouteDefault, g.Route(RouteDefault)
 }
 
-// dispatch routes one client message and queues the route response, or
-// API Gateway's error frame when there is no route or the integration fails.
+// dispatch routes one client message. A two-way route's response body goes
+// back to the client; a one-way route's is dropped, as on AWS. With no route
+// or a failing integration the client gets API Gateway's error frame.
 func (c *conn) dispatch(data []byte) {
 	g := c.g
 	key, in := g.selectRoute(data)
@@ -523,20 +552,26 @@ func (c *conn) dispatch(data []byte) {
 		return
 	}
 	ev := g.messageEvent(c.info, key, string(data), g.cfg.Now())
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.IntegrationTimeout)
-	resp, err := safeInvoke(ctx, in, ev)
-	cancel()
-	if err != nil {
-		g.metrics.integrationErrors.Add(1)
+	resp, err := g.invoke(g.ctx, in, ev)
+	switch {
+	case errors.Is(err, ErrIntegrationTimeout):
+		g.cfg.Logger.Error("localgw: route integration timed out", "route", key, "connectionId", c.info.id, "timeout", g.cfg.IntegrationTimeout)
+		c.sendError(msgTimedOut, ev.RequestContext.RequestID)
+		return
+	case err != nil:
 		g.cfg.Logger.Error("localgw: route integration failed", "route", key, "connectionId", c.info.id, "err", err)
-		c.sendError("Internal server error", ev.RequestContext.RequestID)
+		c.sendError(msgInternal, ev.RequestContext.RequestID)
 		return
 	}
 	if resp.Body == "" {
 		return
 	}
-	body := proxyBody(resp)
-	if err := c.enqueue(body); err != nil {
+	if !IsTwoWay(in) {
+		g.metrics.routeResponsesDropped.Add(1)
+		g.cfg.Logger.Debug("localgw: response body dropped: one-way route (no route response)", "route", key, "connectionId", c.info.id)
+		return
+	}
+	if err := c.enqueue(proxyBody(resp)); err != nil {
 		g.cfg.Logger.Warn("localgw: route response dropped", "route", key, "connectionId", c.info.id, "err", err)
 	}
 }

@@ -12,13 +12,31 @@ import (
 )
 
 // newID returns an id shaped like API Gateway's connection, request and
-// message ids: 11 random bytes in standard base64, e.g. "L0SM9cOFvHcCIhw="
-// (16 characters ending in one "="). It can contain "+" and "/", so clients
-// must URL-encode it in @connections paths, exactly as on AWS.
+// message ids (observed: 15 characters of [A-Za-z0-9_-] then "=", e.g.
+// "L0SM9cOFvHcCIhw=" or "dDa5Ab_-IAMCJcQ="): 11 random bytes in URL-safe
+// base64. The "=" is why clients URL-encode ids in @connections paths.
 func newID() string {
 	var b [11]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return base64.StdEncoding.EncodeToString(b[:])
+	return base64.URLEncoding.EncodeToString(b[:])
+}
+
+// wellFormedID reports whether id could be a connection id: 15 characters
+// of the base64 alphabets then "=". Real ids use [A-Za-z0-9_-]; "+" and "/"
+// (standard base64, which this gateway's ids used before) are accepted too,
+// so a test's Config.NewID of that shape keeps getting 410 for a closed id.
+func wellFormedID(id string) bool {
+	if len(id) != 16 || id[15] != '=' {
+		return false
+	}
+	for i := 0; i < 15; i++ {
+		switch b := id[i]; {
+		case b >= 'A' && b <= 'Z', b >= 'a' && b <= 'z', b >= '0' && b <= '9', b == '-', b == '_', b == '+', b == '/':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // requestTimeLayout is API Gateway's requestTime format.

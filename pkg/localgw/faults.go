@@ -22,17 +22,20 @@ var (
 	fault410 = &injectedError{http.StatusGone, ErrTypeGone, "connection is gone (injected fault)"}
 )
 
-// faultInjector draws per-request faults from one generator under a mutex,
-// so a seeded run is reproducible for a given request order.
+// faultInjector holds the runtime fault settings and draws per-request
+// faults from one generator under a mutex, so a seeded run is reproducible
+// for a given request order.
 type faultInjector struct {
-	mu  sync.Mutex
-	f   Faults
-	rng *rand.Rand
-	on  bool
+	mu       sync.Mutex
+	f        Faults
+	rng      *rand.Rand
+	delays   bool         // errors, latency or jitter to apply
+	throttle *tokenBucket // nil: unlimited
+	now      func() time.Time
 }
 
-func newFaultInjector(f Faults) *faultInjector {
-	fi := &faultInjector{}
+func newFaultInjector(f Faults, now func() time.Time) *faultInjector {
+	fi := &faultInjector{now: now}
 	fi.set(f)
 	return fi
 }
@@ -40,8 +43,16 @@ func newFaultInjector(f Faults) *faultInjector {
 func (fi *faultInjector) set(f Faults) {
 	fi.mu.Lock()
 	defer fi.mu.Unlock()
+	// A throttle setting that did not change keeps its bucket, so changing
+	// the latency does not refill it.
+	if fi.throttle == nil || f.ThrottleRate != fi.f.ThrottleRate || f.ThrottleBurst != fi.f.ThrottleBurst {
+		fi.throttle = nil
+		if f.ThrottleRate > 0 {
+			fi.throttle = newTokenBucket(f.ThrottleRate, f.ThrottleBurst, fi.now)
+		}
+	}
 	fi.f = f
-	fi.on = f.enabled()
+	fi.delays = f.delays()
 	switch {
 	case f.Rand != nil:
 		fi.rng = f.Rand
@@ -52,10 +63,31 @@ func (fi *faultInjector) set(f Faults) {
 	}
 }
 
+func (fi *faultInjector) get() Faults {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	return fi.f
+}
+
+// throttled takes a token from the @connections throttle; true when there
+// was none (429).
+func (fi *faultInjector) throttled() (bool, Faults) {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	return fi.throttle != nil && !fi.throttle.allow(), fi.f
+}
+
+// dropDisconnect draws whether to skip a $disconnect integration.
+func (fi *faultInjector) dropDisconnect() bool {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	return fi.f.DropDisconnect > 0 && fi.rng.Float64() < fi.f.DropDisconnect
+}
+
 func (fi *faultInjector) active() bool {
 	fi.mu.Lock()
 	defer fi.mu.Unlock()
-	return fi.on
+	return fi.delays
 }
 
 // apply waits the injected latency (cancellable by ctx) and returns the
@@ -88,7 +120,8 @@ func (fi *faultInjector) apply(ctx context.Context) (*injectedError, error) {
 	return inj, nil
 }
 
-// tokenBucket is the management API rate limit, on the injected clock.
+// tokenBucket is a rate limit (the @connections throttle, new connections
+// per second) on the injected clock.
 type tokenBucket struct {
 	mu     sync.Mutex
 	rate   float64
@@ -99,12 +132,19 @@ type tokenBucket struct {
 }
 
 func newTokenBucket(rate float64, burst int, now func() time.Time) *tokenBucket {
-	b := float64(burst)
-	if b == 0 {
-		b = max(1, rate)
-	}
+	b := bucketSize(rate, burst)
 	return &tokenBucket{rate: rate, burst: b, tokens: b, last: now(), now: now}
 }
+
+// bucketSize is a token bucket's size: burst, or max(1, rate) when 0.
+func bucketSize(rate float64, burst int) float64 {
+	if burst == 0 {
+		return max(1, rate)
+	}
+	return float64(burst)
+}
+
+func throttleBurst(f Faults) float64 { return bucketSize(f.ThrottleRate, f.ThrottleBurst) }
 
 func (b *tokenBucket) allow() bool {
 	b.mu.Lock()

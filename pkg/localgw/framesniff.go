@@ -2,6 +2,8 @@ package localgw
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -22,7 +24,7 @@ type frameSniffer struct {
 	// parser state, touched only by the single reading goroutine
 	hdr     [14]byte
 	hdrLen  int    // header bytes collected so far
-	need    int    // header bytes needed (2 until the length byte is seen)
+	need    int    // header bytes needed, known once the length byte is seen
 	payload uint64 // payload bytes still to skip
 }
 
@@ -57,7 +59,7 @@ func (s *frameSniffer) feed(p []byte) {
 				s.need += 4
 			}
 		}
-		if s.hdrLen < s.need {
+		if s.hdrLen < 2 || s.hdrLen < s.need {
 			continue
 		}
 		var length uint64
@@ -95,27 +97,44 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 }
 
 // sniffWriter hands coder/websocket a hijacked connection wrapped in a
-// sniffConn. Bytes already buffered by net/http are fed first, because
-// websocket.Accept reads them before the connection.
+// sniffConn, with a reader and writer smaller than net/http's 4 KB ones
+// (see connReadBuffer). Bytes net/http already buffered are fed to the
+// sniffer and carried into the new reader first, because websocket.Accept
+// reads them before the connection.
 type sniffWriter struct {
 	http.ResponseWriter
-	s        *frameSniffer
-	onHijack func(net.Conn) // receives the raw connection (for a hard close)
+	c *conn
 }
 
 func (w *sniffWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	raw, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	if n := brw.Reader.Buffered(); n > 0 {
+	c := w.c
+	c.mu.Lock()
+	c.raw = raw
+	c.mu.Unlock()
+	sc := &sniffConn{Conn: raw, s: &c.sniffer}
+	var src io.Reader = sc
+	n := brw.Reader.Buffered()
+	if n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		w.s.feed(b)
+		b = bytes.Clone(b)
+		c.sniffer.feed(b)
+		src = io.MultiReader(bytes.NewReader(b), sc)
 	}
-	if w.onHijack != nil {
-		w.onHijack(conn)
+	br := bufio.NewReaderSize(src, max(connReadBuffer, n))
+	if n > 0 {
+		// Pull the carried bytes into br's buffer now: coder/websocket
+		// resets br's source to the connection and keeps only what is
+		// buffered.
+		if _, err := br.Peek(n); err != nil {
+			_ = raw.Close()
+			return nil, nil, err
+		}
 	}
-	return &sniffConn{Conn: conn, s: w.s}, brw, nil
+	return sc, bufio.NewReadWriter(br, bufio.NewWriterSize(sc, connWriteBuffer)), nil
 }
 
 func (w *sniffWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -24,10 +24,11 @@ var (
 // Gateway emulates an API Gateway WebSocket API, its @connections management
 // API and, optionally, a DynamoDB endpoint, all on one HTTP listener.
 type Gateway struct {
-	cfg     Config
-	selPath []string
-	started time.Time
-	metrics *metrics
+	cfg       Config
+	sel       selector
+	started   time.Time
+	metrics   *metrics
+	deadlines deadlines
 
 	routesMu sync.RWMutex
 	routes   map[string]Integration
@@ -43,8 +44,13 @@ type Gateway struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// newConns are HTTP connections that have not sent a request yet
+	// (closed at Shutdown; see trackConn).
+	newConnsMu sync.Mutex
+	newConns   map[net.Conn]struct{}
+
 	faults          *faultInjector
-	limiter         *tokenBucket
+	connectLimiter  *tokenBucket // nil: unlimited
 	managerReporter atomic.Pointer[func() ManagerMetrics]
 	dynamo          http.Handler
 	handler         http.Handler
@@ -53,26 +59,32 @@ type Gateway struct {
 // New validates cfg and builds a Gateway. With EmbeddedDynamoDB the table is
 // created before New returns.
 func New(cfg Config) (*Gateway, error) {
-	cfg, path, err := cfg.withDefaults()
+	cfg, sel, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:     cfg,
-		selPath: path,
-		started: time.Now(),
-		metrics: newMetrics(),
-		routes:  make(map[string]Integration, len(cfg.Routes)),
-		conns:   make(map[string]*conn),
-		faults:  newFaultInjector(cfg.Faults),
+		cfg:      cfg,
+		sel:      sel,
+		started:  time.Now(),
+		metrics:  newMetrics(),
+		routes:   make(map[string]Integration, len(cfg.Routes)),
+		conns:    make(map[string]*conn),
+		newConns: make(map[net.Conn]struct{}),
+		faults:   newFaultInjector(cfg.Faults, cfg.Now),
+	}
+	g.deadlines = deadlines{
+		now:       g.mono,
+		fire:      func(c *conn) { c.terminate(closeGoingAway, reasonGoingAway, true) },
+		idleAfter: (*conn).idleDeadline,
 	}
 	for k, in := range cfg.Routes {
 		if in != nil {
 			g.routes[k] = in
 		}
 	}
-	if cfg.ManagementRateLimit > 0 {
-		g.limiter = newTokenBucket(cfg.ManagementRateLimit, cfg.ManagementBurst, cfg.Now)
+	if cfg.ConnectRateLimit > 0 {
+		g.connectLimiter = newTokenBucket(cfg.ConnectRateLimit, cfg.ConnectBurst, cfg.Now)
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if cfg.EmbeddedDynamoDB {
@@ -96,8 +108,12 @@ func (g *Gateway) Stage() string { return g.cfg.Stage }
 // DynamoDB when Config.EmbeddedDynamoDB is set).
 func (g *Gateway) Table() string { return g.cfg.Table }
 
+// mono is the gateway's monotonic clock: nanoseconds since New.
+func (g *Gateway) mono() int64 { return int64(time.Since(g.started)) }
+
 // SetRoute sets (or, with nil, removes) the integration for a route key. It is
-// safe while serving; connections pick it up on their next event.
+// safe while serving; connections pick it up on their next event. Wrap in
+// with TwoWay for a route whose response body goes back to the client.
 func (g *Gateway) SetRoute(key string, in Integration) {
 	g.routesMu.Lock()
 	defer g.routesMu.Unlock()
@@ -108,13 +124,10 @@ func (g *Gateway) SetRoute(key string, in Integration) {
 	g.routes[key] = in
 }
 
-func (g *Gateway) route(key string) Integration {
-	g.routesMu.RLock()
-	defer g.routesMu.RUnlock()
-	return g.routes[key]
-}
-
-// SetFaults replaces the fault injection settings while serving.
+// SetFaults replaces the fault injection settings (failures, latency,
+// jitter, throttle, dropped $disconnects) while serving; it takes effect
+// with the next request or close. To change one setting, read the current
+// ones with Faults first.
 func (g *Gateway) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
 		return err
@@ -122,6 +135,10 @@ func (g *Gateway) SetFaults(f Faults) error {
 	g.faults.set(f)
 	return nil
 }
+
+// Faults returns the fault injection settings in effect (including the
+// throttle Config.ManagementRateLimit or Config.AWSQuotas set up).
+func (g *Gateway) Faults() Faults { return g.faults.get() }
 
 // ConnectionIDs returns the ids of the established connections.
 func (g *Gateway) ConnectionIDs() []string {
@@ -157,7 +174,9 @@ func (g *Gateway) Serve(l net.Listener) error {
 		Handler:           g.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slogErrorLog(g.cfg.Logger),
+		ConnState:         g.trackConn,
 	}
+	g.srv.RegisterOnShutdown(g.closeNewConns)
 	srv := g.srv
 	g.mu.Unlock()
 	err := srv.Serve(l)
@@ -192,6 +211,38 @@ func (g *Gateway) Start(addr string) (string, error) {
 		}
 	}()
 	return "http://" + l.Addr().String(), nil
+}
+
+// trackConn remembers the HTTP connections that have not sent a request.
+// http.Server.Shutdown closes idle keep-alive connections at once but waits
+// up to 5 s for one that never sent a request (it may be about to). An AWS
+// SDK client opens such a spare connection when concurrent requests (the
+// $disconnect writes of a closing swarm) race for its pool, which stalled
+// every shutdown by 5 s; closeNewConns closes them instead.
+func (g *Gateway) trackConn(nc net.Conn, state http.ConnState) {
+	g.newConnsMu.Lock()
+	defer g.newConnsMu.Unlock()
+	if state != http.StateNew {
+		delete(g.newConns, nc)
+		return
+	}
+	if g.newConns == nil { // Shutdown already swept: nothing new is served
+		_ = nc.Close()
+		return
+	}
+	g.newConns[nc] = struct{}{}
+}
+
+// closeNewConns runs when the server's Shutdown has closed its listeners:
+// no request can be served any more, so a connection that sent none is
+// closed rather than waited for.
+func (g *Gateway) closeNewConns() {
+	g.newConnsMu.Lock()
+	defer g.newConnsMu.Unlock()
+	for nc := range g.newConns {
+		_ = nc.Close()
+	}
+	g.newConns = nil
 }
 
 // Shutdown closes every WebSocket connection with 1001 "Going away", runs
@@ -244,6 +295,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	g.deadlines.stop()
 	g.cancel()
 	return err
 }

@@ -30,11 +30,15 @@ func (f HandlerFunc) Invoke(ctx context.Context, req events.APIGatewayWebsocketP
 }
 
 // Integration errors. The gateway answers all of them as API Gateway does an
-// integration failure: 500 at $connect, an "Internal server error" frame for a
-// message.
+// integration failure: 502 at $connect, an "Internal server error" frame for
+// a message; a timeout gets 504 at $connect and an "Endpoint request timed
+// out" frame for a message.
 var (
 	// ErrIntegrationPanic wraps a panic recovered from an in-process handler.
 	ErrIntegrationPanic = errors.New("localgw: integration panicked")
+	// ErrIntegrationTimeout is an integration that did not answer within
+	// Config.IntegrationTimeout (API Gateway's 29 s).
+	ErrIntegrationTimeout = errors.New("localgw: integration timed out")
 	// ErrInvoke is an invoke endpoint that could not be reached or answered
 	// something other than a function result.
 	ErrInvoke = errors.New("localgw: lambda invoke failed")
@@ -155,6 +159,43 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// invoke runs an integration within Config.IntegrationTimeout, counting
+// failures. It returns at the timeout even when the integration ignores its
+// ctx (as API Gateway stops waiting for a Lambda that runs on): the late
+// result is discarded, never delivered.
+func (g *Gateway) invoke(ctx context.Context, in Integration, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.IntegrationTimeout)
+	defer cancel()
+	type result struct {
+		resp events.APIGatewayProxyResponse
+		err  error
+	}
+	done := make(chan result, 1) // the integration never blocks on it
+	go func() {
+		resp, err := safeInvoke(ctx, in, ev)
+		done <- result{resp, err}
+	}()
+	var r result
+	got := false
+	select {
+	case r, got = <-done:
+	case <-ctx.Done():
+	}
+	// A result that came with (or after) the deadline is late too.
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		g.metrics.integrationErrors.Add(1)
+		g.metrics.integrationTimeouts.Add(1)
+		return events.APIGatewayProxyResponse{}, fmt.Errorf("%w after %s", ErrIntegrationTimeout, g.cfg.IntegrationTimeout)
+	}
+	if !got {
+		r.err = ctx.Err() // the gateway's hard stop cancelled it
+	}
+	if r.err != nil {
+		g.metrics.integrationErrors.Add(1)
+	}
+	return r.resp, r.err
 }
 
 // safeInvoke runs an integration, turning a panic into ErrIntegrationPanic so

@@ -2,8 +2,10 @@ package localgw
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,7 +90,7 @@ func TestTokenBucket(t *testing.T) {
 }
 
 func TestFaultDrawsFollowProbabilities(t *testing.T) {
-	fi := newFaultInjector(Faults{Error500: 0.1, Error429: 0.2, Error410: 0.3, Rand: rand.New(rand.NewPCG(7, 7))})
+	fi := newFaultInjector(Faults{Error500: 0.1, Error429: 0.2, Error410: 0.3, Rand: rand.New(rand.NewPCG(7, 7))}, time.Now)
 	counts := map[*injectedError]int{}
 	const n = 20000
 	for range n {
@@ -105,42 +107,74 @@ func TestFaultDrawsFollowProbabilities(t *testing.T) {
 	}
 }
 
-func TestParseSelectionExpression(t *testing.T) {
-	for expr, want := range map[string]string{
-		"$request.body.action":     "action",
-		"${request.body.a.b}":      "a/b",
-		"$request.body.type.inner": "type/inner",
+func TestSelectionExpressions(t *testing.T) {
+	for _, tc := range []struct {
+		expr, body, want string
+		ok               bool
+	}{
+		{"$request.body.action", `{"action":"ping"}`, "ping", true},
+		{"${request.body.action}", `{"action":"ping"}`, "ping", true},
+		{"$request.body.meta.type", `{"meta":{"type":"sub"}}`, "sub", true},
+		// Non-string values are stringified as their JSON text.
+		{"$request.body.action", `{"action":42}`, "42", true},
+		{"$request.body.action", `{"action":4.50}`, "4.50", true},
+		{"$request.body.action", `{"action":true}`, "true", true},
+		{"$request.body.action", `{"action":{"a": [1, 2]}}`, `{"a":[1,2]}`, true},
+		// Templates join variables and literal text.
+		{"${request.body.type}/${request.body.action}", `{"type":"chat","action":"send"}`, "chat/send", true},
+		{"${request.body.version}-beta", `{"version":2}`, "2-beta", true},
+		{"$request.body.version-beta", `{"version":"v1"}`, "v1-beta", true},
+		{"v.$request.body.n.", `{"n":"3"}`, "v.3.", true},
+		{`\$${request.body.a}`, `{"a":"x"}`, "$x", true},
+		// Missing, null, not an object: no key ($default).
+		{"$request.body.action", `{"other":1}`, "", false},
+		{"$request.body.action", `{"action":null}`, "", false},
+		{"${request.body.type}/${request.body.action}", `{"type":"chat"}`, "", false},
+		{"$request.body.action", `not json`, "", false},
+		{"$request.body.action", `["action"]`, "", false},
+		{"$request.body.a.b", `{"a":"b"}`, "", false},
 	} {
-		p, err := parseSelectionExpression(expr)
+		sel, err := parseSelectionExpression(tc.expr)
 		if err != nil {
-			t.Errorf("%s: %v", expr, err)
+			t.Errorf("%s: %v", tc.expr, err)
 			continue
 		}
-		got := ""
-		for i, s := range p {
-			if i > 0 {
-				got += "/"
-			}
-			got += s
-		}
-		if got != want {
-			t.Errorf("%s => %s, want %s", expr, got, want)
+		got, ok := sel.eval([]byte(tc.body))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s on %s = %q, %v; want %q, %v", tc.expr, tc.body, got, ok, tc.want, tc.ok)
 		}
 	}
-	for _, bad := range []string{"action", "$request.body.", "$request.querystring.a", "${request.body.}"} {
-		if _, err := parseSelectionExpression(bad); err == nil {
-			t.Errorf("%q accepted", bad)
+	for _, bad := range []string{"action", "$request.body.", "$request.querystring.a", "${request.body.}", "${request.body.a", "$request.body.a..b", "\\$request.body.a", "$context.routeKey"} {
+		if _, err := parseSelectionExpression(bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%q: %v, want ErrInvalidConfig", bad, err)
+		}
+	}
+}
+
+func TestWellFormedID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"L0SM9cOFvHcCIhw=": true, "dDa5Ab_-IAMCJcQ=": true, "ab+/cd+/ef+/ghI=": true,
+		"abc": false, "%%%": false, "L0SM9cOFvHcCIhw": false, "L0SM9cOFvHcCIhw==": false, "L0SM9cOFvHc.Ihw=": false, "": false,
+	} {
+		if got := wellFormedID(id); got != want {
+			t.Errorf("wellFormedID(%q) = %v, want %v", id, got, want)
 		}
 	}
 }
 
 func TestNewIDShape(t *testing.T) {
 	seen := map[string]bool{}
-	for range 1000 {
+	var dash, under bool
+	for range 2000 {
 		id := newID()
-		if len(id) != 16 || id[15] != '=' || seen[id] {
-			t.Fatalf("id %q", id)
+		if len(id) != 16 || id[15] != '=' || seen[id] || strings.ContainsAny(id, "+/") || !wellFormedID(id) {
+			t.Fatalf("id %q, want 15 characters of [A-Za-z0-9_-] then =", id)
 		}
 		seen[id] = true
+		dash = dash || strings.Contains(id, "-")
+		under = under || strings.Contains(id, "_")
+	}
+	if !dash || !under {
+		t.Errorf("2000 ids without a - (%v) or an _ (%v): not the URL-safe alphabet", !dash, !under)
 	}
 }

@@ -47,9 +47,14 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 			"Missing Authentication Token: sign the request with SigV4 (any credentials work locally)")
 		return
 	}
-	if g.limiter != nil && !g.limiter.allow() {
+	if throttled, f := g.faults.throttled(); throttled {
 		g.writeAPIError(w, http.StatusTooManyRequests, ErrTypeLimitExceeded,
-			fmt.Sprintf("Rate exceeded: over %g management requests per second", g.cfg.ManagementRateLimit))
+			fmt.Sprintf("Rate exceeded: over %g requests per second (burst %d); slow down and retry with backoff", f.ThrottleRate, int(throttleBurst(f))))
+		return
+	}
+	id, err := url.PathUnescape(rawID)
+	if err != nil {
+		g.badID(w, rawID)
 		return
 	}
 	if g.faults.active() {
@@ -62,12 +67,6 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 			g.writeAPIError(w, injected.status, injected.errType, injected.message)
 			return
 		}
-	}
-
-	id, err := url.PathUnescape(rawID)
-	if err != nil {
-		g.writeAPIError(w, http.StatusGone, ErrTypeGone, fmt.Sprintf("connection id %q is not validly percent-encoded", rawID))
-		return
 	}
 
 	switch r.Method {
@@ -84,7 +83,7 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 		}
 		c := g.lookup(id)
 		if c == nil {
-			g.gone(w, id)
+			g.unknown(w, id)
 			return
 		}
 		switch err := c.enqueue(data); {
@@ -99,7 +98,7 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 	case http.MethodGet:
 		c := g.lookup(id)
 		if c == nil {
-			g.gone(w, id)
+			g.unknown(w, id)
 			return
 		}
 		writeJSON(w, http.StatusOK, getConnectionResponse{
@@ -110,7 +109,7 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 	case http.MethodDelete:
 		c := g.lookup(id)
 		if c == nil {
-			g.gone(w, id)
+			g.unknown(w, id)
 			return
 		}
 		c.terminate(closeNormal, reasonDeleted, true)
@@ -121,6 +120,20 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 			"message": r.Method + " is not an @connections operation; use POST (send), GET (info) or DELETE (disconnect)",
 		})
 	}
+}
+
+// unknown answers for an id with no connection: 400 when it cannot be a
+// connection id at all (observed on AWS), else 410.
+func (g *Gateway) unknown(w http.ResponseWriter, id string) {
+	if !wellFormedID(id) {
+		g.badID(w, id)
+		return
+	}
+	g.gone(w, id)
+}
+
+func (g *Gateway) badID(w http.ResponseWriter, id string) {
+	g.writeAPIError(w, http.StatusBadRequest, ErrTypeBadRequest, "Invalid connectionId: "+truncate(id, 128))
 }
 
 func (g *Gateway) gone(w http.ResponseWriter, id string) {

@@ -17,9 +17,12 @@ const (
 	ErrTypeForbidden       = "ForbiddenException"
 	ErrTypeLimitExceeded   = "LimitExceededException"
 	ErrTypeInternal        = "InternalServerErrorException"
+	// ErrTypeBadRequest answers a connection id that cannot be one (not
+	// percent-decodable, or not shaped like an API Gateway id).
+	ErrTypeBadRequest = "BadRequestException"
 )
 
-var errorTypes = []string{ErrTypeGone, ErrTypePayloadTooLarge, ErrTypeForbidden, ErrTypeLimitExceeded, ErrTypeInternal}
+var errorTypes = []string{ErrTypeGone, ErrTypePayloadTooLarge, ErrTypeForbidden, ErrTypeLimitExceeded, ErrTypeInternal, ErrTypeBadRequest}
 
 func latencyMS(s latency.Snapshot) LatencyMS {
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -54,18 +57,30 @@ type ManagementMetrics struct {
 
 // MetricsSnapshot is GET /metrics.json.
 type MetricsSnapshot struct {
-	Time                   string            `json:"time"` // RFC 3339 with nanoseconds
-	UptimeSeconds          float64           `json:"uptime_seconds"`
-	ActiveConnections      int64             `json:"active_connections"`
-	ConnectsTotal          int64             `json:"connects_total"`
-	DisconnectsTotal       int64             `json:"disconnects_total"`
-	ConnectRejectionsTotal int64             `json:"connect_rejections_total"` // $connect answered non-2xx (or failed)
-	AuthFailuresTotal      int64             `json:"auth_failures_total"`      // $connect answered 401 or 403
-	MessagesInTotal        int64             `json:"messages_in_total"`        // client data messages received
-	MessagesOutTotal       int64             `json:"messages_out_total"`       // frames written to clients
-	IntegrationErrorsTotal int64             `json:"integration_errors_total"` // integration errors and panics
-	Management             ManagementMetrics `json:"management"`
-	Manager                *ManagerMetrics   `json:"manager,omitempty"`
+	Time                   string  `json:"time"` // RFC 3339 with nanoseconds
+	UptimeSeconds          float64 `json:"uptime_seconds"`
+	ActiveConnections      int64   `json:"active_connections"`
+	ConnectsTotal          int64   `json:"connects_total"`
+	DisconnectsTotal       int64   `json:"disconnects_total"`
+	ConnectRejectionsTotal int64   `json:"connect_rejections_total"` // $connect answered non-2xx (or failed)
+	AuthFailuresTotal      int64   `json:"auth_failures_total"`      // $connect answered 401 or 403
+	MessagesInTotal        int64   `json:"messages_in_total"`        // client data messages received
+	MessagesOutTotal       int64   `json:"messages_out_total"`       // frames written to clients
+	IntegrationErrorsTotal int64   `json:"integration_errors_total"` // integration errors, panics and timeouts
+	// IntegrationTimeoutsTotal counts integrations that overran
+	// Config.IntegrationTimeout (also in IntegrationErrorsTotal).
+	IntegrationTimeoutsTotal int64 `json:"integration_timeouts_total"`
+	// RouteResponsesDroppedTotal counts response bodies of one-way routes,
+	// dropped as API Gateway drops them.
+	RouteResponsesDroppedTotal int64 `json:"route_responses_dropped_total"`
+	// ConnectsThrottledTotal counts upgrades answered 429 by
+	// Config.ConnectRateLimit (also in ConnectRejectionsTotal).
+	ConnectsThrottledTotal int64 `json:"connects_throttled_total"`
+	// DisconnectsDroppedTotal counts closes whose $disconnect integration
+	// was skipped by Faults.DropDisconnect (also in DisconnectsTotal).
+	DisconnectsDroppedTotal int64             `json:"disconnects_dropped_total"`
+	Management              ManagementMetrics `json:"management"`
+	Manager                 *ManagerMetrics   `json:"manager,omitempty"`
 
 	mgmtLatencySumSec float64
 	mgmtLatencyCount  uint64
@@ -73,7 +88,9 @@ type MetricsSnapshot struct {
 
 type metrics struct {
 	active, connects, disconnects, rejections, authFailures atomic.Int64
-	msgsIn, msgsOut, integrationErrors                      atomic.Int64
+	msgsIn, msgsOut, integrationErrors, integrationTimeouts atomic.Int64
+	routeResponsesDropped, connectsThrottled                atomic.Int64
+	disconnectsDropped                                      atomic.Int64
 	mgmtRequests, faultsInjected                            atomic.Int64
 	mgmtErrors                                              map[string]*atomic.Int64 // fixed keys, map never written after init
 	mgmtLatency                                             latency.Histogram
@@ -98,18 +115,22 @@ func (g *Gateway) Metrics() MetricsSnapshot {
 	m := g.metrics
 	lat := m.mgmtLatency.Snapshot()
 	s := MetricsSnapshot{
-		Time:                   g.cfg.Now().UTC().Format(time.RFC3339Nano),
-		UptimeSeconds:          time.Since(g.started).Seconds(),
-		ActiveConnections:      m.active.Load(),
-		ConnectsTotal:          m.connects.Load(),
-		DisconnectsTotal:       m.disconnects.Load(),
-		ConnectRejectionsTotal: m.rejections.Load(),
-		AuthFailuresTotal:      m.authFailures.Load(),
-		MessagesInTotal:        m.msgsIn.Load(),
-		MessagesOutTotal:       m.msgsOut.Load(),
-		IntegrationErrorsTotal: m.integrationErrors.Load(),
-		mgmtLatencySumSec:      lat.Sum.Seconds(),
-		mgmtLatencyCount:       lat.Count,
+		Time:                       g.cfg.Now().UTC().Format(time.RFC3339Nano),
+		UptimeSeconds:              time.Since(g.started).Seconds(),
+		ActiveConnections:          m.active.Load(),
+		ConnectsTotal:              m.connects.Load(),
+		DisconnectsTotal:           m.disconnects.Load(),
+		ConnectRejectionsTotal:     m.rejections.Load(),
+		AuthFailuresTotal:          m.authFailures.Load(),
+		MessagesInTotal:            m.msgsIn.Load(),
+		MessagesOutTotal:           m.msgsOut.Load(),
+		IntegrationErrorsTotal:     m.integrationErrors.Load(),
+		IntegrationTimeoutsTotal:   m.integrationTimeouts.Load(),
+		RouteResponsesDroppedTotal: m.routeResponsesDropped.Load(),
+		ConnectsThrottledTotal:     m.connectsThrottled.Load(),
+		DisconnectsDroppedTotal:    m.disconnectsDropped.Load(),
+		mgmtLatencySumSec:          lat.Sum.Seconds(),
+		mgmtLatencyCount:           lat.Count,
 		Management: ManagementMetrics{
 			RequestsTotal:       m.mgmtRequests.Load(),
 			ErrorsTotal:         make(map[string]int64, len(errorTypes)),
@@ -151,7 +172,11 @@ func writePrometheus(w io.Writer, s MetricsSnapshot) {
 	p("localgw_auth_failures_total", "counter", "Upgrades rejected by $connect with 401 or 403.", s.AuthFailuresTotal)
 	p("localgw_messages_in_total", "counter", "Client data messages received.", s.MessagesInTotal)
 	p("localgw_messages_out_total", "counter", "Frames written to clients.", s.MessagesOutTotal)
-	p("localgw_integration_errors_total", "counter", "Integration errors and panics.", s.IntegrationErrorsTotal)
+	p("localgw_integration_errors_total", "counter", "Integration errors, panics and timeouts.", s.IntegrationErrorsTotal)
+	p("localgw_integration_timeouts_total", "counter", "Integrations that overran the integration timeout.", s.IntegrationTimeoutsTotal)
+	p("localgw_route_responses_dropped_total", "counter", "Response bodies of one-way routes, dropped as API Gateway does.", s.RouteResponsesDroppedTotal)
+	p("localgw_connects_throttled_total", "counter", "Upgrades answered 429 by the new-connection rate limit.", s.ConnectsThrottledTotal)
+	p("localgw_disconnects_dropped_total", "counter", "Closes whose $disconnect integration fault injection skipped.", s.DisconnectsDroppedTotal)
 	p("localgw_management_requests_total", "counter", "@connections API requests.", s.Management.RequestsTotal)
 	p("localgw_management_faults_injected_total", "counter", "@connections requests answered by fault injection.", s.Management.FaultsInjectedTotal)
 

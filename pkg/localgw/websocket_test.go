@@ -22,13 +22,13 @@ import (
 	"github.com/pay-theory/streamer/pkg/localgw/localgwtest"
 )
 
-// awsIDPattern: API Gateway ids are 11 bytes in standard base64 (16 chars,
-// one "=" of padding), e.g. "L0SM9cOFvHcCIhw=".
-var awsIDPattern = regexp.MustCompile(`^[A-Za-z0-9+/]{15}=$`)
+// awsIDPattern: API Gateway ids are 11 bytes in URL-safe base64 (16 chars,
+// one "=" of padding), e.g. "L0SM9cOFvHcCIhw=" (observed, #14).
+var awsIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{15}=$`)
 
 func TestAWSIDShape(t *testing.T) {
-	for _, real := range []string{"L0SM9cOFvHcCIhw=", "R1kmxc2VNjMCFIA=", "TWegAcC4EowCHnA="} {
-		b, err := base64.StdEncoding.DecodeString(real)
+	for _, real := range []string{"L0SM9cOFvHcCIhw=", "R1kmxc2VNjMCFIA=", "TWegAcC4EowCHnA=", "YkOibd6goAMCLjg="} {
+		b, err := base64.URLEncoding.DecodeString(real)
 		if err != nil || len(b) != 11 || !awsIDPattern.MatchString(real) {
 			t.Fatalf("real AWS id %q: %d bytes, err %v; the pattern or byte count is wrong", real, len(b), err)
 		}
@@ -119,12 +119,14 @@ func TestConnectRejectedWithIntegrationStatus(t *testing.T) {
 		{"429", localgw.HandlerFunc(func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 			return events.APIGatewayProxyResponse{StatusCode: 429, Body: "slow down"}, nil
 		}), 429, "slow down", 0},
+		// A failing $connect integration fails the upgrade with 502
+		// (observed on AWS), not 500.
 		{"error", localgw.HandlerFunc(func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 			return events.APIGatewayProxyResponse{}, errors.New("boom")
-		}), 500, `{"message":"Internal server error"}`, 0},
+		}), 502, `{"message":"Internal server error"}`, 0},
 		{"panic", localgw.HandlerFunc(func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 			panic("handler bug")
-		}), 500, `{"message":"Internal server error"}`, 0},
+		}), 502, `{"message":"Internal server error"}`, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			disconnects := newSink()
@@ -201,7 +203,7 @@ func TestMessageRouting(t *testing.T) {
 	connects, pings, defaults := newSink(), newSink(), newSink()
 	s := localgwtest.Start(t, localgw.Config{Routes: map[string]localgw.Integration{
 		localgw.RouteConnect: connects.handler(ok()),
-		"ping":               pings.handler(events.APIGatewayProxyResponse{StatusCode: 200, Body: `{"type":"pong"}`}),
+		"ping":               localgw.TwoWay(pings.handler(events.APIGatewayProxyResponse{StatusCode: 200, Body: `{"type":"pong"}`})),
 		localgw.RouteDefault: defaults.handler(ok()), // no body: no route response
 		"broken": localgw.HandlerFunc(func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 			return events.APIGatewayProxyResponse{}, errors.New("db down")
@@ -228,7 +230,7 @@ func TestMessageRouting(t *testing.T) {
 		t.Errorf("route response %q", got)
 	}
 
-	for _, body := range []string{`{"action":"nope"}`, `not json`, `{"action":42}`, `{"action":"$connect"}`, `["action"]`} {
+	for _, body := range []string{`{"action":"nope"}`, `not json`, `{"action":42}`, `{"action":"$connect"}`, `["action"]`, `{"action":null}`} {
 		if err := c.Write(ctx, websocket.MessageText, []byte(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +240,7 @@ func TestMessageRouting(t *testing.T) {
 		}
 	}
 
-	internal := regexp.MustCompile(`^\{"message": "Internal server error", "connectionId":"` + regexp.QuoteMeta(id) + `", "requestId":"[A-Za-z0-9+/]{15}="\}$`)
+	internal := regexp.MustCompile(`^\{"message": "Internal server error", "connectionId":"` + regexp.QuoteMeta(id) + `", "requestId":"[A-Za-z0-9_-]{15}="\}$`)
 	for _, action := range []string{"broken", "panics"} {
 		_ = c.Write(ctx, websocket.MessageText, []byte(`{"action":"`+action+`"}`))
 		if got := readText(t, c); !internal.MatchString(got) {
@@ -246,8 +248,8 @@ func TestMessageRouting(t *testing.T) {
 		}
 	}
 	eventually(t, "messages_out_total 3", func() bool { return s.Gateway.Metrics().MessagesOutTotal == 3 })
-	if m := s.Gateway.Metrics(); m.MessagesInTotal != 8 || m.IntegrationErrorsTotal != 2 || m.MessagesOutTotal != 3 {
-		t.Errorf("messages in/out/integration errors = %d/%d/%d, want 8/3/2", m.MessagesInTotal, m.MessagesOutTotal, m.IntegrationErrorsTotal)
+	if m := s.Gateway.Metrics(); m.MessagesInTotal != 9 || m.IntegrationErrorsTotal != 2 || m.MessagesOutTotal != 3 {
+		t.Errorf("messages in/out/integration errors = %d/%d/%d, want 9/3/2", m.MessagesInTotal, m.MessagesOutTotal, m.IntegrationErrorsTotal)
 	}
 }
 
@@ -256,7 +258,7 @@ func TestNoRouteGetsForbiddenFrame(t *testing.T) {
 	s := localgwtest.Start(t, localgw.Config{Routes: map[string]localgw.Integration{localgw.RouteConnect: connects.handler(ok())}})
 	c, id := connect(t, s, connects)
 	_ = c.Write(testCtx(t), websocket.MessageText, []byte(`{"action":"anything"}`))
-	want := regexp.MustCompile(`^\{"message": "Forbidden", "connectionId":"` + regexp.QuoteMeta(id) + `", "requestId":"[A-Za-z0-9+/]{15}="\}$`)
+	want := regexp.MustCompile(`^\{"message": "Forbidden", "connectionId":"` + regexp.QuoteMeta(id) + `", "requestId":"[A-Za-z0-9_-]{15}="\}$`)
 	if got := readText(t, c); !want.MatchString(got) {
 		t.Errorf("frame %q, want AWS's Forbidden frame", got)
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/lambda/connect"
 	defaultroute "github.com/pay-theory/streamer/lambda/default"
 	"github.com/pay-theory/streamer/lambda/disconnect"
@@ -79,6 +81,7 @@ type Config struct {
 	// Integrations replace the in-process handlers per route key (e.g.
 	// localgw.LambdaInvoke to run the built bootstraps under the Runtime
 	// Interface Emulator). Routes not present keep the in-process handler.
+	// Routes in contract.TwoWayRoutes are made two-way either way.
 	Integrations map[string]localgw.Integration
 	// Gateway tunes the emulator (timeouts, faults, rate limits). Stage,
 	// Table, EmbeddedDynamoDB and Routes are set by Start.
@@ -178,10 +181,13 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
+	maps.Copy(routes, cfg.Integrations)
 	for key, in := range routes {
-		gw.SetRoute(key, in)
-	}
-	for key, in := range cfg.Integrations {
+		// Two-way exactly where the deployment creates a route response,
+		// so a reply that reaches the client here reaches it on AWS.
+		if contract.IsTwoWayRoute(key) {
+			in = localgw.TwoWay(in)
+		}
 		gw.SetRoute(key, in)
 	}
 	return s, nil
@@ -239,12 +245,14 @@ func (s *Stack) Mint(opts auth.MintOptions) (string, error) {
 }
 
 // Close shuts the gateway down (clients get 1001 and their $disconnect runs)
-// and waits for it until ctx is done.
+// and waits for it until ctx is done. It does not wait for idle keep-alive
+// connections of any client, this stack's own DynamoDB client included (the
+// gateway closes them), so it returns as soon as the last $disconnect ran.
 func (s *Stack) Close(ctx context.Context) error {
 	err := s.Gateway.Shutdown(ctx)
 	if s.DynamoDB != nil {
-		// Idle keep-alive connections of the SDK client would otherwise
-		// outlive the stack.
+		// The client side of those connections: their keep-alive
+		// goroutines would otherwise outlive the stack.
 		type idleCloser interface{ CloseIdleConnections() }
 		if c, ok := s.DynamoDB.Options().HTTPClient.(idleCloser); ok {
 			c.CloseIdleConnections()
