@@ -1,0 +1,73 @@
+package localstacktest_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/pay-theory/streamer/pkg/connection"
+	"github.com/pay-theory/streamer/pkg/localstack"
+	"github.com/pay-theory/streamer/pkg/localstack/localstacktest"
+	"github.com/pay-theory/streamer/pkg/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A broadcast to one tenant, on the whole stack: the real $connect stores
+// both clients' records, the store lists one tenant's, the Manager posts
+// through @connections, and only that tenant's client receives it. (In a
+// test, localstacktest.Start(t, localstack.Config{}) does New's job and
+// closes the stack when the test ends.)
+func Example() {
+	ctx := context.Background()
+	s, err := localstacktest.New(ctx, localstack.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close(ctx)
+
+	alice, err := s.Dial(ctx, "alice", "acme")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	bob, err := s.Dial(ctx, "bob", "globex")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	api := connection.NewManagementClient(s.ManagementEndpoint, connection.ClientOptions{})
+	m, err := connection.New(api, s.Store, connection.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Shutdown(ctx)
+
+	var ids []string
+	for c, err := range store.All(ctx, s.Store, store.ListQuery{TenantID: "acme"}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		ids = append(ids, c.ConnectionID)
+	}
+	res, err := m.Broadcast(ctx, ids, map[string]string{"news": "for acme"})
+	fmt.Println("sent:", res.Sent, err)
+
+	_, msg, _ := alice.Read(ctx)
+	fmt.Println("alice:", string(msg))
+	// Messages to one connection arrive in order, so if the broadcast had
+	// reached bob, it would come before this one.
+	_ = m.Send(ctx, bob.ID, "just for bob")
+	_, msg, _ = bob.Read(ctx)
+	fmt.Println("bob:", string(msg))
+	// Output:
+	// sent: 1 <nil>
+	// alice: {"news":"for acme"}
+	// bob: just for bob
+}
