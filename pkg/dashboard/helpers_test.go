@@ -105,6 +105,7 @@ func localSnapshot() Snapshot {
 		LatencyP99:             Some(2.75),
 		LatencyLabel:           "@connections latency",
 		BreakerState:           "closed",
+		DisconnectsDropped:     Some(2),
 	}
 }
 
@@ -113,6 +114,7 @@ func cloudSnapshot() Snapshot {
 	s.CountsLabel = "last 1h"
 	s.LatencyLabel = "duration streamer-prod-default"
 	s.BreakerState = ""
+	s.DisconnectsDropped = Value{}
 	s.HasLambda = true
 	s.LambdaErrors, s.Throttles, s.ColdStarts = Some(4), Some(0), Some(7)
 	s.Functions = []FunctionStats{

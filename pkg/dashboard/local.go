@@ -23,7 +23,9 @@ type localMetrics struct {
 	AuthFailuresTotal      float64  `json:"auth_failures_total"`
 	MessagesInTotal        float64  `json:"messages_in_total"`
 	MessagesOutTotal       float64  `json:"messages_out_total"`
-	Management             *struct {
+	// Absent from gateways older than the field: no data, not 0.
+	DisconnectsDroppedTotal *float64 `json:"disconnects_dropped_total"`
+	Management              *struct {
 		RequestsTotal float64            `json:"requests_total"`
 		ErrorsTotal   map[string]float64 `json:"errors_total"`
 		LatencyMS     *latencyMS         `json:"latency_ms"`
@@ -170,6 +172,7 @@ func (l *LocalSource) Fetch(ctx context.Context, _ time.Duration) (Snapshot, err
 	if m.Manager != nil {
 		s.BreakerState = m.Manager.BreakerState
 	}
+	s.DisconnectsDropped = ptrValue(m.DisconnectsDroppedTotal)
 	s.ActiveSeries = l.active.values()
 	s.ConnectionsSeries = l.conns.values()
 	s.MessagesSeries = l.msgs.values()

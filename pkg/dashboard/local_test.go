@@ -54,7 +54,7 @@ const metricsT0 = `{"time":"2026-11-27T12:00:00Z","uptime_seconds":1.5,"active_c
 
 // 30 s later: +15 connects (30/min), +45 messages out (90/min),
 // +50 management requests of which +5 errors (10%), breaker reported.
-const metricsT1 = `{"time":"2026-11-27T12:00:30Z","uptime_seconds":31.5,"active_connections":8,"connects_total":25,"disconnects_total":10,
+const metricsT1 = `{"time":"2026-11-27T12:00:30Z","uptime_seconds":31.5,"active_connections":8,"connects_total":25,"disconnects_total":10,"disconnects_dropped_total":4,
  "connect_rejections_total":6,"auth_failures_total":5,"messages_in_total":80,"messages_out_total":105,
  "management":{"requests_total":120,"errors_total":{"GoneException":6,"PayloadTooLargeException":0,"ForbiddenException":1,"LimitExceededException":1,"InternalServerErrorException":0},
                "latency_ms":{"p50":0.3,"p90":0.9,"p99":2.5}},
@@ -85,6 +85,9 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	if s0.BreakerState != "" {
 		t.Errorf("no manager object: breaker = %q, want none", s0.BreakerState)
 	}
+	if s0.DisconnectsDropped.OK {
+		t.Errorf("no disconnects_dropped_total (an older gateway): %+v, want no data", s0.DisconnectsDropped)
+	}
 	if want := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC); !s0.Time.Equal(want) {
 		t.Errorf("time = %v, want the payload's %v", s0.Time, want)
 	}
@@ -100,6 +103,7 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	checkValue(t, "auth failures", s1.AuthenticationFailures, 5)
 	checkValue(t, "p50", s1.LatencyP50, 0.3)
 	checkValue(t, "p99", s1.LatencyP99, 2.5)
+	checkValue(t, "dropped $disconnects", s1.DisconnectsDropped, 4)
 	if s1.BreakerState != "half-open" {
 		t.Errorf("breaker = %q, want half-open", s1.BreakerState)
 	}
@@ -120,7 +124,7 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	deliver(t, m, tea.WindowSizeMsg{Width: 100, Height: 30})
 	deliver(t, m, fetchedMsg{snap: s1})
 	v := m.View().Content
-	for _, want := range []string{"30", "90", "10.00%", "0.300 ms / 2.5 ms", "half-open", "since gateway start"} {
+	for _, want := range []string{"30", "90", "10.00%", "0.300 ms / 2.5 ms", "half-open", "since gateway start", "4 $disconnect dropped"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("view lacks %q:\n%s", want, v)
 		}

@@ -115,4 +115,23 @@ func TestLocalSourceAgainstRealGateway(t *testing.T) {
 	if s1.BreakerState != "" {
 		t.Errorf("no manager reporter attached: breaker %q, want none", s1.BreakerState)
 	}
+	if s1.DisconnectsDropped.V != 0 || !s1.DisconnectsDropped.OK {
+		t.Errorf("dropped $disconnects = %+v, want 0", s1.DisconnectsDropped)
+	}
+
+	// A close whose $disconnect fault injection drops shows on the dashboard.
+	if err := gw.Gateway.SetFaults(localgw.Faults{DropDisconnect: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c3.Close(websocket.StatusNormalClosure, "")
+	var s2 Snapshot
+	for s2.DisconnectsDropped.V != 1 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond) // the close is processed after the client's handshake
+		if s2, err = src.Fetch(ctx, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s2.DisconnectsDropped.OK || s2.DisconnectsDropped.V != 1 || s2.ActiveConnections.V != 2 {
+		t.Errorf("after a dropped $disconnect: dropped %+v active %+v, want 1 and 2", s2.DisconnectsDropped, s2.ActiveConnections)
+	}
 }

@@ -49,6 +49,7 @@ func RenderPlain(w io.Writer, s Snapshot, source string) error {
 		line("latency_source", clean(s.LatencyLabel))
 	}
 	line("breaker_state", breakerText(clean(s.BreakerState)))
+	line("disconnects_dropped", val(s.DisconnectsDropped, count))
 	if s.HasLambda {
 		line("lambda_errors", val(s.LambdaErrors, count))
 		line("lambda_throttles", val(s.Throttles, count))
@@ -101,6 +102,7 @@ type snapshotJSON struct {
 	LatencyP99             *float64       `json:"latency_p99"` // milliseconds
 	LatencySource          *string        `json:"latency_source"`
 	BreakerState           *string        `json:"breaker_state"`
+	DisconnectsDropped     *float64       `json:"disconnects_dropped"`
 	LambdaErrors           *float64       `json:"lambda_errors"`
 	LambdaThrottles        *float64       `json:"lambda_throttles"`
 	LambdaColdStarts       *float64       `json:"lambda_cold_starts"`
@@ -127,7 +129,8 @@ type alarmJSON struct {
 // RenderJSON writes s as one JSON object (indented, newline-terminated)
 // with RenderPlain's keys. Numbers are numbers, rounded to three decimals
 // (plain rounds more): error_rate in percent, latency_p50/p99 in
-// milliseconds. No data is null, as are
+// milliseconds. No data is null, as are disconnects_dropped for a source
+// that cannot see it (CloudWatch),
 // time, counts and latency_source when the source gives none, breaker_state
 // when it cannot see a breaker, and the Lambda keys (lambda_*, functions,
 // alarms_in_alarm, alarms) for a source without Lambda metrics (local).
@@ -160,6 +163,7 @@ func RenderJSON(w io.Writer, s Snapshot, source string) error {
 		LatencyP99:             num(s.LatencyP99),
 		LatencySource:          str(s.LatencyLabel),
 		BreakerState:           str(s.BreakerState),
+		DisconnectsDropped:     num(s.DisconnectsDropped),
 		Warnings:               []string{},
 	}
 	if !s.Time.IsZero() {

@@ -29,6 +29,7 @@ latency_p50: 0.400 ms
 latency_p99: 2.8 ms
 latency_source: @connections latency
 breaker_state: closed
+disconnects_dropped: 2
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
@@ -162,6 +163,7 @@ func TestRenderJSONLocal(t *testing.T) {
   "latency_p99": 2.75,
   "latency_source": "@connections latency",
   "breaker_state": "closed",
+  "disconnects_dropped": 2,
   "lambda_errors": null,
   "lambda_throttles": null,
   "lambda_cold_starts": null,

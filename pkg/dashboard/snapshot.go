@@ -107,6 +107,11 @@ type Snapshot struct {
 	// BreakerState is closed|open|half-open; "" when the source cannot see a
 	// circuit breaker.
 	BreakerState string
+	// DisconnectsDropped counts closes whose $disconnect the local gateway
+	// skipped by fault injection (as AWS may: each leaves a record of a
+	// gone client behind), since the gateway started; no data from sources
+	// that cannot see it (CloudWatch).
+	DisconnectsDropped Value
 
 	// HasLambda is true for sources that report Lambda metrics and alarms
 	// (CloudWatch); the view shows those panels only then.

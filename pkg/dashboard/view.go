@@ -56,8 +56,13 @@ func (m *Model) panelCount() int {
 
 func (m *Model) panels() []panel {
 	s, st := m.snap, m.st
+	active := []string{st.value.Render(s.ActiveConnections.Count())}
+	if s.DisconnectsDropped.OK {
+		// Each dropped $disconnect leaves a record of a gone client.
+		active = append(active, m.countStyle(s.DisconnectsDropped).Render(s.DisconnectsDropped.Count())+st.dim.Render(" $disconnect dropped"))
+	}
 	ps := []panel{
-		{title: "Active connections", lines: []string{st.value.Render(s.ActiveConnections.Count())}, spark: s.ActiveSeries, withSpark: true},
+		{title: "Active connections", lines: active, spark: s.ActiveSeries, withSpark: true},
 		{title: "Connections / min", lines: []string{st.value.Render(s.ConnectionsPerMinute.Count())}, spark: s.ConnectionsSeries, withSpark: true},
 		{title: "Auth failures", lines: []string{m.countStyle(s.AuthenticationFailures).Render(s.AuthenticationFailures.Count()), st.dim.Render(orDash(s.CountsLabel))}},
 		{title: "Messages sent / min", lines: []string{st.value.Render(s.MessagesSentPerMinute.Count())}, spark: s.MessagesSeries, withSpark: true},

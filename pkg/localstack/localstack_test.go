@@ -83,8 +83,7 @@ func TestDialTellsTheConnectionID(t *testing.T) {
 // six, waiting for a spare connection of the stack's own DynamoDB client).
 // The bound is a hang detector, not a timing target.
 func TestCloseWithClientsConnectedIsPrompt(t *testing.T) {
-	const hang = 3 * time.Second
-	closeWith := func(t *testing.T, clients int) time.Duration {
+	closeWith := func(t *testing.T, clients int, hang time.Duration) time.Duration {
 		s, err := localstacktest.New(context.Background(), localstack.Config{})
 		if err != nil {
 			t.Fatal(err)
@@ -130,8 +129,10 @@ func TestCloseWithClientsConnectedIsPrompt(t *testing.T) {
 	}
 	var worst time.Duration
 	for range 10 {
-		worst = max(worst, closeWith(t, 3))
+		worst = max(worst, closeWith(t, 3, 3*time.Second))
 	}
 	t.Logf("Close with 3 clients: slowest of 10 runs %v", worst)
-	t.Logf("Close with 300 clients: %v", closeWith(t, 300))
+	// 300 $disconnect writes to one in-memory table: about 0.4 s without
+	// the race detector, several seconds with it on a loaded machine.
+	t.Logf("Close with 300 clients: %v", closeWith(t, 300, 20*time.Second))
 }

@@ -24,7 +24,7 @@ func TestErrorCases(t *testing.T) {
 		t.Fatalf("conn ls: %s", r)
 	}
 	live := rows[0][0]
-	const unknown = "Tm9TdWNoSWQ="
+	const unknown = "Tm9TdWNoSWQxMjM=" // well-formed (AWS-shaped) but unknown: 410, not 400
 
 	expect := func(name string, r clitest.Result, code int, wants ...string) {
 		t.Helper()
