@@ -210,8 +210,6 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// limit closes the socket itself with its own reason text ("read limited
 	// at N bytes"), and clients must see API Gateway's close, not ours.
 	ws.SetReadLimit(-1)
-	mono := g.mono()
-	g.deadlines.add(c, mono+int64(g.cfg.IdleTimeout), mono+int64(g.cfg.MaxDuration))
 	c.start(ws)
 	go c.run(ws)
 }
@@ -265,9 +263,10 @@ func (c *conn) idleDeadline() int64 {
 	return c.lastActiveMono.Load() + int64(c.g.cfg.IdleTimeout)
 }
 
-// start hands the upgraded socket to the connection: it writes what was
-// queued during the upgrade, or closes at once when the connection was
-// ended meanwhile (DeleteConnection, Shutdown).
+// start hands the upgraded socket to the connection: it starts the idle and
+// maximum-duration deadlines and writes what was queued during the upgrade,
+// or closes at once when the connection was ended meanwhile
+// (DeleteConnection, Shutdown).
 func (c *conn) start(ws *websocket.Conn) {
 	c.mu.Lock()
 	c.ws = ws
@@ -275,6 +274,9 @@ func (c *conn) start(ws *websocket.Conn) {
 		c.closeLocked(ws)
 		return
 	}
+	g := c.g
+	mono := g.mono()
+	g.deadlines.add(c, mono+int64(g.cfg.IdleTimeout), mono+int64(g.cfg.MaxDuration))
 	c.startDrainLocked()
 	c.mu.Unlock()
 }

@@ -138,7 +138,11 @@ func (ds *deadlines) expire() {
 	}
 	ds.rearm()
 	ds.mu.Unlock()
+	fired := make(map[*conn]bool, len(due)) // both deadlines may be due
 	for _, c := range due {
-		ds.fire(c)
+		if !fired[c] {
+			fired[c] = true
+			ds.fire(c)
+		}
 	}
 }

@@ -178,3 +178,48 @@ func TestNewIDShape(t *testing.T) {
 		t.Errorf("2000 ids without a - (%v) or an _ (%v): not the URL-safe alphabet", !dash, !under)
 	}
 }
+
+// The deadline heap, on a fake clock (deadlines hours away, so its real
+// timer never fires during the test; expire runs by hand).
+func TestDeadlines(t *testing.T) {
+	const h = int64(time.Hour)
+	var now int64
+	var fired []*conn
+	ds := &deadlines{
+		now:       func() int64 { return now },
+		fire:      func(c *conn) { fired = append(fired, c) },
+		idleAfter: func(c *conn) int64 { return c.lastActiveMono.Load() + 10*h },
+	}
+	defer ds.stop()
+	a, b, c, d := &conn{}, &conn{}, &conn{}, &conn{}
+	ds.add(a, 10*h, 20*h)
+	ds.add(b, 10*h, 20*h)
+	ds.add(c, 10*h, 20*h)
+	ds.add(d, 12*h, 13*h)
+	b.lastActiveMono.Store(5 * h) // b was active at 5h: its idle deadline moved to 15h
+	ds.remove(c)                  // c ended some other way
+
+	expireAt := func(at int64) []*conn {
+		now, fired = at, nil
+		ds.expire()
+		return fired
+	}
+	if got := expireAt(9 * h); len(got) != 0 {
+		t.Fatalf("at 9h fired %d, want none", len(got))
+	}
+	if got := expireAt(10 * h); len(got) != 1 || got[0] != a {
+		t.Fatalf("at 10h fired %v, want only a (idle)", got)
+	}
+	ds.remove(a) // as terminate does
+	if got := expireAt(13 * h); len(got) != 1 || got[0] != d {
+		t.Fatalf("at 13h fired %v, want only d (maximum duration)", got)
+	}
+	ds.remove(d)
+	if got := expireAt(15 * h); len(got) != 1 || got[0] != b {
+		t.Fatalf("at 15h fired %v, want b (idle since 5h)", got)
+	}
+	ds.remove(b)
+	if len(ds.h) != 0 {
+		t.Errorf("%d deadlines left in the heap", len(ds.h))
+	}
+}
