@@ -263,30 +263,24 @@ func TestConnectTimeoutIs504(t *testing.T) {
 	}
 }
 
-// 5. Route selection stringifies values and takes templates.
-func TestRouteSelectionStringifiesAndCombines(t *testing.T) {
-	connects, numbered, chat := newSink(), newSink(), newSink()
-	s := localgwtest.Start(t, localgw.Config{Routes: map[string]localgw.Integration{
-		localgw.RouteConnect: connects.handler(ok()),
-		"42":                 numbered.handler(ok()),
-	}})
-	c, _ := connect(t, s, connects)
-	_ = c.Write(testCtx(t), websocket.MessageText, []byte(`{"action":42}`))
-	if ev := numbered.next(t); ev.RequestContext.RouteKey != "42" {
-		t.Errorf("routeKey %q, want \"42\"", ev.RequestContext.RouteKey)
-	}
-
-	s2 := localgwtest.Start(t, localgw.Config{
-		RouteSelectionExpression: "${request.body.type}/${request.body.action}",
-		Routes: map[string]localgw.Integration{
-			localgw.RouteConnect: connects.handler(ok()),
-			"chat/send":          chat.handler(ok()),
-		},
-	})
-	c2, _ := connect(t, s2, connects)
-	_ = c2.Write(testCtx(t), websocket.MessageText, []byte(`{"type":"chat","action":"send","text":"hi"}`))
-	if ev := chat.next(t); ev.RequestContext.RouteKey != "chat/send" {
-		t.Errorf("routeKey %q, want chat/send", ev.RequestContext.RouteKey)
+// 5. Route selection stringifies values and takes templates, through a
+// real client.
+func TestRouteSelection(t *testing.T) {
+	for _, tc := range []struct{ expr, body, key string }{
+		{"", `{"action":42}`, "42"}, // the default $request.body.action, stringified
+		{"${request.body.meta.type}", `{"meta":{"type":"subscribe"}}`, "subscribe"},
+		{"${request.body.type}/${request.body.action}", `{"type":"chat","action":"send","text":"hi"}`, "chat/send"},
+	} {
+		connects, routed := newSink(), newSink()
+		s := localgwtest.Start(t, localgw.Config{
+			RouteSelectionExpression: tc.expr,
+			Routes:                   map[string]localgw.Integration{localgw.RouteConnect: connects.handler(ok()), tc.key: routed.handler(ok())},
+		})
+		c, _ := connect(t, s, connects)
+		_ = c.Write(testCtx(t), websocket.MessageText, []byte(tc.body))
+		if ev := routed.next(t); ev.RequestContext.RouteKey != tc.key {
+			t.Errorf("%q on %s: routeKey %q, want %q", tc.expr, tc.body, ev.RequestContext.RouteKey, tc.key)
+		}
 	}
 }
 

@@ -264,22 +264,6 @@ func TestNoRouteGetsForbiddenFrame(t *testing.T) {
 	}
 }
 
-func TestCustomRouteSelectionExpression(t *testing.T) {
-	connects, typed := newSink(), newSink()
-	s := localgwtest.Start(t, localgw.Config{
-		RouteSelectionExpression: "${request.body.meta.type}",
-		Routes: map[string]localgw.Integration{
-			localgw.RouteConnect: connects.handler(ok()),
-			"subscribe":          typed.handler(ok()),
-		},
-	})
-	c, _ := connect(t, s, connects)
-	_ = c.Write(testCtx(t), websocket.MessageText, []byte(`{"meta":{"type":"subscribe"}}`))
-	if ev := typed.next(t); ev.RequestContext.RouteKey != "subscribe" {
-		t.Errorf("routeKey %q", ev.RequestContext.RouteKey)
-	}
-}
-
 // limitsGateway starts a gateway recording $connect and $disconnect.
 func limitsGateway(t *testing.T, cfg localgw.Config) (*localgwtest.Server, *sink, *sink, *sink) {
 	connects, disconnects, defaults := newSink(), newSink(), newSink()

@@ -77,12 +77,19 @@ func Start(t testing.TB, cfg localgw.Config) *Server {
 // gateway: static dummy credentials, SDK retries off (so every error the
 // gateway returns reaches the caller as is).
 func (s *Server) ManagementClient() *apigatewaymanagementapi.Client {
+	return NewManagementClient(s.ManagementEndpoint, s.HTTPClient())
+}
+
+// NewManagementClient returns an apigatewaymanagementapi client for a local
+// gateway's management endpoint (http://HOST:PORT/{stage}) over hc: static
+// dummy credentials, SDK retries off.
+func NewManagementClient(endpoint string, hc *http.Client) *apigatewaymanagementapi.Client {
 	return apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
 		Region:           "us-east-1",
-		BaseEndpoint:     aws.String(s.ManagementEndpoint),
+		BaseEndpoint:     aws.String(endpoint),
 		Credentials:      credentials.NewStaticCredentialsProvider("local", "local", ""),
 		RetryMaxAttempts: 1,
-		HTTPClient:       s.HTTPClient(),
+		HTTPClient:       hc,
 	})
 }
 

@@ -23,13 +23,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/coder/websocket"
 
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/localgw"
+	"github.com/pay-theory/streamer/pkg/localgw/localgwtest"
 	"github.com/pay-theory/streamer/pkg/localstack"
 )
 
@@ -175,13 +174,7 @@ func (s *Stack) Dial(ctx context.Context, userID, tenantID string) (*Client, err
 // AWS SDK client, static dummy credentials, SDK retries off (every error
 // the gateway returns reaches the caller as is).
 func (s *Stack) ManagementClient() *apigatewaymanagementapi.Client {
-	return apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
-		Region:           "us-east-1",
-		BaseEndpoint:     aws.String(s.ManagementEndpoint),
-		Credentials:      credentials.NewStaticCredentialsProvider("local", "local", ""),
-		RetryMaxAttempts: 1,
-		HTTPClient:       &http.Client{Transport: s.transport},
-	})
+	return localgwtest.NewManagementClient(s.ManagementEndpoint, &http.Client{Transport: s.transport})
 }
 
 // Close closes the clients Dial made, then the stack (their $disconnect
