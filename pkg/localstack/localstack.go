@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,9 @@ const (
 	DefaultStage  = "local"
 	DefaultIssuer = "streamer-local"
 )
+
+// dynamoConns bounds the connections of the stack's own DynamoDB client.
+const dynamoConns = 32
 
 // ErrConfig reports an invalid Config (wrapped with the field at fault).
 var ErrConfig = errors.New("localstack: invalid configuration")
@@ -171,7 +175,14 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		_ = s.Close(sctx)
 		return nil, err
 	}
-	s.DynamoDB, err = store.NewDynamoClient(ctx, store.ClientConfig{Endpoint: base})
+	// A bounded pool: the embedded DynamoDB serves one request at a time,
+	// so more connections only queue there, while an unbounded pool opens
+	// one per concurrent request: 17,000 clients closing at once made their
+	// $disconnect writes open thousands of sockets to this very process,
+	// past its open-file limit.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = dynamoConns, dynamoConns
+	s.DynamoDB, err = store.NewDynamoClient(ctx, store.ClientConfig{Endpoint: base, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return fail(fmt.Errorf("localstack: DynamoDB client: %w", err))
 	}
