@@ -1,5 +1,7 @@
 // Package localgwtest starts a local API Gateway emulator (pkg/localgw) for
-// tests: one call, loopback listener, shut down by t.Cleanup.
+// tests: one call, loopback listener, shut down by t.Cleanup. As on API
+// Gateway, a route's response body reaches the client only when the route
+// is two-way: wrap its integration in localgw.TwoWay.
 package localgwtest
 
 import (
