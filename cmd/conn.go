@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	smithy "github.com/aws/smithy-go"
+	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/store"
 	"github.com/spf13/cobra"
 )
@@ -107,9 +109,14 @@ func (t connTarget) gatewayCall(ctx context.Context, op, id string, call func(co
 	defer cancel()
 	err = call(cctx)
 	var g *types.GoneException
+	var api smithy.APIError
 	switch {
 	case errors.As(err, &g):
 		return true, nil
+	case errors.As(err, &api) && api.ErrorCode() == localgw.ErrTypeBadRequest:
+		// API Gateway answers 400 for a malformed id (a well-formed
+		// unknown one is 410).
+		return false, fmt.Errorf("%s is not a connection id: the gateway answered 400 BadRequestException (ids look like L0SM9cOFvHcCIhw=)\nhint: list live connections with `streamer conn ls`", terminalText(id))
 	case err != nil:
 		return false, explainNetErr(managementAPI, t.cfg.Endpoint, fmt.Errorf("%s %s: %w", op, id, err))
 	}

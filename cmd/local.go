@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/internal/syncbuf"
+	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/simulate"
 	"github.com/spf13/cobra"
@@ -37,11 +39,90 @@ type LocalOptions struct {
 	HandlerLogs bool
 	Simulate    int
 	Output      string
+	// The AWS regime the gateway imposes (see LocalRegime).
+	Regime LocalRegime
 	// ShutdownTimeout bounds the shutdown once ctx ends; 0 =>
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Ready, when set, is called once the stack accepts connections (tests).
 	Ready func(*localstack.Stack)
+}
+
+// LocalRegime is the AWS behaviour `streamer local` reproduces on demand:
+// @connections latency, the account throttle, lost $disconnect events and
+// the account quotas. The zero value is loopback speed with no limits.
+type LocalRegime struct {
+	Latency, Jitter time.Duration
+	// Throttle is "RATE" or "RATE/BURST" (requests per second, bucket size).
+	Throttle       string
+	DropDisconnect float64
+	AWSQuotas      bool
+}
+
+// maxInjectedLatency bounds --latency and --jitter: past API Gateway's own
+// 29 s integration timeout nothing realistic is left to model.
+const maxInjectedLatency = 30 * time.Second
+
+// faults checks the regime and returns the gateway's fault injection for it.
+func (r LocalRegime) faults() (localgw.Faults, error) {
+	f := localgw.Faults{Latency: r.Latency, Jitter: r.Jitter, DropDisconnect: r.DropDisconnect}
+	for name, d := range map[string]time.Duration{"--latency": r.Latency, "--jitter": r.Jitter} {
+		if d < 0 || d > maxInjectedLatency {
+			return f, &UsageError{Err: fmt.Errorf("%s %s: want 0 to %s (e.g. 20ms, as an @connections call within a region takes)", name, d, maxInjectedLatency)}
+		}
+	}
+	if r.DropDisconnect < 0 || r.DropDisconnect > 1 {
+		return f, &UsageError{Err: fmt.Errorf("--drop-disconnect %v: want a fraction of closes from 0 to 1 (e.g. 0.3)", r.DropDisconnect)}
+	}
+	if r.Throttle != "" {
+		rate, burst, err := parseThrottle(r.Throttle)
+		if err != nil {
+			return f, &UsageError{Err: fmt.Errorf("--throttle %q: %v; want RATE or RATE/BURST in requests per second, e.g. 400 or 10000/5000", r.Throttle, err)}
+		}
+		f.ThrottleRate, f.ThrottleBurst = rate, burst
+	}
+	return f, nil
+}
+
+// parseThrottle reads RATE[/BURST]; BURST defaults to half the rate (at
+// least 1), the shape of API Gateway's default account throttle
+// (10,000 requests/s with a burst of 5,000).
+func parseThrottle(s string) (float64, int, error) {
+	rs, bs, hasBurst := strings.Cut(s, "/")
+	rate, err := strconv.ParseFloat(rs, 64)
+	if err != nil || rate <= 0 || rate > 1e6 {
+		return 0, 0, errors.New("the rate must be a number of requests per second above 0 (at most 1000000)")
+	}
+	burst := max(1, int(rate/2))
+	if hasBurst {
+		if burst, err = strconv.Atoi(bs); err != nil || burst < 1 || burst > 1e6 {
+			return 0, 0, errors.New("the burst must be a whole number of requests from 1 to 1000000")
+		}
+	}
+	return rate, burst, nil
+}
+
+// describe is the regime in words for the startup block ("" when none).
+func (r LocalRegime) describe(f localgw.Faults) string {
+	var parts []string
+	if f.Latency > 0 || f.Jitter > 0 {
+		d := "+" + f.Latency.String()
+		if f.Jitter > 0 {
+			d += " (+0-" + f.Jitter.String() + " jitter)"
+		}
+		parts = append(parts, d+" per @connections request")
+	}
+	if f.ThrottleRate > 0 {
+		parts = append(parts, fmt.Sprintf("429 beyond %g requests/s (burst %d)", f.ThrottleRate, f.ThrottleBurst))
+	}
+	if f.DropDisconnect > 0 {
+		parts = append(parts, fmt.Sprintf("%g%% of $disconnect events dropped", f.DropDisconnect*100))
+	}
+	if r.AWSQuotas {
+		parts = append(parts, fmt.Sprintf("AWS quotas (%d new connections/s; %d/%d @connections throttle unless --throttle)",
+			localgw.AWSConnectRateLimit, localgw.AWSThrottleRate, localgw.AWSThrottleBurst))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // NewCmdLocal builds `streamer local`.
@@ -66,11 +147,27 @@ metrics URL and a copy-paste wscat line on stdout; messages go to stderr.
 stderr, as Lambda would send them to CloudWatch. --simulate N keeps N synthetic
 clients connecting, messaging and receiving tenant broadcasts (for the dashboard).
 
+The AWS regime, reproduced on demand (all off by default; a test can change
+them while the stack runs through the library's Gateway.SetFaults):
+  --latency D       delay every @connections request by D (AWS: tens of ms)
+  --jitter D        add a random 0-D on top
+  --throttle R[/B]  answer 429 LimitExceededException beyond a token bucket of
+                    R requests/s and burst B (default R/2), as API Gateway's
+                    account throttle does (10000/5000 by default on AWS)
+  --drop-disconnect P  skip the $disconnect integration for a fraction P of
+                    closes, as AWS may ($disconnect is best-effort): the
+                    records linger until ` + "`streamer conn prune`" + ` removes them
+  --aws-quotas      API Gateway's default account quotas: 500 new connections
+                    per second (429 at the upgrade) and the 10000/5000
+                    @connections throttle unless --throttle is given
+
 JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint",
-"metrics_url","table","stage","issuer","audience","key_dir","key_created","wscat"}.`,
+"metrics_url","table","stage","issuer","audience","key_dir","key_created","wscat","regime"}.`,
 		Example: `  streamer local
   streamer local --listen 127.0.0.1:4600 --handler-logs
-  streamer local --simulate 50   # then: streamer dashboard`,
+  streamer local --simulate 50   # then: streamer dashboard
+  streamer local --latency 20ms --jitter 5ms --throttle 400   # the AWS regime
+  streamer local --drop-disconnect 0.3   # then: streamer conn prune`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if opts.Listen != "" {
@@ -84,6 +181,9 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 			if opts.Simulate < 0 || opts.Simulate > maxSimulatedClients {
 				return &UsageError{Err: fmt.Errorf("--simulate %d: want 0 (off) to %d clients", opts.Simulate, maxSimulatedClients)}
 			}
+			if _, err := opts.Regime.faults(); err != nil {
+				return err
+			}
 			return runWith(c.Context(), opts, runF, localRun)
 		},
 	}
@@ -92,6 +192,11 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 	c.Flags().StringVar(&opts.Audience, "audience", "", "aud claim $connect requires (default: not checked)")
 	c.Flags().BoolVar(&opts.HandlerLogs, "handler-logs", false, "stream the handlers' JSON logs and EMF metrics to stderr")
 	c.Flags().IntVar(&opts.Simulate, "simulate", 0, "keep N synthetic clients connected and messaging (0: off)")
+	c.Flags().DurationVar(&opts.Regime.Latency, "latency", 0, "delay every @connections request (AWS-like: 20ms)")
+	c.Flags().DurationVar(&opts.Regime.Jitter, "jitter", 0, "add a random 0 to this much to each delay")
+	c.Flags().StringVar(&opts.Regime.Throttle, "throttle", "", "RATE[/BURST]: 429 beyond this many @connections requests/s (burst default RATE/2)")
+	c.Flags().Float64Var(&opts.Regime.DropDisconnect, "drop-disconnect", 0, "fraction (0-1) of closes whose $disconnect is skipped, as AWS may")
+	c.Flags().BoolVar(&opts.Regime.AWSQuotas, "aws-quotas", false, "API Gateway's default account quotas (500 connects/s, 10000/5000 throttle)")
 	addOutputFlag(c, &opts.Output, "output format of the startup block: table|json|plain", dataFormats...)
 	return c
 }
@@ -126,10 +231,15 @@ func localRun(ctx context.Context, opts *LocalOptions) error {
 	// Gateway diagnostics (integration failures) always reach stderr; the
 	// per-connection lines only with --handler-logs.
 	level := slog.LevelWarn
+	faults, err := opts.Regime.faults()
+	if err != nil {
+		return err
+	}
 	lc := localstack.Config{
 		Listen: opts.Listen, Stage: opts.Stage, KeyDir: keyDir,
 		Issuer: cfg.Issuer, Audience: opts.Audience,
 	}
+	lc.Gateway.Faults, lc.Gateway.AWSQuotas = faults, opts.Regime.AWSQuotas
 	if opts.HandlerLogs {
 		lc.HandlerLogs = redactingWriter{errOut}
 		level = slog.LevelDebug
@@ -164,6 +274,7 @@ func localRun(ctx context.Context, opts *LocalOptions) error {
 	if stack.KeyCreated {
 		fmt.Fprintf(errOut, "created a development key pair in %s (%s, %s)\n", stack.KeyDir, PrivateKeyFile, PublicKeyFile)
 	}
+	f.warnKeyPermissions(filepath.Join(stack.KeyDir, PrivateKeyFile))
 	host, _, _ := net.SplitHostPort(strings.TrimPrefix(stack.BaseURL, "http://"))
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		fmt.Fprintf(errOut, "warning: listening on %s, not loopback: anyone who can reach it can post to and disconnect your connections (the local gateway checks no AWS signatures)\n", host)
@@ -204,6 +315,9 @@ type localJSON struct {
 	KeyDir             string `json:"key_dir"`
 	KeyCreated         bool   `json:"key_created"`
 	Wscat              string `json:"wscat"`
+	// Regime is the AWS behaviour imposed (--latency, --throttle, ...):
+	// "" when none.
+	Regime string `json:"regime"`
 }
 
 // wscatPackage is the wscat the startup block suggests through npx: the
@@ -213,6 +327,7 @@ const wscatPackage = "wscat@6.1.0"
 // printLocalBlock prints what a user needs to reach the stack, with the
 // flags other commands need when the stack is not on the defaults.
 func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.Stack) error {
+	regime := opts.Regime.describe(s.Gateway.Faults())
 	var common []string // flags every client command needs for this stack
 	if s.ManagementEndpoint != DefaultEndpoint {
 		common = append(common, "--endpoint", shellQuote(s.ManagementEndpoint))
@@ -233,7 +348,7 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 		return writeJSON(f.IO.Out, localJSON{
 			WebSocketURL: s.WebSocketURL, ManagementEndpoint: s.ManagementEndpoint, DynamoDBEndpoint: s.DynamoDBEndpoint,
 			MetricsURL: s.MetricsURL, Table: s.Table, Stage: s.Stage, Issuer: s.Issuer, Audience: s.Audience,
-			KeyDir: s.KeyDir, KeyCreated: s.KeyCreated, Wscat: wscat,
+			KeyDir: s.KeyDir, KeyCreated: s.KeyCreated, Wscat: wscat, Regime: regime,
 		})
 	}
 	p := newPalette(f.IO.OutTTY, f.Getenv)
@@ -258,7 +373,18 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 	} {
 		fmt.Fprintf(&b, "  %-20s %s\n", row[0], row[1])
 	}
-	fmt.Fprintf(&b, "\nConnect a client (wscat through npx; needs Node.js):\n  %s\n", wscat)
+	if regime != "" {
+		fmt.Fprintf(&b, "  %-20s %s\n", "AWS regime", regime)
+	}
+	listen := "streamer listen --tenant tenant-1"
+	if s.WebSocketURL != DefaultWSURL {
+		listen += " --ws-url " + shellQuote(s.WebSocketURL)
+	}
+	if len(mint) > 3 {
+		listen += " " + strings.Join(mint[3:], " ")
+	}
+	fmt.Fprintf(&b, "\nWatch messages arrive (a built-in client):\n  %s\n", listen)
+	fmt.Fprintf(&b, "or with a third-party client (wscat through npx; needs Node.js):\n  %s\n", wscat)
 	fmt.Fprintf(&b, "\nThen, from another terminal:\n")
 	fmt.Fprintf(&b, "  %s\n", cli("conn", "ls", "--tenant", "tenant-1"))
 	fmt.Fprintf(&b, "  %s\n", cli("send", "CONNECTION_ID", `'{"hello":"world"}'`))

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/auth"
+	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localstack"
 )
 
@@ -147,6 +148,50 @@ func TestLocalJSONAndExistingKey(t *testing.T) {
 	}
 }
 
+// The AWS regime flags reach the gateway (and are said in the startup
+// block); the library can change them at runtime.
+func TestLocalRegime(t *testing.T) {
+	te := newTestEnv(t)
+	te.env[keyDirEnv] = sharedKeyDir(t)
+	stack, out, errOut, stop := runLocal(t, te, "--listen", "127.0.0.1:0", "--latency", "20ms", "--jitter", "5ms",
+		"--throttle", "400", "--drop-disconnect", "0.3", "--aws-quotas", "-o", "json")
+	f := stack.Gateway.Faults()
+	if f.Latency != 20*time.Millisecond || f.Jitter != 5*time.Millisecond || f.ThrottleRate != 400 || f.ThrottleBurst != 200 || f.DropDisconnect != 0.3 {
+		t.Errorf("faults %+v", f)
+	}
+	var got localJSON
+	if err := json.Unmarshal([]byte(out.String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"+20ms (+0-5ms jitter)", "429 beyond 400 requests/s (burst 200)", "30% of $disconnect", "AWS quotas (500 new connections/s"} {
+		if !strings.Contains(got.Regime, want) {
+			t.Errorf("regime %q lacks %q", got.Regime, want)
+		}
+	}
+	if err := stack.Gateway.SetFaults(localgw.Faults{ThrottleRate: 50, ThrottleBurst: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if f := stack.Gateway.Faults(); f.ThrottleRate != 50 || f.Latency != 0 {
+		t.Errorf("runtime change: %+v", f)
+	}
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestParseThrottle(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		rate  float64
+		burst int
+	}{{"400", 400, 200}, {"10000/5000", 10000, 5000}, {"1", 1, 1}, {"2.5/3", 2.5, 3}} {
+		r, b, err := parseThrottle(tc.in)
+		if err != nil || r != tc.rate || b != tc.burst {
+			t.Errorf("parseThrottle(%q) = %v, %v, %v", tc.in, r, b, err)
+		}
+	}
+}
+
 func TestLocalSimulate(t *testing.T) {
 	te := newTestEnv(t)
 	te.env[keyDirEnv] = sharedKeyDir(t)
@@ -183,6 +228,12 @@ func TestLocalErrors(t *testing.T) {
 		{[]string{"local", "--listen", "127.0.0.1:0", "--stage", "a/b"}, ExitUsage, `--stage: invalid stage name "a/b"`},
 		{[]string{"local", "--listen", "127.0.0.1:0", "--stage", "a\nb"}, ExitUsage, `--stage: invalid stage name "a\nb": use 1 to 128 letters, digits, - and _`},
 		{[]string{"local", "-o", "yaml"}, ExitUsage, `unknown --output "yaml"`},
+		{[]string{"local", "--latency", "-1s"}, ExitUsage, "--latency -1s: want 0 to 30s"},
+		{[]string{"local", "--jitter", "1h"}, ExitUsage, "--jitter 1h0m0s: want 0 to 30s"},
+		{[]string{"local", "--throttle", "fast"}, ExitUsage, `--throttle "fast": the rate must be a number`},
+		{[]string{"local", "--throttle", "400/0"}, ExitUsage, `--throttle "400/0": the burst must be`},
+		{[]string{"local", "--throttle", "0"}, ExitUsage, `--throttle "0": the rate must be`},
+		{[]string{"local", "--drop-disconnect", "1.5"}, ExitUsage, "--drop-disconnect 1.5: want a fraction"},
 		{[]string{"local", "--listen", l.Addr().String()}, ExitError, "cannot listen on " + l.Addr().String()},
 	} {
 		te := newTestEnv(t)

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,4 +61,49 @@ func TestBroadcastIDsFromIsBounded(t *testing.T) {
 			t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 		}
 	})
+}
+
+// TestBroadcastInterruptedPrintsTheSummary: Ctrl-C during a slow broadcast
+// (streamer local --latency) still prints the JSON summary on stdout, with
+// the targets not reached as cancelled and "interrupted": true, and exits
+// 130 (before: nothing on stdout).
+func TestBroadcastInterruptedPrintsTheSummary(t *testing.T) {
+	s := &stack{clitest.StartLocal(t, bin, "--key-dir", filepath.Join(t.TempDir(), "keys"), "--latency", "300ms")}
+	tok := s.mint(t, "--tenant", "slow", "--user", "u")
+	for range 8 {
+		s.dial(t, tok, "")
+	}
+	posted := func(*exec.Cmd) {
+		waitFor(t, "the first post", func() bool { return s.metrics(t).Management.RequestsTotal > 0 })
+	}
+	r := interruptRun(t, s.Env(), nil, posted, syscall.SIGINT,
+		"broadcast", "--tenant", "slow", "--concurrency", "1", "--fixed-concurrency", "-o", "json", "hi")
+	var sum struct {
+		Total, Sent, Cancelled int
+		Interrupted            bool
+		Undelivered            []struct{ Status string }
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &sum); err != nil {
+		t.Fatalf("stdout is not the JSON summary (%v): %q\n%s", err, r.Stdout, r.Stderr)
+	}
+	if r.Code != 130 || !sum.Interrupted || sum.Total != 8 || sum.Cancelled == 0 || sum.Sent+sum.Cancelled != 8 || len(sum.Undelivered) != sum.Cancelled {
+		t.Fatalf("exit %d, summary %+v\n%s", r.Code, sum, r.Stderr)
+	}
+	for _, u := range sum.Undelivered {
+		if u.Status != "cancelled" {
+			t.Errorf("undelivered %+v", u)
+		}
+	}
+}
+
+// TestMalformedIDIsNotAConnectionID: the gateway answers 400 for a
+// malformed id (as API Gateway does); inspect and kick say so plainly.
+func TestMalformedIDIsNotAConnectionID(t *testing.T) {
+	s := startLocal(t)
+	for _, args := range [][]string{{"conn", "inspect", "abc"}, {"conn", "kick", "abc"}} {
+		r := run(t, s.Env(), "", args...)
+		if r.Code != 1 || !strings.Contains(r.Stderr, "abc is not a connection id: the gateway answered 400") || strings.Contains(r.Stderr, "operation error") {
+			t.Errorf("%v: %s", args, r)
+		}
+	}
 }
