@@ -23,14 +23,32 @@ type ReconcileOptions struct {
 	// DryRun checks every record but removes none (Zombies lists what
 	// would go).
 	DryRun bool
-	// Progress, when non-nil, is called serially after each record is
-	// checked; keep it fast.
+	// MinAge leaves alone the records connected less than MinAge ago
+	// (counted in Recent): API Gateway answers 410 for a connection still
+	// in its $connect, whose record the $connect handler has already
+	// written, so checking it could delete a live client's record. 0 means
+	// DefaultReconcileMinAge; ReconcileEveryRecord (any negative value)
+	// checks every record however recent (for tables no $connect is
+	// writing to, and tests). A record without a connected_at is checked.
+	MinAge time.Duration
+	// Progress, when non-nil, is called serially when a page of records
+	// is taken up and after each record is checked; keep it fast.
 	Progress func(ReconcileProgress)
 }
 
-// ReconcileProgress is how far a pass is.
+// DefaultReconcileMinAge is ReconcileOptions.MinAge's default: API Gateway
+// gives a $connect integration at most 29 s, and the rest is room for the
+// clocks of the handler and the reconciler to differ.
+const DefaultReconcileMinAge = time.Minute
+
+// ReconcileEveryRecord as ReconcileOptions.MinAge checks records however
+// recently they connected.
+const ReconcileEveryRecord time.Duration = -1
+
+// ReconcileProgress is how far a pass is: Listed records were taken up,
+// of which Recent were left alone (MinAge) and Checked were asked about.
 type ReconcileProgress struct {
-	Checked, Live, Zombies, Errors int
+	Listed, Recent, Checked, Live, Zombies, Errors int
 }
 
 // ReconcileResult summarises a Reconcile pass.
@@ -39,6 +57,9 @@ type ReconcileResult struct {
 	// Zombies were gone (410), Errors could not be told (5xx, 429 past
 	// the retries, timeouts, an open breaker): those are never removed.
 	Checked, Live, Errors int
+	// Recent records connected less than ReconcileOptions.MinAge ago and
+	// were not asked about; a later pass checks them.
+	Recent int
 	// Zombies are the ids of the records whose connection is gone:
 	// removed (Removed of them), or with DryRun, to be removed.
 	Zombies []string
@@ -73,7 +94,9 @@ const maxReconcileFailures = 20
 // BroadcastWithProgress on the same race).
 // Everything else is left alone: a live connection, and any answer that
 // does not prove the connection gone (5xx, 429, a timeout, an open
-// breaker) is counted in Errors, never deleted.
+// breaker) is counted in Errors, never deleted. Records younger than
+// opts.MinAge are not asked about at all: a connection still in its
+// $connect answers 410 too.
 //
 // When ctx ends first the pass stops, returns what it did with a Cursor to
 // resume from, and an error matching ctx's. A listing failure does the same
@@ -89,10 +112,13 @@ func (m *Manager) Reconcile(ctx context.Context, lister store.Lister, opts Recon
 	if m.st == nil && !opts.DryRun {
 		return res, errors.New("connection: reconcile needs a Store to remove records (or DryRun)")
 	}
+	if opts.MinAge == 0 {
+		opts.MinAge = DefaultReconcileMinAge
+	}
 	r := &reconcile{m: m, ctx: ctx, cid: correlationFor(ctx), opts: opts, res: &res}
 	err = r.run(lister)
 	res.Duration = time.Since(start)
-	m.log.InfoContext(ctx, "connection reconcile", "correlation_id", r.cid, "checked", res.Checked, "live", res.Live,
+	m.log.InfoContext(ctx, "connection reconcile", "correlation_id", r.cid, "checked", res.Checked, "recent", res.Recent, "live", res.Live,
 		"zombies", len(res.Zombies), "removed", res.Removed, "errors", res.Errors, "dry_run", opts.DryRun,
 		"complete", res.Complete, "duration_ms", ms(res.Duration))
 	return res, err
@@ -106,6 +132,7 @@ type reconcile struct {
 
 	mu      sync.Mutex
 	res     *ReconcileResult
+	listed  int
 	pending []string // this page's zombies not yet deleted
 	delErr  error
 }
@@ -165,10 +192,20 @@ func (r *reconcile) run(lister store.Lister) error {
 // leaves the cursor before the page.
 func (r *reconcile) page(conns []store.Connection) error {
 	in := make(chan string, len(conns))
+	now, recent := r.m.clock.Now(), 0
 	for _, c := range conns {
+		if r.opts.MinAge > 0 && !c.ConnectedAt.IsZero() && now.Sub(c.ConnectedAt) < r.opts.MinAge {
+			recent++
+			continue
+		}
 		in <- c.ConnectionID
 	}
 	close(in)
+	r.mu.Lock()
+	r.listed += len(conns)
+	r.res.Recent += recent
+	r.progress()
+	r.mu.Unlock()
 	var skipped int
 	dispatch(r.ctx, r.m.lim, in, nil, r.check, func(string) { skipped++ })
 	if err := r.flush(); err != nil {
@@ -211,13 +248,21 @@ func (r *reconcile) check(id string, tk ticket) {
 				Err: &SendError{ConnectionID: id, Err: ar.kind, StatusCode: ar.status, Code: ar.code}})
 		}
 	}
-	if r.opts.Progress != nil {
-		r.opts.Progress(ReconcileProgress{Checked: res.Checked, Live: res.Live, Zombies: len(res.Zombies), Errors: res.Errors})
-	}
+	r.progress()
 	r.mu.Unlock()
 	if batch != nil {
 		r.remove(batch)
 	}
+}
+
+// progress reports how far the pass is; r.mu is held.
+func (r *reconcile) progress() {
+	if r.opts.Progress == nil {
+		return
+	}
+	res := r.res
+	r.opts.Progress(ReconcileProgress{Listed: r.listed, Recent: res.Recent, Checked: res.Checked, Live: res.Live,
+		Zombies: len(res.Zombies), Errors: res.Errors})
 }
 
 // flush removes the page's remaining zombies and reports a failed removal.

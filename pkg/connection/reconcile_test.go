@@ -33,7 +33,7 @@ func TestReconcileRemovesOnlyZombies(t *testing.T) {
 	if res.Checked != 60 || res.Live != 28 || len(res.Zombies) != 30 || res.Removed != 30 || res.Errors != 2 || !res.Complete {
 		t.Fatalf("result %+v", res)
 	}
-	if last != (ReconcileProgress{Checked: 60, Live: 28, Zombies: 30, Errors: 2}) {
+	if last != (ReconcileProgress{Listed: 60, Checked: 60, Live: 28, Zombies: 30, Errors: 2}) {
 		t.Errorf("last progress %+v", last)
 	}
 	if len(res.Failures) != 2 || !errors.Is(res.Failures[0].Err, ErrServerError) {
@@ -176,4 +176,79 @@ func TestReconcileStopsAtShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Reconcile outlived Shutdown")
 	}
+}
+
+// A record whose connection is still in its $connect answers 410 like a
+// gone one: records younger than MinAge are left alone (and counted), and
+// ReconcileEveryRecord checks them too.
+func TestReconcileLeavesRecentRecordsAlone(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("", gone)
+	clk := newFakeClock(true)
+	now := clk.Now()
+	all := ids("r", 6)
+	st := newMemStore(all...)
+	st.active = 6
+	lister := &agedLister{pagedLister: pagedLister{ids: all, size: 4}, stored: st.has, connected: map[string]time.Time{
+		all[0]: now.Add(-time.Hour), all[1]: now.Add(-DefaultReconcileMinAge - time.Second),
+		all[2]: now.Add(-DefaultReconcileMinAge + 20*time.Second), all[3]: now.Add(-2 * time.Second), all[4]: now.Add(time.Second),
+		// all[5]: no connected_at (another tool wrote it): checked.
+	}}
+	m := newTestManager(t, g, st, Config{Clock: clk})
+	var last ReconcileProgress
+	res, err := m.Reconcile(context.Background(), lister, ReconcileOptions{Progress: func(p ReconcileProgress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Recent != 3 || res.Checked != 3 || res.Removed != 3 || !res.Complete {
+		t.Fatalf("result %+v: want the 3 records older than the default MinAge checked and removed, 3 recent left", res)
+	}
+	if last.Listed != 6 || last.Recent != 3 || last.Checked != 3 {
+		t.Errorf("last progress %+v", last)
+	}
+	for i, id := range all {
+		if want := i >= 2 && i <= 4; st.has(id) != want {
+			t.Errorf("record %d (%s): stored %v, want %v", i, id, st.has(id), want)
+		}
+	}
+	for _, id := range all[2:5] {
+		if n := g.count(id); n != 0 {
+			t.Errorf("%s is recent but was asked about %d times", id, n)
+		}
+	}
+
+	res, err = m.Reconcile(context.Background(), lister, ReconcileOptions{MinAge: 10 * time.Second})
+	if err != nil || res.Recent != 2 || res.Removed != 1 {
+		t.Fatalf("MinAge 10s: %+v %v; want all[2] removed, all[3] and all[4] left", res, err)
+	}
+	res, err = m.Reconcile(context.Background(), lister, ReconcileOptions{MinAge: ReconcileEveryRecord})
+	if err != nil || res.Recent != 0 || res.Removed != 2 {
+		t.Fatalf("every record: %+v %v", res, err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.recs) != 0 || st.active != 0 {
+		t.Fatalf("after every pass: %d records, active %d", len(st.recs), st.active)
+	}
+}
+
+// agedLister is a pagedLister whose records carry a connected_at, and
+// which lists only the records still stored.
+type agedLister struct {
+	pagedLister
+	stored    func(id string) bool
+	connected map[string]time.Time
+}
+
+func (l *agedLister) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	p, err := l.pagedLister.List(ctx, q)
+	kept := p.Connections[:0]
+	for _, c := range p.Connections {
+		if l.stored(c.ConnectionID) {
+			c.ConnectedAt = l.connected[c.ConnectionID]
+			kept = append(kept, c)
+		}
+	}
+	p.Connections = kept
+	return p, err
 }
