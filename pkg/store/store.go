@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/pay-theory/streamer/pkg/store/schema"
 )
 
 // Limits enforced before any write.
@@ -18,8 +20,8 @@ const (
 	BatchWriteLimit      = 25  // BatchWriteItem requests per call
 	DefaultListPageSize  = 100
 	MaxListPageSize      = 1000
-	reservedIDPrefix     = "#" // ids of internal items (e.g. the active counter)
-	activeCounterItemKey = reservedIDPrefix + "stats"
+	reservedIDPrefix     = schema.ReservedKeyPrefix // ids of internal items (the active counter, checkpoints)
+	activeCounterItemKey = schema.ActiveCounterKey
 )
 
 // Errors callers branch on.

@@ -25,6 +25,21 @@ const (
 	IndexUser   = "user-index"
 )
 
+// Internal items share the table with the connection records, under keys
+// starting with ReservedKeyPrefix, which no connection id may: listings
+// skip them and no client can name one. The deployment scopes the writes
+// some functions make to them (IAM's dynamodb:LeadingKeys) by these keys.
+const (
+	ReservedKeyPrefix = "#"
+	// ActiveCounterKey holds the table-wide active connection counter.
+	ActiveCounterKey = ReservedKeyPrefix + "stats"
+	// CheckpointKeyPrefix + a job's name holds that job's checkpoint.
+	CheckpointKeyPrefix = ReservedKeyPrefix + "checkpoint/"
+)
+
+// CheckpointKey is the key of the checkpoint item of the job name.
+func CheckpointKey(name string) string { return CheckpointKeyPrefix + name }
+
 // DefaultTableName is used when no table name is configured.
 const DefaultTableName = "streamer-connections"
 

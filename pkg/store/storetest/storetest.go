@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,7 @@ func Run(t *testing.T, newEndpoint NewEndpoint) {
 		{"AddSentBatching", testAddSent},
 		{"AddActive", testAddActive},
 		{"ReservedIDs", testReservedIDs},
+		{"Checkpoint", testCheckpoint},
 		{"ContextCancelled", testContextCancelled},
 		{"TableMissing", testTableMissing},
 	}
@@ -838,4 +840,76 @@ func testTableMissing(t *testing.T, ep *dynamotest.Endpoint) {
 		t.Fatalf("Save to a missing table = %v; want ErrTableNotFound", err)
 	}
 	t.Logf("missing table error reads: %v", err)
+}
+
+// testCheckpoint: a job's checkpoint (cursor and lease) on an internal item.
+func testCheckpoint(t *testing.T, ep *dynamotest.Endpoint) {
+	ctx := ctxFor(t)
+	s := ep.Store
+	if err := s.Save(ctx, conn("cp-live", "t", "u", base)); err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(time.Minute)
+	cp, err := s.AcquireCheckpoint(ctx, "reaper", "run-1", soon)
+	if err != nil || cp.Cursor != "" || cp.Owner != "run-1" || cp.LeaseUntil.UnixMilli() != soon.UnixMilli() || cp.UpdatedAt.IsZero() {
+		t.Fatalf("first AcquireCheckpoint = %+v, %v; want run-1's lease and no cursor", cp, err)
+	}
+	if _, err := s.AcquireCheckpoint(ctx, "reaper", "run-2", soon); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("AcquireCheckpoint while run-1 holds the lease = %v; want ErrLeaseHeld", err)
+	}
+	// Another job's checkpoint is its own.
+	if cp, err := s.AcquireCheckpoint(ctx, "other-job", "run-2", soon); err != nil || cp.Owner != "run-2" {
+		t.Fatalf("another checkpoint = %+v, %v", cp, err)
+	}
+	// The holder extends its lease.
+	later := soon.Add(time.Minute)
+	if cp, err := s.AcquireCheckpoint(ctx, "reaper", "run-1", later); err != nil || cp.LeaseUntil.UnixMilli() != later.UnixMilli() {
+		t.Fatalf("run-1 extends its lease = %+v, %v", cp, err)
+	}
+	if err := s.SaveCheckpoint(ctx, "reaper", "run-2", "not-mine"); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("SaveCheckpoint by a run without the lease = %v; want ErrLeaseHeld", err)
+	}
+	if err := s.SaveCheckpoint(ctx, "reaper", "run-1", "cursor-1"); err != nil {
+		t.Fatalf("SaveCheckpoint: %v", err)
+	}
+	// Released: the next run takes it and resumes from the saved cursor.
+	cp, err = s.AcquireCheckpoint(ctx, "reaper", "run-2", soon)
+	if err != nil || cp.Cursor != "cursor-1" || cp.Owner != "run-2" {
+		t.Fatalf("AcquireCheckpoint after the release = %+v, %v; want run-2 resuming at cursor-1", cp, err)
+	}
+	// run-2 dies holding the lease; once it has expired (a clock past it)
+	// run-3 takes over, and run-2's late save is refused.
+	after := store.New(ep.Client, store.Config{Table: ep.Table, Now: func() time.Time { return soon.Add(time.Second) }})
+	cp, err = after.AcquireCheckpoint(ctx, "reaper", "run-3", soon.Add(time.Hour))
+	if err != nil || cp.Cursor != "cursor-1" || cp.Owner != "run-3" {
+		t.Fatalf("AcquireCheckpoint after the lease expired = %+v, %v; want run-3 resuming at cursor-1", cp, err)
+	}
+	if err := s.SaveCheckpoint(ctx, "reaper", "run-2", "stale"); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("late SaveCheckpoint by run-2 = %v; want ErrLeaseHeld", err)
+	}
+	// A finished pass saves no cursor: the next run starts over.
+	if err := after.SaveCheckpoint(ctx, "reaper", "run-3", ""); err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := s.AcquireCheckpoint(ctx, "reaper", "run-4", soon); err != nil || cp.Cursor != "" {
+		t.Fatalf("AcquireCheckpoint after a finished pass = %+v, %v; want no cursor", cp, err)
+	}
+
+	// The checkpoint items are not connections.
+	ids, _, _ := listAll(t, s, store.ListQuery{})
+	sameSet(t, "whole-table listing beside checkpoints", ids, []string{"cp-live"})
+	if _, err := s.Get(ctx, schema.CheckpointKey("reaper")); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("Get(%s) = %v; want ErrInvalid", schema.CheckpointKey("reaper"), err)
+	}
+	for _, bad := range []struct {
+		name, owner string
+		until       time.Time
+	}{{"", "o", soon}, {"Reaper", "o", soon}, {"a/b", "o", soon}, {"reaper", "", soon}, {"reaper", "o", time.Now().Add(-time.Second)}} {
+		if _, err := s.AcquireCheckpoint(ctx, bad.name, bad.owner, bad.until); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("AcquireCheckpoint(%q, %q, %v) = %v; want ErrInvalid", bad.name, bad.owner, bad.until, err)
+		}
+	}
+	if err := s.SaveCheckpoint(ctx, "reaper", "run-4", strings.Repeat("c", store.MaxCheckpointCursor+1)); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("SaveCheckpoint with an oversized cursor = %v; want ErrInvalid", err)
+	}
 }
