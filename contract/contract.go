@@ -13,6 +13,9 @@ const (
 	FunctionConnect    = "connect"
 	FunctionDisconnect = "disconnect"
 	FunctionDefault    = "default"
+	// FunctionReaper is invoked by a schedule, not by a route: it removes
+	// the records of connections whose $disconnect never came.
+	FunctionReaper = "reaper"
 )
 
 // Route keys of the WebSocket API: $connect and $disconnect call their
@@ -99,8 +102,28 @@ const InitDurationMetricPrefix = "InitDuration-"
 
 // Functions lists every Lambda function of the stack.
 func Functions() []string {
-	return []string{FunctionConnect, FunctionDisconnect, FunctionDefault}
+	return []string{FunctionConnect, FunctionDisconnect, FunctionDefault, FunctionReaper}
 }
+
+// RouteOf is the route key that invokes function, "" for a function no
+// route invokes (the reaper runs on a schedule).
+func RouteOf(function string) string {
+	switch function {
+	case FunctionConnect:
+		return RouteConnect
+	case FunctionDisconnect:
+		return RouteDisconnect
+	case FunctionDefault:
+		return RouteDefault
+	}
+	return ""
+}
+
+// ReaperCheckpoint names the reaper's checkpoint (store.Checkpoint): the
+// internal item where one invocation leaves the cursor the next resumes
+// from. The deployment scopes the reaper's item writes to it and to the
+// active connection counter.
+const ReaperCheckpoint = "reaper"
 
 // Environment variable names.
 const (
@@ -113,6 +136,10 @@ const (
 	EnvLogLevel              = "LOG_LEVEL"
 	EnvEnvironment           = "ENVIRONMENT"
 	EnvMetricsNamespace      = "METRICS_NAMESPACE"
+	// EnvManagementEndpoint is the API's @connections base URL with its
+	// stage (https://{api-id}.execute-api.{region}.amazonaws.com/{stage}),
+	// which the reaper asks about each connection.
+	EnvManagementEndpoint = "MANAGEMENT_ENDPOINT"
 	// EnvOTLPEndpoint is the standard OpenTelemetry variable; when unset,
 	// tracing is a no-op.
 	EnvOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -149,6 +176,10 @@ var connectOnly = []Var{
 	{Name: EnvJWTAudience, Deployed: true, Doc: "required aud claim, when set"},
 }
 
+var reaperOnly = []Var{
+	{Name: EnvManagementEndpoint, Required: true, Deployed: true, Doc: "the API's management endpoint with stage (https://{api-id}.execute-api.{region}.amazonaws.com/{stage}); GetConnection asks it about each record"},
+}
+
 // KeyVars are the sources of the $connect token verification key; exactly
 // one must be set.
 func KeyVars() []string {
@@ -162,6 +193,8 @@ func Vars(function string) []Var {
 		return append(append([]Var{}, common...), connectOnly...)
 	case FunctionDisconnect, FunctionDefault:
 		return append([]Var{}, common...)
+	case FunctionReaper:
+		return append(append([]Var{}, common...), reaperOnly...)
 	}
 	return nil
 }
@@ -202,9 +235,11 @@ func PlatformVars() []string {
 // "DynamoDB_20120810." + name) and, prefixed with "dynamodb:", the IAM
 // actions.
 const (
-	DynamoDBPutItem    = "PutItem"
-	DynamoDBUpdateItem = "UpdateItem"
-	DynamoDBDeleteItem = "DeleteItem"
+	DynamoDBPutItem        = "PutItem"
+	DynamoDBUpdateItem     = "UpdateItem"
+	DynamoDBDeleteItem     = "DeleteItem"
+	DynamoDBScan           = "Scan"
+	DynamoDBBatchWriteItem = "BatchWriteItem"
 )
 
 // DynamoDBActions returns, sorted, exactly the DynamoDB operations function
@@ -228,6 +263,27 @@ func DynamoDBActions(function string) []string {
 	case FunctionDefault:
 		// store.Touch: UpdateItem conditioned on the record existing.
 		return []string{DynamoDBUpdateItem}
+	case FunctionReaper:
+		// The whole-table listing (store.List without tenant or user:
+		// Scan, no index), zombie records removed in batches of 25
+		// (store.DeleteMany: BatchWriteItem), and UpdateItem on internal
+		// items only (DynamoDBInternalItemActions): the counter
+		// (AddActive) and its checkpoint (AcquireCheckpoint,
+		// SaveCheckpoint).
+		return []string{DynamoDBBatchWriteItem, DynamoDBScan, DynamoDBUpdateItem}
+	}
+	return nil
+}
+
+// DynamoDBInternalItemActions returns, sorted, the operations of
+// DynamoDBActions(function) that function calls only on internal items
+// (the active connection counter, its checkpoint), never on a connection
+// record: the deployment grants them only on those keys (IAM's
+// dynamodb:LeadingKeys), and a root-module test holds every such request
+// of the real handler to those keys.
+func DynamoDBInternalItemActions(function string) []string {
+	if function == FunctionReaper {
+		return []string{DynamoDBUpdateItem}
 	}
 	return nil
 }
@@ -249,9 +305,18 @@ const (
 	// JWKS endpoint unavailable): a server fault, not an authentication
 	// failure.
 	MetricKeySourceErrors = "KeySourceErrors" // counter (Count)
+	// MetricZombieRecordsRemoved counts the records of gone connections
+	// (their $disconnect was lost) the reaper removed.
+	MetricZombieRecordsRemoved = "ZombieRecordsRemoved" // counter (Count)
+	// MetricReaperErrors counts what the reaper could not do: records it
+	// could not check (5xx, 429, timeouts, an open breaker; never removed)
+	// plus one for a run that stopped early on a failure (listing,
+	// removing, its checkpoint).
+	MetricReaperErrors = "ReaperErrors" // counter (Count)
 )
 
 // Metrics lists the custom metric names.
 func Metrics() []string {
-	return []string{MetricActiveConnections, MetricConnectionsPerMinute, MetricAuthenticationFailures, MetricMessagesSentPerMinute, MetricStoreErrors, MetricKeySourceErrors}
+	return []string{MetricActiveConnections, MetricConnectionsPerMinute, MetricAuthenticationFailures, MetricMessagesSentPerMinute,
+		MetricStoreErrors, MetricKeySourceErrors, MetricZombieRecordsRemoved, MetricReaperErrors}
 }

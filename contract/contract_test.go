@@ -10,7 +10,8 @@ import (
 )
 
 func TestDynamoDBActionsAreSortedAndKnown(t *testing.T) {
-	known := []string{contract.DynamoDBPutItem, contract.DynamoDBUpdateItem, contract.DynamoDBDeleteItem}
+	known := []string{contract.DynamoDBPutItem, contract.DynamoDBUpdateItem, contract.DynamoDBDeleteItem,
+		contract.DynamoDBScan, contract.DynamoDBBatchWriteItem}
 	for _, fn := range contract.Functions() {
 		got := contract.DynamoDBActions(fn)
 		if len(got) == 0 || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
@@ -24,6 +25,43 @@ func TestDynamoDBActionsAreSortedAndKnown(t *testing.T) {
 	}
 	if contract.DynamoDBActions("nope") != nil {
 		t.Error("an unknown function has DynamoDB actions")
+	}
+}
+
+// The internal-item operations are a sorted subset of the function's
+// operations.
+func TestDynamoDBInternalItemActionsAreASubset(t *testing.T) {
+	scoped := 0
+	for _, fn := range contract.Functions() {
+		got := contract.DynamoDBInternalItemActions(fn)
+		if !slices.IsSorted(got) {
+			t.Errorf("%s: DynamoDBInternalItemActions %v not sorted", fn, got)
+		}
+		for _, op := range got {
+			scoped++
+			if !slices.Contains(contract.DynamoDBActions(fn), op) {
+				t.Errorf("%s: internal-item operation %s is not in DynamoDBActions %v", fn, op, contract.DynamoDBActions(fn))
+			}
+		}
+	}
+	if scoped == 0 {
+		t.Error("no function's operations are scoped to internal items: the reaper's UpdateItem should be")
+	}
+}
+
+// Every function is invoked by its route, except the reaper (a schedule);
+// no two functions share a route.
+func TestRouteOf(t *testing.T) {
+	seen := map[string]string{}
+	for _, fn := range contract.Functions() {
+		r := contract.RouteOf(fn)
+		if (r == "") != (fn == contract.FunctionReaper) {
+			t.Errorf("RouteOf(%s) = %q", fn, r)
+		}
+		if r != "" && seen[r] != "" {
+			t.Errorf("%s and %s share the route %s", fn, seen[r], r)
+		}
+		seen[r] = fn
 	}
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: scripts/build-lambdas.sh [--arch arm64|amd64] [--out DIR]
-# Builds the Lambda functions (contract/: connect, disconnect, default)
+# Builds the Lambda functions (contract/: connect, disconnect, default, reaper)
 # for the provided.al2023 runtime: DIR/<fn>/bootstrap, zipped as DIR/<fn>.zip.
 # arm64 (Graviton) by default. Static, no RPC shim, trimmed and stripped.
 set -euo pipefail
@@ -21,7 +21,7 @@ case "$ARCH" in arm64|amd64) ;; *) echo "build-lambdas: --arch must be arm64 or 
 GO=${GO:-go}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-for fn in connect disconnect default; do
+for fn in connect disconnect default reaper; do
   mkdir -p "$OUT/$fn"
   GOOS=linux GOARCH="$ARCH" CGO_ENABLED=0 "$GO" build -tags lambda.norpc -trimpath -ldflags "-s -w" \
     -o "$OUT/$fn/bootstrap" "./lambda/$fn/bootstrap"

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -73,6 +74,10 @@ type Config struct {
 	Environment           string
 	MetricsNamespace      string
 	OTLPEndpoint          string
+	// ManagementEndpoint is MANAGEMENT_ENDPOINT, read only by the
+	// functions whose contract has it (the reaper): the API's @connections
+	// base URL with its stage.
+	ManagementEndpoint string
 	// DynamoDBEndpoint is AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL:
 	// set only when the store is an emulator or a custom endpoint. The SDK
 	// reads these itself; it is kept here only to relax response checksum
@@ -108,6 +113,9 @@ func Load(function string, getenv func(string) string) (Config, error) {
 		c.JWTJWKSURL = get(contract.EnvJWTJWKSURL)
 		c.JWTIssuer = get(contract.EnvJWTIssuer)
 		c.JWTAudience = get(contract.EnvJWTAudience)
+	}
+	if slices.ContainsFunc(vars, func(v contract.Var) bool { return v.Name == contract.EnvManagementEndpoint }) {
+		c.ManagementEndpoint = get(contract.EnvManagementEndpoint)
 	}
 	if c.FunctionName == "" {
 		c.FunctionName = function
@@ -154,7 +162,28 @@ func Load(function string, getenv func(string) string) (Config, error) {
 	if len(missing) > 0 {
 		return c, &MissingError{Function: function, Variables: missing}
 	}
+	if c.ManagementEndpoint != "" {
+		if err := checkManagementEndpoint(c.ManagementEndpoint); err != nil {
+			return c, &InvalidError{Variable: contract.EnvManagementEndpoint, Reason: "not a management endpoint: want https://{api-id}.execute-api.{region}.amazonaws.com/{stage}", Err: err}
+		}
+	}
 	return c, nil
+}
+
+// checkManagementEndpoint accepts an absolute http(s) URL whose path is a
+// stage API Gateway would accept.
+func checkManagementEndpoint(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q carries credentials, a query or a fragment", s)
+	}
+	return contract.CheckStage(strings.Trim(u.Path, "/"))
 }
 
 // keyVarsChoice is "JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_SECRET_ARN or JWT_JWKS_URL".

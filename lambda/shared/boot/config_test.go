@@ -34,6 +34,7 @@ func TestLoadNamesEveryMissingVariable(t *testing.T) {
 		{contract.FunctionConnect, map[string]string{"CONNECTIONS_TABLE": "t", "JWT_PUBLIC_KEY_SECRET_ARN": "arn"}, []string{"JWT_ISSUER"}},
 		{contract.FunctionDisconnect, map[string]string{}, []string{"CONNECTIONS_TABLE"}},
 		{contract.FunctionDefault, map[string]string{"CONNECTIONS_TABLE": "  "}, []string{"CONNECTIONS_TABLE"}},
+		{contract.FunctionReaper, map[string]string{}, []string{"CONNECTIONS_TABLE", "MANAGEMENT_ENDPOINT"}},
 	}
 	for _, c := range cases {
 		_, err := boot.Load(c.fn, env(c.env))
@@ -122,6 +123,30 @@ func TestLoadRejectsBadValues(t *testing.T) {
 	}
 	if _, err := boot.Load("nope", env(base)); !errors.Is(err, boot.ErrConfig) {
 		t.Errorf("unknown function: %v", err)
+	}
+}
+
+// The reaper's management endpoint: an http(s) URL whose path is a stage;
+// no other function reads it.
+func TestLoadManagementEndpoint(t *testing.T) {
+	for _, ok := range []string{"https://abc123.execute-api.eu-west-1.amazonaws.com/prod", "http://127.0.0.1:4510/local/", " https://x.example.com/v1_2-beta "} {
+		c, err := boot.Load(contract.FunctionReaper, env(map[string]string{"CONNECTIONS_TABLE": "t", "MANAGEMENT_ENDPOINT": ok}))
+		if err != nil || c.ManagementEndpoint != strings.TrimSpace(ok) {
+			t.Errorf("MANAGEMENT_ENDPOINT=%q: %+v, %v", ok, c.ManagementEndpoint, err)
+		}
+	}
+	for _, bad := range []string{"abc123.execute-api.eu-west-1.amazonaws.com/prod", "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod",
+		"https://abc123.execute-api.eu-west-1.amazonaws.com", "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/@connections",
+		"https://user:pw@abc123.execute-api.eu-west-1.amazonaws.com/prod", "https://h/prod?x=1", "https://h/pr od"} {
+		_, err := boot.Load(contract.FunctionReaper, env(map[string]string{"CONNECTIONS_TABLE": "t", "MANAGEMENT_ENDPOINT": bad}))
+		var ie *boot.InvalidError
+		if !errors.As(err, &ie) || ie.Variable != contract.EnvManagementEndpoint || !errors.Is(err, boot.ErrConfig) {
+			t.Errorf("MANAGEMENT_ENDPOINT=%q: err = %v, want an *InvalidError naming it", bad, err)
+		}
+	}
+	c, err := boot.Load(contract.FunctionDefault, env(map[string]string{"CONNECTIONS_TABLE": "t", "MANAGEMENT_ENDPOINT": "https://h/prod"}))
+	if err != nil || c.ManagementEndpoint != "" {
+		t.Errorf("default read MANAGEMENT_ENDPOINT: %q, %v", c.ManagementEndpoint, err)
 	}
 }
 

@@ -94,6 +94,7 @@ func scenarios(t *testing.T, fn string) []map[string]string {
 		contract.EnvEnvironment:           "test",
 		contract.EnvMetricsNamespace:      "Test",
 		contract.EnvOTLPEndpoint:          "",
+		contract.EnvManagementEndpoint:    "https://abc123.execute-api.us-east-1.amazonaws.com/prod",
 	}
 	full := func(keyVar string) map[string]string {
 		m := map[string]string{}

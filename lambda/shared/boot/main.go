@@ -41,6 +41,10 @@ func (e Env) Store() *store.Dynamo {
 // Build makes a function's handler from the wired Env.
 type Build func(ctx context.Context, env Env) (Handler, error)
 
+// BuildFunc makes the handler of a function whose event is not a WebSocket
+// route's (the reaper's scheduled event) from the wired Env.
+type BuildFunc[Req, Resp any] func(ctx context.Context, env Env) (func(context.Context, Req) (Resp, error), error)
+
 // Main is the whole of a Lambda entry point: load function's configuration
 // from the environment, set up logging, tracing, metrics and the AWS SDK,
 // build the handler, and serve it with spans flushed after every
@@ -52,12 +56,35 @@ func Main(function string, build Build) int {
 	return run(function, os.Getenv, nil, build, func(h handlerFunc) { lambda.Start(h) })
 }
 
+// MainFunc is Main for a handler of any event type:
+//
+//	func main() { os.Exit(boot.MainFunc(contract.FunctionReaper, build)) }
+func MainFunc[Req, Resp any](function string, build BuildFunc[Req, Resp]) int {
+	return runFunc(function, os.Getenv, nil, build, func(h func(context.Context, Req) (Resp, error)) { lambda.Start(h) })
+}
+
 type handlerFunc = func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error)
+
+// routeBuild is build as a BuildFunc.
+func routeBuild(build Build) BuildFunc[events.APIGatewayWebsocketProxyRequest, events.APIGatewayProxyResponse] {
+	return func(ctx context.Context, env Env) (handlerFunc, error) {
+		h, err := build(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		return h.Handle, nil
+	}
+}
 
 // run is Main with its edges injected: getenv, the log writer (nil =>
 // stdout) and start (lambda.Start, which never returns).
 func run(function string, getenv func(string) string, logs io.Writer, build Build, start func(handlerFunc)) int {
-	h, err := Wire(function, getenv, logs, build)
+	return runFunc(function, getenv, logs, routeBuild(build), start)
+}
+
+// runFunc is MainFunc with its edges injected, as run is Main's.
+func runFunc[Req, Resp any](function string, getenv func(string) string, logs io.Writer, build BuildFunc[Req, Resp], start func(func(context.Context, Req) (Resp, error))) int {
+	h, err := WireFunc(function, getenv, logs, build)
 	if err != nil {
 		return 1
 	}
@@ -73,6 +100,11 @@ func run(function string, getenv func(string) string, logs io.Writer, build Buil
 // cold start is logged once and returned. Tests run an entry point's real
 // build through it.
 func Wire(function string, getenv func(string) string, logs io.Writer, build Build) (func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error), error) {
+	return WireFunc(function, getenv, logs, routeBuild(build))
+}
+
+// WireFunc is Wire for a handler of any event type (MainFunc's cold start).
+func WireFunc[Req, Resp any](function string, getenv func(string) string, logs io.Writer, build BuildFunc[Req, Resp]) (func(context.Context, Req) (Resp, error), error) {
 	ctx := context.Background()
 	cfg, err := Load(function, getenv)
 	log := NewLogger(cfg, logs)
@@ -85,10 +117,10 @@ func Wire(function string, getenv func(string) string, logs io.Writer, build Bui
 		LogInitError(log, err)
 		return nil, err
 	}
-	return observability.FlushAfter(h.Handle, tr.Flush, log), nil
+	return observability.FlushAfter(h, tr.Flush, log), nil
 }
 
-func wire(ctx context.Context, cfg Config, log *slog.Logger, build Build) (Handler, *observability.Tracing, error) {
+func wire[Req, Resp any](ctx context.Context, cfg Config, log *slog.Logger, build BuildFunc[Req, Resp]) (func(context.Context, Req) (Resp, error), *observability.Tracing, error) {
 	tr, err := NewTracing(ctx, cfg)
 	if err != nil {
 		return nil, nil, err

@@ -6,7 +6,9 @@
 package boottest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,12 +46,13 @@ type DynamoDB struct {
 	mu    sync.Mutex
 	all   map[string]bool
 	since map[string]bool
+	keys  map[string]map[string]bool // per operation, the items' keys it named
 }
 
 // StartDynamoDB serves minidyn for the life of t and creates the table.
 func StartDynamoDB(t testing.TB) *DynamoDB {
 	t.Helper()
-	d := &DynamoDB{Table: schema.DefaultTableName, all: map[string]bool{}, since: map[string]bool{}}
+	d := &DynamoDB{Table: schema.DefaultTableName, all: map[string]bool{}, since: map[string]bool{}, keys: map[string]map[string]bool{}}
 	mini := server.NewServer()
 	raw := httptest.NewServer(mini)
 	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -58,8 +61,24 @@ func StartDynamoDB(t testing.TB) *DynamoDB {
 		if !ok || op == "" {
 			op = "unrecognised X-Amz-Target " + target // fails any comparison, loudly
 		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var req struct {
+			Key map[string]map[string]string
+		}
+		_ = json.Unmarshal(body, &req) // operations without a Key name none
 		d.mu.Lock()
 		d.all[op], d.since[op] = true, true
+		if k, ok := req.Key[schema.AttrConnectionID]["S"]; ok {
+			if d.keys[op] == nil {
+				d.keys[op] = map[string]bool{}
+			}
+			d.keys[op][k] = true
+		}
 		d.mu.Unlock()
 		mini.ServeHTTP(w, r)
 	}))
@@ -100,6 +119,14 @@ func (d *DynamoDB) Ops() []string {
 	return keys(d.all)
 }
 
+// Keys returns, sorted, the keys of the items that requests of op (one
+// naming a single item: GetItem, UpdateItem, DeleteItem) named so far.
+func (d *DynamoDB) Keys(op string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return keys(d.keys[op])
+}
+
 func keys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -134,6 +161,22 @@ type Handler = func(context.Context, events.APIGatewayWebsocketProxyRequest) (ev
 // logs to logs (nil => discarded). Tests using it cannot run in parallel.
 func (d *DynamoDB) Wire(t testing.TB, function string, vars map[string]string, logs io.Writer, build boot.Build) Handler {
 	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	h, err := boot.Wire(function, d.Getenv(t, vars), logs, build)
+	if err != nil {
+		t.Fatalf("boottest: cold start of %s failed: %v", function, err)
+	}
+	return h
+}
+
+// Getenv prepares the environment of Wire (the process environment of the
+// AWS SDK, set for the life of t) and returns the getenv of a cold start
+// with vars: for boot.WireFunc, which entry points that are not WebSocket
+// routes (the reaper) run through. Tests using it cannot run in parallel.
+func (d *DynamoDB) Getenv(t testing.TB, vars map[string]string) func(string) string {
+	t.Helper()
 	none := filepath.Join(t.TempDir(), "none")
 	for k, v := range map[string]string{
 		"AWS_REGION":                         "us-east-1",
@@ -155,14 +198,7 @@ func (d *DynamoDB) Wire(t testing.TB, function string, vars map[string]string, l
 	for k, v := range vars {
 		env[k] = v
 	}
-	if logs == nil {
-		logs = io.Discard
-	}
-	h, err := boot.Wire(function, func(k string) string { return env[k] }, logs, build)
-	if err != nil {
-		t.Fatalf("boottest: cold start of %s failed: %v", function, err)
-	}
-	return h
+	return func(k string) string { return env[k] }
 }
 
 // Fixture is the usual setup of an entry point's contract test: a recording
