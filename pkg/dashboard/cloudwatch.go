@@ -46,7 +46,8 @@ type CloudWatchConfig struct {
 	// names ("" => "streamer-<env>-").
 	FunctionPrefix string
 	// Functions are the full Lambda function names (nil => FunctionPrefix +
-	// each of contract.Functions()).
+	// each of contract.Functions() a route invokes: the request path; the
+	// scheduled reaper's runs are on the stack's CloudWatch dashboard).
 	Functions []string
 	// LatencyFunction is the function whose Duration p50/p99 fills the
 	// latency panel ("" => FunctionPrefix + contract.FunctionDefault).
@@ -83,7 +84,9 @@ func NewCloudWatchSource(client CloudWatchAPI, cfg CloudWatchConfig) *CloudWatch
 	}
 	if cfg.Functions == nil {
 		for _, f := range contract.Functions() {
-			cfg.Functions = append(cfg.Functions, cfg.FunctionPrefix+f)
+			if contract.RouteOf(f) != "" {
+				cfg.Functions = append(cfg.Functions, cfg.FunctionPrefix+f)
+			}
 		}
 	}
 	if cfg.LatencyFunction == "" {
