@@ -51,7 +51,7 @@ func (d *deployed) deployCloudTrail(ctx *pulumi.Context) error {
 		return err
 	}
 	doc := bucket.Arn.ApplyT(func(arn string) (string, error) {
-		cond := map[string]map[string]string{"StringEquals": {"aws:SourceArn": trailArn}}
+		cond := map[string]map[string]any{"StringEquals": {"aws:SourceArn": trailArn}}
 		return policy(
 			Statement{
 				Sid: "CloudTrailAclCheck", Effect: "Allow",
@@ -63,7 +63,7 @@ func (d *deployed) deployCloudTrail(ctx *pulumi.Context) error {
 				Principal: map[string]any{"Service": "cloudtrail.amazonaws.com"},
 				Action:    []string{"s3:PutObject"},
 				Resource:  []string{fmt.Sprintf("%s/AWSLogs/%s/*", arn, a.ID)},
-				Condition: map[string]map[string]string{"StringEquals": {
+				Condition: map[string]map[string]any{"StringEquals": {
 					"aws:SourceArn": trailArn, "s3:x-amz-acl": "bucket-owner-full-control",
 				}},
 			},

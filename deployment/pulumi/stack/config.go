@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -74,6 +75,16 @@ type Config struct {
 	SlowSendMs int `json:"slowSendMs"`
 	// Alarms configures the CloudWatch alarms.
 	Alarms Alarms `json:"alarms"`
+	// Reaper schedules the reaper function.
+	Reaper Reaper `json:"reaper"`
+}
+
+// Reaper configures the scheduled reaper (lambda/reaper).
+type Reaper struct {
+	// Schedule is an EventBridge schedule expression, "rate(15 minutes)"
+	// or "cron(0/15 * * * ? *)"; "" => no schedule (the function is
+	// deployed and runs only when invoked by hand).
+	Schedule string `json:"schedule"`
 }
 
 // Throttling is API Gateway stage throttling. Zero values => 500 burst, 1000 rps.
@@ -94,8 +105,11 @@ type JWT struct {
 type FunctionConfig struct {
 	// MemoryMB => 0 means 256.
 	MemoryMB int `json:"memoryMb"`
-	// TimeoutSeconds => 0 means 10. At most 29: API Gateway stops waiting
-	// for an integration after 29 s, so a longer timeout only burns money.
+	// TimeoutSeconds => 0 means 10 (the reaper: 300). At most 29 for the
+	// route functions: API Gateway stops waiting for an integration after
+	// 29 s, so a longer timeout only burns money. The reaper, invoked by a
+	// schedule, may take up to Lambda's 900: it works until its timeout
+	// (less a margin) and resumes in the next run.
 	TimeoutSeconds int `json:"timeoutSeconds"`
 	// ReservedConcurrency => 0 means unreserved (the account pool).
 	ReservedConcurrency int `json:"reservedConcurrency"`
@@ -117,6 +131,10 @@ type Alarms struct {
 	AuthFailures float64 `json:"authFailures"`
 	// DynamoThrottles => 0: any throttled DynamoDB request or event above it.
 	DynamoThrottles float64 `json:"dynamoThrottles"`
+	// ReaperErrors => 0: ReaperErrors plus the reaper's Lambda Errors (a
+	// crashed or timed-out run writes no metric) summed over one hour
+	// above it.
+	ReaperErrors float64 `json:"reaperErrors"`
 	// PeriodSeconds => 300.
 	PeriodSeconds int `json:"periodSeconds"`
 	// EvaluationPeriods => 1.
@@ -137,6 +155,9 @@ const (
 	DefaultLambdaZipDir            = "../../dist"
 	DefaultMemoryMB                = 256
 	DefaultTimeoutSeconds          = 10
+	DefaultReaperTimeoutSeconds    = 300
+	MaxRouteTimeoutSeconds         = 29
+	MaxLambdaTimeoutSeconds        = 900
 	DefaultAccountConcurrencyLimit = 1000
 	DefaultSlowSendMs              = 500
 	DefaultErrorRateLowPercent     = 1
@@ -190,6 +211,7 @@ func LoadConfig(ctx *pulumi.Context) (Config, error) {
 		{"jwt", &cfg.JWT},
 		{"functions", &cfg.Functions},
 		{"alarms", &cfg.Alarms},
+		{"reaper", &cfg.Reaper},
 	}
 	for _, o := range objects {
 		if err := c.TryObject(o.key, o.out); err != nil && !errors.Is(err, config.ErrMissingVar) {
@@ -243,6 +265,9 @@ func (cfg Config) WithDefaults(stack string) Config {
 	for _, name := range contract.Functions() {
 		f := fns[name]
 		defInt(&f.MemoryMB, DefaultMemoryMB)
+		if contract.RouteOf(name) == "" {
+			defInt(&f.TimeoutSeconds, DefaultReaperTimeoutSeconds)
+		}
 		defInt(&f.TimeoutSeconds, DefaultTimeoutSeconds)
 		fns[name] = f
 	}
@@ -293,8 +318,11 @@ func (cfg Config) Validate() error {
 		if f.MemoryMB < 128 || f.MemoryMB > 10240 {
 			bad("streamer:functions.%s.memoryMb %d: Lambda allows 128..10240", name, f.MemoryMB)
 		}
-		if f.TimeoutSeconds < 1 || f.TimeoutSeconds > 29 {
-			bad("streamer:functions.%s.timeoutSeconds %d: use 1..29 (API Gateway waits at most 29 s for an integration)", name, f.TimeoutSeconds)
+		switch {
+		case contract.RouteOf(name) == "" && (f.TimeoutSeconds < 1 || f.TimeoutSeconds > MaxLambdaTimeoutSeconds):
+			bad("streamer:functions.%s.timeoutSeconds %d: use 1..%d (Lambda's limit)", name, f.TimeoutSeconds, MaxLambdaTimeoutSeconds)
+		case contract.RouteOf(name) != "" && (f.TimeoutSeconds < 1 || f.TimeoutSeconds > MaxRouteTimeoutSeconds):
+			bad("streamer:functions.%s.timeoutSeconds %d: use 1..%d (API Gateway waits at most 29 s for an integration)", name, f.TimeoutSeconds, MaxRouteTimeoutSeconds)
 		}
 		if f.ReservedConcurrency < 0 {
 			bad("streamer:functions.%s.reservedConcurrency %d: use 0 (unreserved) or a positive number", name, f.ReservedConcurrency)
@@ -313,8 +341,40 @@ func (cfg Config) Validate() error {
 	if a.EvaluationPeriods < 1 {
 		bad("streamer:alarms.evaluationPeriods %d: use 1 or more", a.EvaluationPeriods)
 	}
+	if a.ReaperErrors < 0 {
+		bad("streamer:alarms.reaperErrors %g: use 0 (any) or more", a.ReaperErrors)
+	}
+	if err := checkSchedule(cfg.Reaper.Schedule); err != nil {
+		bad("streamer:reaper.schedule %q: %v", cfg.Reaper.Schedule, err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrInvalidConfig, strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// rateExpr is EventBridge's rate expression: a positive whole number and a
+// unit, singular for 1 and plural otherwise.
+var rateExpr = regexp.MustCompile(`^rate\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\)$`)
+
+// checkSchedule accepts "" (no schedule), a rate expression, or a cron
+// expression of EventBridge's six fields; EventBridge itself checks the
+// fields' values.
+func checkSchedule(s string) error {
+	if s == "" {
+		return nil
+	}
+	if m := rateExpr.FindStringSubmatch(s); m != nil {
+		if one := m[1] == "1"; one != !strings.HasSuffix(m[2], "s") {
+			return errors.New(`use a singular unit for 1 and a plural one otherwise: "rate(1 minute)", "rate(15 minutes)"`)
+		}
+		return nil
+	}
+	if inner, ok := strings.CutPrefix(s, "cron("); ok && strings.HasSuffix(inner, ")") {
+		if n := len(strings.Fields(strings.TrimSuffix(inner, ")"))); n != 6 {
+			return fmt.Errorf("a cron expression has 6 fields (minutes hours day-of-month month day-of-week year), not %d", n)
+		}
+		return nil
+	}
+	return errors.New(`use "rate(N minutes|hours|days)" or "cron(...)" (EventBridge schedule expressions), or leave it empty for no schedule`)
 }

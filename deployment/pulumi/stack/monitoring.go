@@ -108,6 +108,13 @@ const (
 	KeySourceErrorsPeriodSeconds = 300
 )
 
+// The reaper's alarm (alarms.reaperErrors), over one hour: the reaper
+// runs a few times an hour, so most shorter periods hold no datapoint.
+const (
+	ReaperErrorsAlarmID       = "reaper-errors"
+	ReaperErrorsPeriodSeconds = 3600
+)
+
 // alarm is the part of an alarm that varies; newAlarm adds the rest.
 type alarm struct {
 	id          string // logical and physical name suffix
@@ -161,13 +168,17 @@ func orDefault(v, def int) int {
 }
 
 func (d *deployed) metricQuery(id, namespace, metric, stat string, dims map[string]string) cloudwatch.MetricAlarmMetricQueryArgs {
+	return metricQuery(id, namespace, metric, stat, dims, d.cfg.Alarms.PeriodSeconds)
+}
+
+func metricQuery(id, namespace, metric, stat string, dims map[string]string, period int) cloudwatch.MetricAlarmMetricQueryArgs {
 	return cloudwatch.MetricAlarmMetricQueryArgs{
 		Id: pulumi.String(id),
 		Metric: cloudwatch.MetricAlarmMetricQueryMetricArgs{
 			Namespace:  pulumi.String(namespace),
 			MetricName: pulumi.String(metric),
 			Stat:       pulumi.String(stat),
-			Period:     pulumi.Int(d.cfg.Alarms.PeriodSeconds),
+			Period:     pulumi.Int(period),
 			Dimensions: pulumi.ToStringMap(dims),
 		},
 		ReturnData: pulumi.Bool(false),
@@ -184,6 +195,11 @@ func (d *deployed) deployAlarms(ctx *pulumi.Context) error {
 	a := d.cfg.Alarms
 	var alarms []alarm
 	for _, fn := range contract.Functions() {
+		if contract.RouteOf(fn) == "" {
+			// The reaper runs a few times an hour: one failed run would
+			// be a 25% error rate. Its own alarm is below.
+			continue
+		}
 		name := d.fnNames[fn]
 		dims := map[string]string{"FunctionName": name}
 		for _, lvl := range []struct {
@@ -246,6 +262,24 @@ func (d *deployed) deployAlarms(ctx *pulumi.Context) error {
 			period:     KeySourceErrorsPeriodSeconds, evaluationPeriods: 1,
 		},
 	)
+
+	// The reaper: records it could not check and failed runs (ReaperErrors),
+	// plus the function's Lambda Errors, since a crashed or timed-out run
+	// writes no metric. Low severity: zombies cost 410s and a high gauge,
+	// not an outage.
+	reaperName := d.fnNames[contract.FunctionReaper]
+	alarms = append(alarms, alarm{
+		id: ReaperErrorsAlarmID,
+		description: fmt.Sprintf("the reaper (%s) could not check some connection records or a run failed (%s + Lambda Errors > %g in %d s): see its \"reaper run\" log lines",
+			reaperName, contract.MetricReaperErrors, a.ReaperErrors, ReaperErrorsPeriodSeconds),
+		severity: SeverityLow, threshold: a.ReaperErrors, evaluationPeriods: 1,
+		queries: cloudwatch.MetricAlarmMetricQueryArray{
+			metricQuery("reaper_errors", d.cfg.MetricsNamespace, contract.MetricReaperErrors, "Sum",
+				map[string]string{contract.DimensionEnvironment: d.cfg.Environment}, ReaperErrorsPeriodSeconds),
+			metricQuery("function_errors", "AWS/Lambda", "Errors", "Sum", map[string]string{"FunctionName": reaperName}, ReaperErrorsPeriodSeconds),
+			expression("errors", "FILL(reaper_errors, 0) + FILL(function_errors, 0)", "reaper errors"),
+		},
+	})
 
 	// DynamoDB throttles: read/write throttle events on the table and its
 	// indexes, and throttled requests for each operation the handlers call.
@@ -328,6 +362,10 @@ func (d *deployed) queries() []savedQuery {
 		{name: "auth-failures-by-reason", query: `filter operation = "connect" and ispresent(reason)
 | stats count(*) as failures by reason
 | sort failures desc`},
+		{name: "reaper-runs", query: `fields @timestamp, checked, live, recent, removed, errors, complete, resumed, stopped, error
+| filter msg = "reaper run"
+| sort @timestamp desc
+| limit 100`},
 		// Handlers log operation=send; pkg/connection's Manager logs op=send|broadcast.
 		{name: "slow-sends", query: fmt.Sprintf(`fields @timestamp, @log, coalesce(operation, op) as what, connection_id, correlation_id, duration_ms, outcome, error
 | filter (operation = "send" or op = "send" or op = "broadcast") and duration_ms > %d
@@ -358,6 +396,10 @@ func (d *deployed) deployQueries(ctx *pulumi.Context) error {
 	}
 	return nil
 }
+
+// ReaperWidgetTitle titles the dashboard's reaper widget: zombie records
+// removed, records not checked, failed runs.
+const ReaperWidgetTitle = "Reaper: zombie records removed, errors"
 
 // dashboardBody is the CloudWatch dashboard JSON.
 func (d *deployed) dashboardBody(apiID string) (string, error) {
@@ -399,6 +441,12 @@ func (d *deployed) dashboardBody(apiID string) (string, error) {
 	for _, op := range tableOperations() {
 		throttles = append(throttles, []any{"AWS/DynamoDB", "ThrottledRequests", "TableName", d.cfg.TableName, "Operation", op})
 	}
+	reaperName := d.fnNames[contract.FunctionReaper]
+	reaper := [][]any{
+		append([]any{d.cfg.MetricsNamespace, contract.MetricZombieRecordsRemoved}, envDim...),
+		append([]any{d.cfg.MetricsNamespace, contract.MetricReaperErrors}, envDim...),
+		{"AWS/Lambda", "Errors", "FunctionName", reaperName, map[string]any{"label": "reaper failed runs"}},
+	}
 	body := map[string]any{"widgets": []any{
 		widget("Connections and messages (streamer metrics)", custom, "Sum", 0, 0),
 		widget("API Gateway: connects, messages, errors", api, "Sum", 12, 0),
@@ -406,6 +454,7 @@ func (d *deployed) dashboardBody(apiID string) (string, error) {
 		widget("Lambda duration p99 (ms)", durations, "p99", 12, 6),
 		widget("Lambda cold starts", colds, "SampleCount", 0, 12),
 		widget("DynamoDB throttles", throttles, "Sum", 12, 12),
+		widget(ReaperWidgetTitle, reaper, "Sum", 0, 18),
 	}}
 	b, err := json.Marshal(body)
 	if err != nil {

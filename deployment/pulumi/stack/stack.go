@@ -165,7 +165,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Outputs, error) {
 	}
 	steps := []func(*pulumi.Context) error{
 		d.deployKey, d.deployTable, d.deploySecret, d.deployLogGroups, d.deployAPI,
-		d.deployFunctions, d.deployStage, d.deployMonitoring, d.deployCloudTrail,
+		d.deployFunctions, d.deployStage, d.deployReaperSchedule, d.deployMonitoring, d.deployCloudTrail,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -186,6 +186,11 @@ func checkSpecs() error {
 	sort.Strings(want)
 	if !slices.Equal(names, want) {
 		return fmt.Errorf("stack: functions with IAM specs %v differ from contract.Functions() %v: add the new function to functionSpecs in stack/policy.go", names, want)
+	}
+	for _, s := range functionSpecs() {
+		if (len(s.InternalItemActions) > 0) != (len(s.InternalKeys) > 0) {
+			return fmt.Errorf("stack: function %s: internal-item actions %v need the internal keys they are granted on (and keys need actions): see functionSpecs in stack/policy.go", s.Name, s.InternalItemActions)
+		}
 	}
 	return nil
 }
@@ -245,7 +250,7 @@ func (d *deployed) deployKey(ctx *pulumi.Context) error {
 			Principal: map[string]any{"Service": "cloudwatch.amazonaws.com"},
 			Action:    []string{"kms:Decrypt", "kms:GenerateDataKey"},
 			Resource:  []string{"*"},
-			Condition: map[string]map[string]string{"StringEquals": {"aws:SourceAccount": a.ID}},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:SourceAccount": a.ID}},
 		},
 	)
 	js, err := doc.JSON()
@@ -365,6 +370,7 @@ func (d *deployed) environment(fn string) (pulumi.StringMap, error) {
 		contract.EnvJWTPublicKeySecretARN: d.secret.Arn,
 		contract.EnvJWTIssuer:             pulumi.String(d.cfg.JWT.Issuer),
 		contract.EnvJWTAudience:           pulumi.String(d.cfg.JWT.Audience),
+		contract.EnvManagementEndpoint:    d.managementEndpoint(),
 	}
 	env := pulumi.StringMap{}
 	for _, v := range contract.Vars(fn) {
@@ -386,6 +392,14 @@ func (d *deployed) rolePolicy(spec functionSpec, tableArn, secretArn, keyArn, lo
 	if len(spec.TableActions) > 0 { // IAM rejects a statement without actions
 		st = append(st, Statement{Sid: "ConnectionsTable", Effect: "Allow", Action: spec.TableActions, Resource: []string{tableArn}})
 	}
+	if len(spec.InternalItemActions) > 0 {
+		// Item-level access: only the items whose partition key is one of
+		// these internal keys (ForAllValues: every key the request names).
+		st = append(st, Statement{
+			Sid: "ConnectionsTableInternalItems", Effect: "Allow", Action: spec.InternalItemActions, Resource: []string{tableArn},
+			Condition: map[string]map[string]any{"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": spec.InternalKeys}},
+		})
+	}
 	st = append(st,
 		Statement{
 			Sid: "OwnLogGroup", Effect: "Allow",
@@ -400,7 +414,7 @@ func (d *deployed) rolePolicy(spec functionSpec, tableArn, secretArn, keyArn, lo
 			Statement{
 				Sid: "DecryptJWTPublicKeyViaSecretsManager", Effect: "Allow",
 				Action: []string{"kms:Decrypt"}, Resource: []string{keyArn},
-				Condition: map[string]map[string]string{"StringEquals": {
+				Condition: map[string]map[string]any{"StringEquals": {
 					"kms:ViaService": fmt.Sprintf("secretsmanager.%s.%s", d.acct.Region, d.acct.DNSSuffix),
 				}},
 			},
@@ -412,6 +426,12 @@ func (d *deployed) rolePolicy(spec functionSpec, tableArn, secretArn, keyArn, lo
 			Resource: []string{d.acct.arn("execute-api", apiID+"/"+d.cfg.StageName+"/POST/@connections/*")},
 		})
 	}
+	if spec.Gets {
+		st = append(st, Statement{
+			Sid: "GetConnections", Effect: "Allow", Action: []string{"execute-api:ManageConnections"},
+			Resource: []string{d.acct.arn("execute-api", apiID+"/"+d.cfg.StageName+"/GET/@connections/*")},
+		})
+	}
 	return policy(st...)
 }
 
@@ -419,7 +439,7 @@ func (d *deployed) deployFunctions(ctx *pulumi.Context) error {
 	trust, err := policy(Statement{
 		Effect: "Allow", Principal: map[string]any{"Service": "lambda.amazonaws.com"},
 		Action:    []string{"sts:AssumeRole"},
-		Condition: map[string]map[string]string{"StringEquals": {"aws:SourceAccount": d.acct.ID}},
+		Condition: map[string]map[string]any{"StringEquals": {"aws:SourceAccount": d.acct.ID}},
 	}).JSON()
 	if err != nil {
 		return err
@@ -452,9 +472,13 @@ func (d *deployed) deployFunctions(ctx *pulumi.Context) error {
 		if err != nil {
 			return err
 		}
+		description := "streamer " + spec.RouteKey + " handler"
+		if spec.RouteKey == "" {
+			description = "streamer " + fn + ": removes the records of connections whose $disconnect was lost (scheduled)"
+		}
 		args := &lambda.FunctionArgs{
 			Name:          pulumi.String(d.fnNames[fn]),
-			Description:   pulumi.String("streamer " + spec.RouteKey + " handler"),
+			Description:   pulumi.String(description),
 			Role:          role.Arn,
 			Runtime:       pulumi.String(Runtime),
 			Architectures: pulumi.StringArray{pulumi.String(Architecture)},
@@ -484,6 +508,9 @@ func (d *deployed) deployFunctions(ctx *pulumi.Context) error {
 func (d *deployed) deployStage(ctx *pulumi.Context) error {
 	var routes []pulumi.Resource
 	for _, spec := range functionSpecs() {
+		if spec.RouteKey == "" {
+			continue // invoked by its schedule (deployReaperSchedule)
+		}
 		f := d.functions[spec.Name]
 		integ, err := apigatewayv2.NewIntegration(ctx, "integration-"+spec.Name, &apigatewayv2.IntegrationArgs{
 			ApiId:             d.api.ID(),
@@ -611,11 +638,56 @@ func (d *deployed) deployAPIGatewayAccount(ctx *pulumi.Context) (pulumi.Resource
 	}, pulumi.DependsOn([]pulumi.Resource{att}))
 }
 
+// managementEndpoint is the @connections base URL of the API's stage.
+func (d *deployed) managementEndpoint() pulumi.StringOutput {
+	return pulumi.Sprintf("https://%s.execute-api.%s.%s/%s", d.api.ID(), d.acct.Region, d.acct.DNSSuffix, d.cfg.StageName)
+}
+
+// deployReaperSchedule invokes the reaper on the stack's schedule
+// (streamer:reaper.schedule; none: the function is deployed and can be
+// invoked by hand). Lambda does not retry a failed run: the next scheduled
+// one resumes from the checkpoint anyway.
+func (d *deployed) deployReaperSchedule(ctx *pulumi.Context) error {
+	f := d.functions[contract.FunctionReaper]
+	if _, err := lambda.NewFunctionEventInvokeConfig(ctx, "invoke-config-"+contract.FunctionReaper, &lambda.FunctionEventInvokeConfigArgs{
+		FunctionName:         f.Name,
+		MaximumRetryAttempts: pulumi.Int(0),
+	}); err != nil {
+		return err
+	}
+	if d.cfg.Reaper.Schedule == "" {
+		return nil
+	}
+	rule, err := cloudwatch.NewEventRule(ctx, "schedule-"+contract.FunctionReaper, &cloudwatch.EventRuleArgs{
+		Name:               pulumi.String(d.name(contract.FunctionReaper)),
+		Description:        pulumi.String("streamer " + d.cfg.Environment + ": run the reaper (zombie connection records)"),
+		ScheduleExpression: pulumi.String(d.cfg.Reaper.Schedule),
+		State:              pulumi.String("ENABLED"),
+		Tags:               d.tags,
+	})
+	if err != nil {
+		return err
+	}
+	perm, err := lambda.NewPermission(ctx, "invoke-"+contract.FunctionReaper, &lambda.PermissionArgs{
+		Action:    pulumi.String("lambda:InvokeFunction"),
+		Function:  f.Name,
+		Principal: pulumi.String("events.amazonaws.com"),
+		SourceArn: rule.Arn,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = cloudwatch.NewEventTarget(ctx, "schedule-"+contract.FunctionReaper, &cloudwatch.EventTargetArgs{
+		Rule: rule.Name,
+		Arn:  f.Arn,
+	}, pulumi.DependsOn([]pulumi.Resource{perm}))
+	return err
+}
+
 func (d *deployed) outputs() *Outputs {
 	o := &Outputs{
-		WebSocketURL: pulumi.Sprintf("%s/%s", d.api.ApiEndpoint, d.cfg.StageName),
-		ManagementEndpoint: pulumi.Sprintf("https://%s.execute-api.%s.%s/%s",
-			d.api.ID(), d.acct.Region, d.acct.DNSSuffix, d.cfg.StageName),
+		WebSocketURL:       pulumi.Sprintf("%s/%s", d.api.ApiEndpoint, d.cfg.StageName),
+		ManagementEndpoint: d.managementEndpoint(),
 		TableName:          d.table.Name,
 		FunctionNames:      map[string]pulumi.StringOutput{},
 		JWTSecretARN:       d.secret.Arn,

@@ -45,6 +45,9 @@ const (
 	tBucketPolicy = "aws:s3/bucketPolicy:BucketPolicy"
 	tPublicBlock  = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 	tBucketSSE    = "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2"
+	tEventRule    = "aws:cloudwatch/eventRule:EventRule"
+	tEventTarget  = "aws:cloudwatch/eventTarget:EventTarget"
+	tInvokeConfig = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 )
 
 // otherActions is what each handler calls outside DynamoDB, written from
@@ -67,6 +70,11 @@ var otherActions = map[string][]string{
 		"logs:CreateLogStream", "logs:PutLogEvents",
 		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
 	},
+	contract.FunctionReaper: {
+		"execute-api:ManageConnections", // GetConnection, on GET @connections/* of this stage only
+		"logs:CreateLogStream", "logs:PutLogEvents",
+		"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+	},
 }
 
 // dynamoActions is contract.DynamoDBActions(fn) as sorted IAM actions.
@@ -86,8 +94,21 @@ func wantActions(fn string) []string {
 	return out
 }
 
-var routeOf = map[string]string{
-	contract.FunctionConnect: "$connect", contract.FunctionDisconnect: "$disconnect", contract.FunctionDefault: "$default",
+// routed counts the functions a route invokes (all but the reaper).
+func routed() int {
+	n := 0
+	for _, fn := range contract.Functions() {
+		if contract.RouteOf(fn) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// scheduled reports whether the shipped stack file of d schedules the reaper.
+func (d *deployment) scheduled() bool {
+	s, _ := d.yamlVal("reaper", "schedule").(string)
+	return s != ""
 }
 
 func TestInventory(t *testing.T) {
@@ -97,13 +118,17 @@ func TestInventory(t *testing.T) {
 			alarms := d.yamlBool("alarms", "enabled")
 			trail := d.yamlBool("cloudTrail")
 			accountRole := d.yamlBool("apiGatewayAccountRole")
-			n := len(contract.Functions())
+			n, r := len(contract.Functions()), routed()
+			sched := 0
+			if d.scheduled() {
+				sched = 1
+			}
 			want := map[string]int{
 				tKey: 1, tAlias: 1, tTable: 1, tSecret: 1,
-				tLogGroup: n + 1, tRolePolicy: n, tFunction: n, tPermission: n,
-				tAPI: 1, tIntegration: n, tRoute: n, tRouteResp: len(contract.TwoWayRoutes()), tStage: 1,
-				tMetricFilter: n, tQuery: 4, tDashboard: 1,
-				tRole: n,
+				tLogGroup: n + 1, tRolePolicy: n, tFunction: n, tPermission: r + sched,
+				tAPI: 1, tIntegration: r, tRoute: r, tRouteResp: len(contract.TwoWayRoutes()), tStage: 1,
+				tMetricFilter: n, tQuery: 5, tDashboard: 1,
+				tRole: n, tInvokeConfig: 1, tEventRule: sched, tEventTarget: sched,
 			}
 			if accountRole {
 				want[tRole]++
@@ -307,6 +332,10 @@ func TestFunctions(t *testing.T) {
 			if s := d.yamlNum("functions", fn, "timeoutSeconds"); s != 0 && f.Inputs["timeout"] != s {
 				t.Errorf("%s/%s: timeout %v, want %v", env, fn, f.Inputs["timeout"], s)
 			}
+			if fn == contract.FunctionReaper && got[contract.EnvManagementEndpoint] != d.outputs["managementEndpoint"] {
+				t.Errorf("%s/%s: %s=%q, want the stack's management endpoint %v", env, fn, contract.EnvManagementEndpoint,
+					got[contract.EnvManagementEndpoint], d.outputs["managementEndpoint"])
+			}
 			rc := d.yamlNum("functions", fn, "reservedConcurrency")
 			if rc == 0 && f.Inputs["reservedConcurrentExecutions"] != nil {
 				t.Errorf("%s/%s: reserved concurrency %v, want unreserved", env, fn, f.Inputs["reservedConcurrentExecutions"])
@@ -338,7 +367,7 @@ type doc struct {
 		Principal any
 		Action    any
 		Resource  any
-		Condition map[string]map[string]string
+		Condition map[string]map[string]any
 	}
 }
 
@@ -416,7 +445,10 @@ func TestFunctionPolicies(t *testing.T) {
 				"kms":            {key},
 				"logs":           {own + ":*"},
 				"xray":           {"*"}, // X-Ray has no resource-level permissions: the documented exception
+				// GetConnection only, on this API's stage.
+				"execute-api": {fmt.Sprintf("arn:aws:execute-api:%s:%s:%s/%s/GET/@connections/*", testRegion, testAccount, testAPIID, env)},
 			}
+			internal := list(stringsAny(contract.DynamoDBInternalItemActions(fn), "dynamodb:"))
 			p := d.one(t, tRolePolicy, "policy-"+fn)
 			role := d.one(t, tRole, "role-"+fn)
 			if p.str("role") != role.str("name") {
@@ -454,6 +486,20 @@ func TestFunctionPolicies(t *testing.T) {
 				if slices.Contains(actions, "kms:Decrypt") && st.Condition["StringEquals"]["kms:ViaService"] != "secretsmanager."+testRegion+".amazonaws.com" {
 					t.Errorf("%s/%s: kms:Decrypt not restricted to Secrets Manager: %v", env, fn, st.Condition)
 				}
+				// Internal-item actions only with the LeadingKeys condition
+				// naming exactly the counter and the checkpoint, and alone.
+				for _, a := range actions {
+					if !slices.Contains(internal, a) {
+						continue
+					}
+					keys := list(st.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"])
+					sort.Strings(keys)
+					want := []string{schema.ActiveCounterKey, schema.CheckpointKey(contract.ReaperCheckpoint)}
+					sort.Strings(want)
+					if !slices.Equal(keys, want) || !isSubset(actions, internal) || len(st.Condition) != 1 {
+						t.Errorf("%s/%s: %s granted with %v (condition %v), want only with dynamodb:LeadingKeys %v", env, fn, a, actions, st.Condition, want)
+					}
+				}
 			}
 			sort.Strings(gotDynamo)
 			if want := dynamoActions(fn); !slices.Equal(gotDynamo, want) || len(want) == 0 {
@@ -472,6 +518,15 @@ func TestFunctionPolicies(t *testing.T) {
 			}
 		}
 	}
+}
+
+// stringsAny is each of ss with prefix, as a JSON-decoded list.
+func stringsAny(ss []string, prefix string) []any {
+	out := []any{}
+	for _, s := range ss {
+		out = append(out, prefix+s)
+	}
+	return out
 }
 
 func isSubset(a, of []string) bool {
@@ -507,7 +562,15 @@ func TestWebSocketAPI(t *testing.T) {
 			routes[r.str("routeKey")] = r
 		}
 		for _, fn := range contract.Functions() {
-			key := routeOf[fn]
+			key := contract.RouteOf(fn)
+			if key == "" {
+				for _, p := range d.ofType(tPermission) {
+					if p.str("principal") == "apigateway.amazonaws.com" && p.str("function") == d.one(t, tFunction, "fn-"+fn).str("name") {
+						t.Errorf("%s: API Gateway may invoke %s, which no route invokes", env, fn)
+					}
+				}
+				continue
+			}
 			r, ok := routes[key]
 			if !ok {
 				t.Errorf("%s: no route %s", env, key)
@@ -532,7 +595,10 @@ func TestWebSocketAPI(t *testing.T) {
 			responses[rr.str("routeId")] = rr
 		}
 		for _, fn := range contract.Functions() {
-			key := routeOf[fn]
+			key := contract.RouteOf(fn)
+			if key == "" {
+				continue // no route
+			}
 			sel := routes[key].str("routeResponseSelectionExpression")
 			rr, has := responses["route-"+fn+"-id"]
 			if contract.IsTwoWayRoute(key) {
@@ -626,8 +692,8 @@ func TestAlarms(t *testing.T) {
 			if a.str("comparisonOperator") != "GreaterThanThreshold" {
 				t.Errorf("%s: %s compares %s", env, a.Name, a.str("comparisonOperator"))
 			}
-			if a.Name == "alarm-"+stack.KeySourceErrorsAlarmID {
-				continue // its own fixed period, checked below
+			if a.Name == "alarm-"+stack.KeySourceErrorsAlarmID || a.Name == "alarm-"+stack.ReaperErrorsAlarmID {
+				continue // their own fixed periods, checked below
 			}
 			if ev := a.Inputs["evaluationPeriods"]; ev != d.yamlNum("alarms", "evaluationPeriods") {
 				t.Errorf("%s: %s evaluates %v periods, want %v", env, a.Name, ev, d.yamlNum("alarms", "evaluationPeriods"))
@@ -651,6 +717,9 @@ func TestAlarms(t *testing.T) {
 		}
 		period := d.yamlNum("alarms", "periodSeconds")
 		for _, fn := range contract.Functions() {
+			if contract.RouteOf(fn) == "" {
+				continue // the reaper's alarm is its own (below)
+			}
 			name := d.one(t, tFunction, "fn-"+fn).str("name")
 			for sev, key := range map[string]string{"low": "errorRateLowPercent", "high": "errorRateHighPercent"} {
 				a := check(fn+"-error-rate-"+sev, d.yamlNum("alarms", key), sev)
@@ -739,10 +808,30 @@ func TestAlarms(t *testing.T) {
 			t.Errorf("%s: throttled-requests alarm watches %v, want the contract's operations %v", env, ops, wantOps)
 		}
 
+		// The reaper: ReaperErrors + its Lambda Errors over an hour, low.
+		reaperName := d.one(t, tFunction, "fn-"+contract.FunctionReaper).str("name")
+		ra := check(stack.ReaperErrorsAlarmID, d.yamlNum("alarms", "reaperErrors"), "low")
+		rm, rexpr := alarmMetrics(ra)
+		if rexpr != "FILL(reaper_errors, 0) + FILL(function_errors, 0)" || len(rm) != 2 || ra.Inputs["evaluationPeriods"] != float64(1) {
+			t.Errorf("%s: reaper alarm %q over %v", env, rexpr, rm)
+		}
+		for _, m := range rm {
+			dims := m["dimensions"].(map[string]any)
+			ok := m["period"] == float64(stack.ReaperErrorsPeriodSeconds) && m["stat"] == "Sum" &&
+				(m["namespace"] == contract.DefaultMetricsNamespace && m["metricName"] == contract.MetricReaperErrors && dims[contract.DimensionEnvironment] == env ||
+					m["namespace"] == "AWS/Lambda" && m["metricName"] == "Errors" && dims["FunctionName"] == reaperName)
+			if !ok {
+				t.Errorf("%s: reaper alarm metric %v", env, m)
+			}
+		}
+
 		// Inventory: exactly these alarms, nothing more.
 		wantIDs := []string{"account-concurrency", "auth-failures", stack.KeySourceErrorsAlarmID,
-			"dynamodb-throttle-events", "dynamodb-throttled-requests"}
+			"dynamodb-throttle-events", "dynamodb-throttled-requests", stack.ReaperErrorsAlarmID}
 		for _, fn := range contract.Functions() {
+			if contract.RouteOf(fn) == "" {
+				continue
+			}
 			wantIDs = append(wantIDs, fn+"-error-rate-low", fn+"-error-rate-high", fn+"-init-duration")
 			if d.yamlNum("functions", fn, "reservedConcurrency") > 0 {
 				wantIDs = append(wantIDs, fn+"-concurrency")
@@ -774,6 +863,7 @@ func TestDashboardAndQueries(t *testing.T) {
 		var parsed struct {
 			Widgets []struct {
 				Properties struct {
+					Title   string  `json:"title"`
 					Metrics [][]any `json:"metrics"`
 				} `json:"properties"`
 			} `json:"widgets"`
@@ -803,6 +893,24 @@ func TestDashboardAndQueries(t *testing.T) {
 		if !strings.Contains(body, testAPIID) {
 			t.Errorf("%s: dashboard API metrics are not for this API", env)
 		}
+		reaper := map[string]bool{}
+		for _, w := range parsed.Widgets {
+			if w.Properties.Title == stack.ReaperWidgetTitle {
+				for _, m := range w.Properties.Metrics {
+					reaper[fmt.Sprint(m[:4]...)] = true
+				}
+			}
+		}
+		reaperName := d.one(t, tFunction, "fn-"+contract.FunctionReaper).str("name")
+		for _, m := range [][]any{
+			{contract.DefaultMetricsNamespace, contract.MetricZombieRecordsRemoved, contract.DimensionEnvironment, env},
+			{contract.DefaultMetricsNamespace, contract.MetricReaperErrors, contract.DimensionEnvironment, env},
+			{"AWS/Lambda", "Errors", "FunctionName", reaperName},
+		} {
+			if !reaper[fmt.Sprint(m...)] {
+				t.Errorf("%s: the reaper widget lacks %v (has %v)", env, m, reaper)
+			}
+		}
 
 		queries := map[string]string{}
 		for _, q := range d.ofType(tQuery) {
@@ -821,6 +929,7 @@ func TestDashboardAndQueries(t *testing.T) {
 			"by-connection-id":        "filter connection_id =",
 			"auth-failures-by-reason": "by reason",
 			"slow-sends":              fmt.Sprintf("duration_ms > %v", slow),
+			"reaper-runs":             `filter msg = "reaper run"`,
 		} {
 			if q, ok := queries[prefix+name]; !ok || !strings.Contains(q, must) {
 				t.Errorf("%s: saved query %s = %q, want it to contain %q", env, prefix+name, q, must)
@@ -884,8 +993,28 @@ func TestValidate(t *testing.T) {
 			c.Functions["connect"] = stack.FunctionConfig{MemoryMB: 256, TimeoutSeconds: 60}
 		},
 		"streamer:functions.conect: unknown function": func(c *stack.Config) { c.Functions["conect"] = stack.FunctionConfig{MemoryMB: 256, TimeoutSeconds: 5} },
-		"errorRateLowPercent (5) must be below":       func(c *stack.Config) { c.Alarms.ErrorRateLowPercent = 5 },
-		"streamer:alarms.periodSeconds 45":            func(c *stack.Config) { c.Alarms.PeriodSeconds = 45 },
+		"streamer:functions.reaper.timeoutSeconds 901": func(c *stack.Config) {
+			c.Functions["reaper"] = stack.FunctionConfig{MemoryMB: 256, TimeoutSeconds: 901}
+		},
+		`streamer:reaper.schedule "every 15 minutes"`:                              func(c *stack.Config) { c.Reaper.Schedule = "every 15 minutes" },
+		`streamer:reaper.schedule "rate(1 minutes)": use a singular unit`:          func(c *stack.Config) { c.Reaper.Schedule = "rate(1 minutes)" },
+		`streamer:reaper.schedule "rate(15 minute)": use a singular unit`:          func(c *stack.Config) { c.Reaper.Schedule = "rate(15 minute)" },
+		`streamer:reaper.schedule "rate(0 minutes)"`:                               func(c *stack.Config) { c.Reaper.Schedule = "rate(0 minutes)" },
+		`streamer:reaper.schedule "cron(0 * * *)": a cron expression has 6 fields`: func(c *stack.Config) { c.Reaper.Schedule = "cron(0 * * *)" },
+		"streamer:alarms.reaperErrors -1":                                          func(c *stack.Config) { c.Alarms.ReaperErrors = -1 },
+		"errorRateLowPercent (5) must be below":                                    func(c *stack.Config) { c.Alarms.ErrorRateLowPercent = 5 },
+		"streamer:alarms.periodSeconds 45":                                         func(c *stack.Config) { c.Alarms.PeriodSeconds = 45 },
+	}
+	if base.Functions["reaper"].TimeoutSeconds != stack.DefaultReaperTimeoutSeconds || base.Functions["connect"].TimeoutSeconds != stack.DefaultTimeoutSeconds {
+		t.Errorf("default timeouts %v", base.Functions)
+	}
+	for _, ok := range []string{"", "rate(1 minute)", "rate(15 minutes)", "rate(2 hours)", "rate(1 day)", "cron(0/15 * * * ? *)"} {
+		c := base
+		c.Reaper.Schedule = ok
+		c.Functions = map[string]stack.FunctionConfig{"reaper": {MemoryMB: 256, TimeoutSeconds: 900}}
+		if err := c.WithDefaults("dev").Validate(); err != nil {
+			t.Errorf("schedule %q, reaper timeout 900: %v", ok, err)
+		}
 	}
 	for want, mutate := range cases {
 		c := base
@@ -920,6 +1049,43 @@ func TestLoadConfigRejects(t *testing.T) {
 	for _, r := range m.resources {
 		if r.Type != "pulumi:pulumi:Stack" {
 			t.Errorf("resource %s %s registered despite invalid config", r.Type, r.Name)
+		}
+	}
+}
+
+// The reaper: scheduled per environment (off in dev), invoked only by its
+// rule, never retried by Lambda (the next run resumes), and given the
+// management endpoint.
+func TestReaperSchedule(t *testing.T) {
+	for _, env := range environments {
+		d := deploy(t, env)
+		f := d.one(t, tFunction, "fn-"+contract.FunctionReaper)
+		ic := d.one(t, tInvokeConfig, "invoke-config-"+contract.FunctionReaper)
+		if ic.str("functionName") != f.str("name") || ic.Inputs["maximumRetryAttempts"] != float64(0) {
+			t.Errorf("%s: invoke config %v, want no retries for %s", env, ic.Inputs, f.str("name"))
+		}
+		schedule, _ := d.yamlVal("reaper", "schedule").(string)
+		if env == "dev" && schedule != "" || env == "production" && schedule != "rate(15 minutes)" {
+			t.Errorf("%s: shipped schedule %q", env, schedule)
+		}
+		if schedule == "" {
+			if len(d.ofType(tEventRule)) != 0 {
+				t.Errorf("%s: a schedule without streamer:reaper.schedule", env)
+			}
+			continue
+		}
+		rule := d.one(t, tEventRule, "schedule-"+contract.FunctionReaper)
+		if rule.str("scheduleExpression") != schedule || rule.str("state") != "ENABLED" {
+			t.Errorf("%s: rule %v, want %s enabled", env, rule.Inputs, schedule)
+		}
+		target := d.one(t, tEventTarget, "schedule-"+contract.FunctionReaper)
+		if target.str("rule") != rule.str("name") || target.str("arn") != f.out("arn") {
+			t.Errorf("%s: target %v, want the reaper %s on rule %s", env, target.Inputs, f.out("arn"), rule.str("name"))
+		}
+		perm := d.one(t, tPermission, "invoke-"+contract.FunctionReaper)
+		if perm.str("principal") != "events.amazonaws.com" || perm.str("sourceArn") != rule.out("arn") ||
+			perm.str("function") != f.str("name") || perm.str("action") != "lambda:InvokeFunction" {
+			t.Errorf("%s: permission %v, want invoke of %s by its rule %s only", env, perm.Inputs, f.str("name"), rule.out("arn"))
 		}
 	}
 }
