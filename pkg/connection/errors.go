@@ -69,14 +69,21 @@ type SendError struct {
 	Err        error
 	StatusCode int    // HTTP status of the last response, 0 if none
 	Code       string // AWS error code of the last response (e.g. "GoneException")
+	// Op names the operation when it was not a send: "get" for a
+	// Reconcile's GetConnection.
+	Op string
 }
 
 func (e *SendError) Error() string {
+	what := "send to connection"
+	if e.Op != "" {
+		what = e.Op + " connection"
+	}
 	// With no request made, the failure was decided before the network
 	// (not found, store, breaker, shutdown): counting 0 attempts says nothing.
-	s := fmt.Sprintf("send to connection %q: %v", e.ConnectionID, e.Err)
+	s := fmt.Sprintf("%s %q: %v", what, e.ConnectionID, e.Err)
 	if e.Attempts > 0 {
-		s = fmt.Sprintf("send to connection %q failed after %d attempt(s): %v", e.ConnectionID, e.Attempts, e.Err)
+		s = fmt.Sprintf("%s %q failed after %d attempt(s): %v", what, e.ConnectionID, e.Attempts, e.Err)
 	}
 	if e.StatusCode != 0 {
 		s += fmt.Sprintf(" (HTTP %d", e.StatusCode)

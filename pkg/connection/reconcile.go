@@ -220,7 +220,7 @@ func (r *reconcile) page(conns []store.Connection) error {
 // check asks the gateway about one connection.
 func (r *reconcile) check(id string, tk ticket) {
 	m := r.m
-	_, ar := m.attempt(r.ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, func(actx context.Context) error {
+	requests, ar := m.attempt(r.ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, func(actx context.Context) error {
 		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
 		return err
 	})
@@ -244,8 +244,8 @@ func (r *reconcile) check(id string, tk ticket) {
 	default:
 		res.Errors++
 		if len(res.Failures) < maxReconcileFailures {
-			res.Failures = append(res.Failures, Outcome{ConnectionID: id, Status: StatusOf(ar.kind),
-				Err: &SendError{ConnectionID: id, Err: ar.kind, StatusCode: ar.status, Code: ar.code}})
+			res.Failures = append(res.Failures, Outcome{ConnectionID: id, Status: StatusOf(ar.kind), Attempts: requests,
+				Err: &SendError{ConnectionID: id, Attempts: requests, Err: ar.kind, StatusCode: ar.status, Code: ar.code, Op: "get"}})
 		}
 	}
 	r.progress()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,8 @@ func TestReconcileRemovesOnlyZombies(t *testing.T) {
 	if last != (ReconcileProgress{Listed: 60, Checked: 60, Live: 28, Zombies: 30, Errors: 2}) {
 		t.Errorf("last progress %+v", last)
 	}
-	if len(res.Failures) != 2 || !errors.Is(res.Failures[0].Err, ErrServerError) {
+	if len(res.Failures) != 2 || !errors.Is(res.Failures[0].Err, ErrServerError) ||
+		!strings.HasPrefix(res.Failures[0].Err.Error(), `get connection "z0`) || res.Failures[0].Attempts != DefaultMaxAttempts {
 		t.Errorf("failures %+v", res.Failures)
 	}
 	got := append([]string(nil), res.Zombies...)

@@ -347,3 +347,87 @@ func (r *Recorder) IsActive(ctx context.Context, connectionID string) bool {
 	err := r.failID[connectionID]
 	return !errors.Is(err, connection.ErrConnectionNotFound) && !errors.Is(err, connection.ErrConnectionStale)
 }
+
+// Reconcile walks lister's pages as the Manager's Reconcile does and
+// answers for each record from what the Recorder was told: an id set
+// inactive (SetActive false) or failing with ErrConnectionStale or
+// ErrConnectionNotFound is a zombie; one failing with any other error (or
+// everything, after FailAll) could not be checked and is kept; any other is
+// live. Records younger than opts.MinAge (by the system clock) are left
+// alone as Recent. The Recorder has no store, so it deletes nothing: the
+// zombies count as Removed (unless DryRun), as a Manager whose deletes
+// succeeded would report them. When ctx ends it stops, with the cursor
+// after the last whole page to resume from; a listing error stops it too.
+func (r *Recorder) Reconcile(ctx context.Context, lister store.Lister, opts connection.ReconcileOptions) (connection.ReconcileResult, error) {
+	start := time.Now()
+	res := connection.ReconcileResult{Cursor: opts.Query.Cursor}
+	if r.isShut() {
+		return res, fmt.Errorf("connectiontest: reconcile not started: %w", connection.ErrShuttingDown)
+	}
+	minAge := opts.MinAge
+	if minAge == 0 {
+		minAge = connection.DefaultReconcileMinAge
+	}
+	var listed int
+	progress := func() {
+		if opts.Progress != nil {
+			opts.Progress(connection.ReconcileProgress{Listed: listed, Recent: res.Recent, Checked: res.Checked,
+				Live: res.Live, Zombies: len(res.Zombies), Errors: res.Errors})
+		}
+	}
+	q := opts.Query
+	for {
+		if err := ctx.Err(); err != nil {
+			res.Duration = time.Since(start)
+			return res, fmt.Errorf("connectiontest: reconcile interrupted: %w", err)
+		}
+		page, err := lister.List(ctx, q)
+		if err != nil {
+			res.Duration = time.Since(start)
+			return res, fmt.Errorf("connectiontest: reconcile stopped: listing records failed: %w", err)
+		}
+		listed += len(page.Connections)
+		progress()
+		for _, c := range page.Connections {
+			if err := ctx.Err(); err != nil {
+				res.Duration = time.Since(start)
+				return res, fmt.Errorf("connectiontest: reconcile interrupted: %w", err)
+			}
+			if minAge > 0 && !c.ConnectedAt.IsZero() && time.Since(c.ConnectedAt) < minAge {
+				res.Recent++
+				continue
+			}
+			r.mu.Lock()
+			err := r.failAll
+			if e, ok := r.failID[c.ConnectionID]; ok {
+				err = e
+			}
+			gone := r.inactive[c.ConnectionID]
+			r.mu.Unlock()
+			res.Checked++
+			switch {
+			case gone || errors.Is(err, connection.ErrConnectionStale) || errors.Is(err, connection.ErrConnectionNotFound):
+				res.Zombies = append(res.Zombies, c.ConnectionID)
+				if !opts.DryRun {
+					res.Removed++
+				}
+			case err != nil:
+				res.Errors++
+				if len(res.Failures) < 20 {
+					res.Failures = append(res.Failures, connection.Outcome{ConnectionID: c.ConnectionID, Status: connection.StatusOf(err),
+						Attempts: attempts(err), Err: &connection.SendError{ConnectionID: c.ConnectionID, Err: err, Op: "get"}})
+				}
+			default:
+				res.Live++
+			}
+			progress()
+		}
+		res.Cursor = page.Next
+		if page.Next == "" {
+			res.Complete = true
+			res.Duration = time.Since(start)
+			return res, nil
+		}
+		q.Cursor = page.Next
+	}
+}

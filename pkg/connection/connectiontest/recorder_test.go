@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -232,5 +234,73 @@ func TestRecorderBroadcastIDsDedupes(t *testing.T) {
 	}, "hi", connection.BroadcastOptions{})
 	if err != nil || res.Total != 2 || res.Sent != 2 || len(rec.Sent()) != 2 {
 		t.Fatalf("result %+v err %v sent %d", res, err, len(rec.Sent()))
+	}
+}
+
+// aged lists records with connected_at set: "new" ones just now.
+type aged struct{ oneTenant }
+
+func (l aged) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	p, err := l.oneTenant.List(ctx, q)
+	for i := range p.Connections {
+		p.Connections[i].ConnectedAt = time.Now().Add(-time.Hour)
+		if strings.HasPrefix(p.Connections[i].ConnectionID, "new") {
+			p.Connections[i].ConnectedAt = time.Now()
+		}
+	}
+	return p, err
+}
+
+func TestRecorderReconcile(t *testing.T) {
+	ctx := context.Background()
+	rec := connectiontest.NewRecorder(0)
+	rec.SetActive("gone", false)
+	rec.FailID("stale", connection.ErrConnectionStale)
+	rec.FailID("down", connection.ErrServerError)
+	rec.SetActive("new", false)
+	lister := aged{oneTenant{pages: [][]string{{"live", "gone", "stale"}, {"down", "new", "live2"}}}}
+	var last connection.ReconcileProgress
+	res, err := rec.Reconcile(ctx, lister, connection.ReconcileOptions{Progress: func(p connection.ReconcileProgress) { last = p }})
+	if err != nil || !res.Complete || res.Checked != 5 || res.Live != 2 || res.Recent != 1 || res.Errors != 1 || res.Removed != 2 ||
+		fmt.Sprint(res.Zombies) != "[gone stale]" || len(res.Failures) != 1 || !errors.Is(res.Failures[0].Err, connection.ErrServerError) {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+	if last != (connection.ReconcileProgress{Listed: 6, Recent: 1, Checked: 5, Live: 2, Zombies: 2, Errors: 1}) {
+		t.Errorf("last progress %+v", last)
+	}
+	res, err = rec.Reconcile(ctx, lister, connection.ReconcileOptions{DryRun: true, MinAge: connection.ReconcileEveryRecord})
+	if err != nil || res.Removed != 0 || fmt.Sprint(res.Zombies) != "[gone stale new]" || res.Recent != 0 {
+		t.Fatalf("dry run, every record: %+v, %v", res, err)
+	}
+	// Resuming from a cursor; a context that ended stops before the next page.
+	res, err = rec.Reconcile(ctx, lister, connection.ReconcileOptions{Query: store.ListQuery{Cursor: "1"}})
+	if err != nil || res.Checked != 2 || !res.Complete {
+		t.Fatalf("resumed: %+v, %v", res, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	res, err = rec.Reconcile(cctx, lister, connection.ReconcileOptions{Progress: func(p connection.ReconcileProgress) {
+		if p.Checked == 3 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || res.Complete || res.Cursor != "1" {
+		t.Fatalf("interrupted: %+v, %v; want the cursor after the first page", res, err)
+	}
+	// Mid-page: the cursor stays before the page.
+	cctx, cancel = context.WithCancel(ctx)
+	res, err = rec.Reconcile(cctx, lister, connection.ReconcileOptions{Progress: func(p connection.ReconcileProgress) {
+		if p.Checked == 4 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || res.Checked != 4 || res.Cursor != "1" {
+		t.Fatalf("interrupted mid-page: %+v, %v; want the cursor before the second page", res, err)
+	}
+	if _, err := rec.Reconcile(ctx, oneTenant{}, connection.ReconcileOptions{}); err == nil {
+		t.Error("a failed listing returned no error")
+	}
+	_ = rec.Shutdown(ctx)
+	if _, err := rec.Reconcile(ctx, lister, connection.ReconcileOptions{}); !errors.Is(err, connection.ErrShuttingDown) {
+		t.Errorf("after Shutdown: %v", err)
 	}
 }
