@@ -28,14 +28,6 @@ type BroadcastOptions struct {
 	Output      string
 }
 
-// Bounds of broadcast's inputs.
-const (
-	// MaxConcurrency is the most requests in flight --concurrency allows:
-	// at 100 ms per request that is API Gateway's default account limit
-	// (10,000 requests/s); beyond it a process only queues.
-	MaxConcurrency = 1000
-)
-
 // NewCmdBroadcast builds `streamer broadcast`.
 func NewCmdBroadcast(f *Factory, runF func(*BroadcastOptions) error) *cobra.Command {
 	opts := &BroadcastOptions{F: f}
@@ -83,8 +75,8 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 			if opts.IDsFrom == "-" && opts.Message == "-" {
 				return &UsageError{Err: errors.New("--ids-from - and MESSAGE - cannot both read stdin; put the message in @FILE")}
 			}
-			if opts.Concurrency < 0 || opts.Concurrency > MaxConcurrency {
-				return &UsageError{Err: fmt.Errorf("--concurrency %d is out of range: give 1 to %d requests in flight (0 or unset: up to %d, adaptive)", opts.Concurrency, MaxConcurrency, connection.DefaultMaxInFlight)}
+			if err := checkConcurrency(opts.Concurrency); err != nil {
+				return err
 			}
 			if opts.Fixed && opts.Concurrency == 0 {
 				return &UsageError{Err: errors.New("--fixed-concurrency needs --concurrency N (the number of requests to hold in flight)")}
@@ -108,7 +100,7 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 	c.Flags().StringSliceVar(&opts.IDs, "ids", nil, "comma-separated connection ids")
 	c.Flags().StringVar(&opts.IDsFrom, "ids-from", "", "file of connection ids, or - for stdin (at most 1,000,000)")
 	c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list the targets; send nothing")
-	c.Flags().IntVar(&opts.Concurrency, "concurrency", 0, fmt.Sprintf("most requests in flight, 1-%d (default %d; the limit adapts below it)", MaxConcurrency, connection.DefaultMaxInFlight))
+	addConcurrencyFlag(c, &opts.Concurrency)
 	c.Flags().BoolVar(&opts.Fixed, "fixed-concurrency", false, "hold exactly --concurrency requests in flight (no adaptation)")
 	addOutputFlag(c, &opts.Output, outputFlagHelp, dataFormats...)
 	return c
@@ -226,10 +218,7 @@ func explainBroadcastStop(cfg Config, what string, err error) error {
 // messengerOptions turns the flags into the Manager's limit: adaptive up
 // to --concurrency, or fixed at it; never more than the targets need.
 func messengerOptions(opts *BroadcastOptions, plan broadcastPlan) MessengerOptions {
-	mo := MessengerOptions{MaxInFlight: opts.Concurrency, Fixed: opts.Fixed}
-	if opts.Fixed {
-		mo.Workers = opts.Concurrency
-	}
+	mo := concurrencyOptions(opts.Concurrency, opts.Fixed)
 	if plan.ids != nil { // a known number of targets
 		n := max(1, len(plan.ids))
 		if mo.Workers > n {

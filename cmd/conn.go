@@ -21,7 +21,7 @@ func NewCmdConn(f *Factory) *cobra.Command {
 		Aliases: []string{"connections"},
 		Short:   "List, inspect and disconnect live connections",
 	}
-	c.AddCommand(NewCmdConnLs(f, nil), NewCmdConnInspect(f, nil), NewCmdConnKick(f, nil))
+	c.AddCommand(NewCmdConnLs(f, nil), NewCmdConnInspect(f, nil), NewCmdConnKick(f, nil), NewCmdConnPrune(f, nil))
 	return asGroup(c)
 }
 

@@ -45,6 +45,9 @@ type Messenger interface {
 	BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error)
 	BroadcastIDs(ctx context.Context, ids iter.Seq2[string, error], message any, opts connection.BroadcastOptions) (connection.BroadcastResult, error)
 	IsActive(ctx context.Context, connectionID string) bool
+	// Reconcile removes the records of connections the gateway says are
+	// gone (conn prune).
+	Reconcile(ctx context.Context, lister store.Lister, opts connection.ReconcileOptions) (connection.ReconcileResult, error)
 	Shutdown(ctx context.Context) error
 }
 
