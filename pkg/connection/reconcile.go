@@ -282,18 +282,27 @@ func (r *reconcile) flush() error {
 }
 
 // remove deletes one batch of zombie records and decrements the active
-// counter by its size once the delete succeeded.
+// counter by its size once the delete succeeded. A batch once started is
+// finished even if the pass's context ends meanwhile (bounded by the
+// attempt timeout): a delete cut off in flight may still have been applied,
+// and then neither Removed nor the counter would know of it.
 func (r *reconcile) remove(ids []string) {
 	if len(ids) == 0 || r.ctx.Err() != nil {
 		return
 	}
-	if err := r.m.st.DeleteMany(r.ctx, ids); err != nil {
+	timeout := r.m.cfg.AttemptTimeout
+	if timeout <= 0 {
+		timeout = DefaultAttemptTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), timeout)
+	defer cancel()
+	if err := r.m.st.DeleteMany(ctx, ids); err != nil {
 		r.mu.Lock()
 		r.delErr = errors.Join(r.delErr, err)
 		r.mu.Unlock()
 		return
 	}
-	r.m.decActive(r.ctx, r.cid, len(ids))
+	r.m.decActive(ctx, r.cid, len(ids))
 	r.mu.Lock()
 	r.res.Removed += len(ids)
 	r.mu.Unlock()

@@ -254,3 +254,55 @@ func (l *agedLister) List(ctx context.Context, q store.ListQuery) (store.Page, e
 	p.Connections = kept
 	return p, err
 }
+
+// slowDeletes holds DeleteMany until released, then answers as a server
+// whose response was cut off would: the delete applied, the caller's
+// context error returned.
+type slowDeletes struct {
+	*memStore
+	started, release chan struct{}
+}
+
+func (s *slowDeletes) DeleteMany(ctx context.Context, ids []string) error {
+	close(s.started)
+	<-s.release
+	err := s.memStore.DeleteMany(ctx, ids)
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// A removal in flight when the pass's context ends is finished and counted:
+// cut off, it could be applied and yet neither Removed nor the counter
+// would know (the counter would then read high for good).
+func TestReconcileFinishesARemovalInFlight(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("", gone)
+	all := ids("f", store.BatchWriteLimit)
+	st := &slowDeletes{memStore: newMemStore(all...), started: make(chan struct{}), release: make(chan struct{})}
+	st.active = int64(len(all))
+	m := newTestManager(t, g, st, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	type out struct {
+		res ReconcileResult
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, err := m.Reconcile(ctx, &pagedLister{ids: all, size: 100}, ReconcileOptions{})
+		done <- out{res, err}
+	}()
+	<-st.started
+	cancel()
+	close(st.release)
+	o := <-done
+	if !errors.Is(o.err, context.Canceled) || o.res.Removed != len(all) {
+		t.Fatalf("result %+v, %v: want the batch in flight removed and counted, and the pass interrupted", o.res, o.err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.active != 0 || len(st.recs) != 0 {
+		t.Fatalf("active %d, %d records: the counter must follow the records removed", st.active, len(st.recs))
+	}
+}
