@@ -43,7 +43,10 @@ var dynamoOps = map[string]bool{
 //   - it recovers a panic per request and answers 400 ValidationException,
 //     so one bad request cannot drop the connection or the process;
 //   - PutItem answers Attributes only for ReturnValues ALL_OLD, and then the
-//     item it replaced (minidyn always returns the new item).
+//     item it replaced (minidyn always returns the new item);
+//   - a Query or Scan resumes after an ExclusiveStartKey whose item was
+//     deleted in between (see placeStartKey; minidyn answered an empty,
+//     final page).
 //
 // Requests are served one at a time: minidyn's CreateTable and table map are
 // not safe for concurrent use. Bodies are read before the lock so a slow
@@ -85,11 +88,19 @@ func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "CreateTable", "UpdateTable", "DeleteTable":
 		defer clear(d.tables) // the next request describes them again
 	case "Query", "Scan":
-		var in struct{ TableName, IndexName string }
+		var in struct {
+			TableName, IndexName string
+			ExclusiveStartKey    map[string]any
+		}
 		if json.Unmarshal(body, &in) == nil && in.IndexName != "" {
 			if t := d.table(in.TableName); t != nil && !t.indexes[in.IndexName] {
 				writeDynamoError(w, http.StatusBadRequest, "ValidationException", "The table does not have the specified index: "+in.IndexName)
 				return
+			}
+		}
+		if len(in.ExclusiveStartKey) > 0 {
+			if undo := d.placeStartKey(in.TableName, in.ExclusiveStartKey); undo != nil {
+				defer undo() // before the unlock: no other request sees it
 			}
 		}
 	case "PutItem":
@@ -174,6 +185,46 @@ func (d *embeddedDynamo) table(name string) *tableInfo {
 	}
 	d.tables[name] = t
 	return t
+}
+
+// placeStartKey makes a Query or Scan resume after an ExclusiveStartKey
+// whose item no longer exists, as DynamoDB does. minidyn starts a page only
+// at a stored item's key, so a listing resumed from a cursor whose last item
+// was deleted in between (conn prune and the reaper remove the records they
+// listed) came back empty and final, as if the table ended there. The
+// missing item is put back for this one request, holding only the start
+// key's attributes (so it sits where the table's or the index's order puts
+// it; a page never returns its start key), and undo deletes it. Called with
+// d.mu held, so no other request sees it; nil when there is nothing to do.
+func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo func()) {
+	t := d.table(table)
+	if t == nil {
+		return nil
+	}
+	key := map[string]any{}
+	for _, k := range t.keys {
+		v, ok := start[k]
+		if !ok {
+			return nil // minidyn answers the request's own validation error
+		}
+		key[k] = v
+	}
+	keyJSON, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
+	rec := d.call(context.Background(), "GetItem", keyJSON, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "GetItem"}})
+	var got struct{ Item map[string]any }
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &got) != nil || len(got.Item) > 0 {
+		return nil
+	}
+	put, _ := json.Marshal(map[string]any{"TableName": table, "Item": start})
+	if rec := d.call(context.Background(), "PutItem", put, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "PutItem"}}); rec.Code != http.StatusOK {
+		return nil
+	}
+	return func() {
+		rec := d.call(context.Background(), "DeleteItem", keyJSON, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "DeleteItem"}})
+		if rec.Code != http.StatusOK {
+			d.logger.Error("localgw: the embedded DynamoDB kept a listing's start key placeholder", "table", table, "status", rec.Code)
+		}
+	}
 }
 
 // oldItem reads the item a PutItem is about to replace (nil when none).

@@ -2,10 +2,13 @@ package localgw_test
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -148,5 +151,53 @@ func TestEmbeddedDynamoDBPutItemReturnValues(t *testing.T) {
 	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: item("three"), ReturnValues: types.ReturnValueAllNew})
 	if errCode(err) != "ValidationException" {
 		t.Errorf("PutItem ALL_NEW: %v, want ValidationException", err)
+	}
+}
+
+// A listing resumed from a cursor whose item was deleted in between (a
+// prune removes the records it listed) goes on from there, as on DynamoDB;
+// minidyn alone answered an empty, final page. The start key's item is not
+// left behind.
+func TestEmbeddedDynamoDBResumesAfterADeletedStartKey(t *testing.T) {
+	s := localgwtest.Start(t, localgw.Config{EmbeddedDynamoDB: true})
+	st := store.New(s.DynamoDBClient(), store.Config{Table: s.Table})
+	ctx := testCtx(t)
+	var all []store.Connection
+	for i := range 30 {
+		all = append(all, store.Connection{ConnectionID: fmt.Sprintf("Resume%09d=", i), UserID: "u", TenantID: "t",
+			ConnectedAt: time.Now().Add(time.Duration(i) * time.Second)})
+	}
+	for _, q := range []store.ListQuery{{PageSize: 10}, {TenantID: "t", PageSize: 10}} {
+		if err := st.SaveMany(ctx, all); err != nil {
+			t.Fatal(err)
+		}
+		first, err := st.List(ctx, q)
+		if err != nil || len(first.Connections) != 10 || first.Next == "" {
+			t.Fatalf("%+v: first page %d records, %v", q, len(first.Connections), err)
+		}
+		var ids []string
+		for _, c := range first.Connections {
+			ids = append(ids, c.ConnectionID)
+		}
+		if err := st.DeleteMany(ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+		q.Cursor = first.Next
+		var rest []string
+		for c, err := range store.All(ctx, st, q) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest = append(rest, c.ConnectionID)
+		}
+		if len(rest) != 20 {
+			t.Errorf("%+v: resumed after a deleted start key: %d records, want the 20 not deleted", q, len(rest))
+		}
+		if _, err := st.Get(ctx, ids[len(ids)-1]); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%+v: the deleted start key's item is back: %v", q, err)
+		}
+		if err := st.DeleteMany(ctx, rest); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
