@@ -61,6 +61,19 @@ func TestBootstrapsUnderRuntimeInterfaceEmulator(t *testing.T) {
 	defer cancel()
 	t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, ctx, rie, bins) })
 	t.Run("missing configuration", func(t *testing.T) { testMissingConfig(t, ctx, rie, bins["connect"]) })
+	t.Run("reaper", func(t *testing.T) { testReaper(t, ctx, rie, bins[contract.FunctionReaper]) })
+}
+
+// routeFunctions are the functions a WebSocket route invokes (the
+// lifecycle's); the reaper has its own test (reaper_test.go).
+func routeFunctions() []string {
+	var out []string
+	for _, fn := range contract.Functions() {
+		if contract.RouteOf(fn) != "" {
+			out = append(out, fn)
+		}
+	}
+	return out
 }
 
 func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[string]string) {
@@ -87,7 +100,7 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
 	fns := map[string]*rietest.Function{}
-	for _, fn := range contract.Functions() {
+	for _, fn := range routeFunctions() {
 		fns[fn] = rietest.Start(t, ctx, rie, fn, bins[fn], env)
 	}
 	mint := func(o auth.MintOptions) string {
@@ -147,21 +160,9 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 		t.Fatalf("record still present after $disconnect: %v", err)
 	}
 
-	for _, fn := range contract.Functions() {
+	for _, fn := range routeFunctions() {
 		log := fns[fn].Log.String()
-		r, d := initReport.FindStringSubmatch(log), initDuration.FindStringSubmatch(log)
-		if r == nil && d == nil {
-			t.Errorf("%s: no init report in the emulator log:\n%s", fn, log)
-			continue
-		}
-		var rs, ds string
-		if r != nil {
-			rs = r[1] + " ms"
-		}
-		if d != nil {
-			ds = d[1]
-		}
-		t.Logf("%s: cold start INIT REPORT durationMs %s; REPORT Init Duration %s", fn, rs, ds)
+		logInit(t, fn, log)
 		checkLogs(t, fn, log)
 	}
 	if !strings.Contains(fns["disconnect"].Log.String(), `"msg":"connection closed"`) {
@@ -170,6 +171,25 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 	if !strings.Contains(fns["connect"].Log.String(), `"AuthenticationFailures":1`) {
 		t.Error("no AuthenticationFailures EMF document in the $connect log")
 	}
+}
+
+// logInit logs the emulator's cold-start figures of fn, failing when its
+// log has none.
+func logInit(t *testing.T, fn, log string) {
+	t.Helper()
+	r, d := initReport.FindStringSubmatch(log), initDuration.FindStringSubmatch(log)
+	if r == nil && d == nil {
+		t.Errorf("%s: no init report in the emulator log:\n%s", fn, log)
+		return
+	}
+	var rs, ds string
+	if r != nil {
+		rs = r[1] + " ms"
+	}
+	if d != nil {
+		ds = d[1]
+	}
+	t.Logf("%s: cold start INIT REPORT durationMs %s; REPORT Init Duration %s", fn, rs, ds)
 }
 
 // checkLogs asserts that everything the bootstrap wrote (the lines that are
