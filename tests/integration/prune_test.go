@@ -3,12 +3,16 @@ package integration_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 
 	"github.com/pay-theory/streamer/internal/clitest"
 	"github.com/pay-theory/streamer/internal/freeport"
+	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localstack"
@@ -368,4 +373,89 @@ func TestPruneDuringAnOutageDeletesNothing(t *testing.T) {
 func closedAddr(t *testing.T) string {
 	t.Helper()
 	return fmt.Sprintf("127.0.0.1:%d", freeport.Port(t))
+}
+
+// TestPruneInterruptedResumes: Ctrl-C in the middle of a prune prints the
+// summary so far with the cursor (exit 130), and the printed resume
+// command finishes the job: every zombie removed exactly once, and the
+// counter follows.
+func TestPruneInterruptedResumes(t *testing.T) {
+	bin := buildCLI(t)
+	s := startStack(t, localstack.Config{})
+	ctx := context.Background()
+	const n = 5000
+	old := time.Now().Add(-time.Hour)
+	zombies := make([]store.Connection, n)
+	for i := range zombies {
+		zombies[i] = store.Connection{ConnectionID: fmt.Sprintf("Interrupt%06d=", i), UserID: "gone", TenantID: "gone", ConnectedAt: old}
+	}
+	start := time.Now()
+	if err := s.Store.SaveMany(ctx, zombies); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("seeded in %v", time.Since(start))
+	if _, err := s.Store.AddActive(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	// 100 ms per GetConnection: a page of 1,000 takes at least 4 round
+	// trips at 256 in flight, so the pass lasts seconds after its first page.
+	if err := s.Gateway.SetFaults(localgw.Faults{Latency: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	env := append(clitest.CleanEnv(t), "STREAMER_ENDPOINT="+s.ManagementEndpoint, "AWS_ENDPOINT_URL_DYNAMODB="+s.DynamoDBEndpoint)
+
+	cmd := exec.Command(bin, "conn", "prune", "-o", "json")
+	cmd.Env = env
+	var out, errOut syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for counter(t, s.Store) > n-store.MaxListPageSize { // the first page is done
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("no page removed within 60 s: %s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("first page removed after %v", time.Since(start))
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if err := <-exited; !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("prune after SIGINT: %v, want exit 130; stderr:\n%s", err, errOut.String())
+	}
+	var first struct {
+		pruneResult
+		Interrupted bool   `json:"interrupted"`
+		Cursor      string `json:"cursor"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &first); err != nil || !first.Interrupted || first.Complete || first.Cursor == "" || first.Removed == 0 {
+		t.Fatalf("interrupted summary %+v (%v): want the work so far and a cursor\n%s", first, err, out.String())
+	}
+	hint := "to resume: streamer conn prune --cursor " + first.Cursor + "\n"
+	if !strings.Contains(errOut.String(), hint) {
+		t.Fatalf("stderr lacks %q:\n%s", hint, errOut.String())
+	}
+
+	t.Logf("interrupted after %v", time.Since(start))
+	res, r := prune(t, bin, env, "--cursor", first.Cursor)
+	t.Logf("resumed pass done after %v", time.Since(start))
+	if r.Code != 0 || !res.Complete {
+		t.Fatalf("resumed prune: %+v (%s)", res, r)
+	}
+	if first.Removed+res.Removed != n {
+		t.Errorf("removed %d, then %d resuming: want the %d zombies, each once", first.Removed, res.Removed, n)
+	}
+	if left, err := s.Store.List(ctx, store.ListQuery{TenantID: "gone"}); err != nil || len(left.Connections) != 0 {
+		t.Errorf("%d zombies left (%v)", len(left.Connections), err)
+	}
+	if got := counter(t, s.Store); got != 0 {
+		t.Errorf("ActiveConnections %d, want 0", got)
+	}
 }
