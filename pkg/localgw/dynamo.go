@@ -197,22 +197,8 @@ func (d *embeddedDynamo) table(name string) *tableInfo {
 // it; a page never returns its start key), and undo deletes it. Called with
 // d.mu held, so no other request sees it; nil when there is nothing to do.
 func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo func()) {
-	t := d.table(table)
-	if t == nil {
-		return nil
-	}
-	key := map[string]any{}
-	for _, k := range t.keys {
-		v, ok := start[k]
-		if !ok {
-			return nil // minidyn answers the request's own validation error
-		}
-		key[k] = v
-	}
-	keyJSON, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
-	rec := d.call(context.Background(), "GetItem", keyJSON, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "GetItem"}})
-	var got struct{ Item map[string]any }
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &got) != nil || len(got.Item) > 0 {
+	key := d.keyOf(table, start)
+	if key == nil || d.getItem(table, key) != nil {
 		return nil
 	}
 	put, _ := json.Marshal(map[string]any{"TableName": table, "Item": start})
@@ -220,7 +206,8 @@ func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo
 		return nil
 	}
 	return func() {
-		rec := d.call(context.Background(), "DeleteItem", keyJSON, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "DeleteItem"}})
+		del, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
+		rec := d.call(context.Background(), "DeleteItem", del, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "DeleteItem"}})
 		if rec.Code != http.StatusOK {
 			d.logger.Error("localgw: the embedded DynamoDB kept a listing's start key placeholder", "table", table, "status", rec.Code)
 		}
@@ -230,6 +217,16 @@ func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo
 // oldItem reads the item a PutItem is about to replace (nil when none).
 // Called with d.mu held.
 func (d *embeddedDynamo) oldItem(table string, item map[string]any) map[string]any {
+	key := d.keyOf(table, item)
+	if key == nil {
+		return nil // minidyn answers the put's own validation error
+	}
+	return d.getItem(table, key)
+}
+
+// keyOf is item's key attributes in table's key schema; nil when the
+// table does not exist or item lacks one of them. Called with d.mu held.
+func (d *embeddedDynamo) keyOf(table string, item map[string]any) map[string]any {
 	t := d.table(table)
 	if t == nil {
 		return nil
@@ -238,14 +235,20 @@ func (d *embeddedDynamo) oldItem(table string, item map[string]any) map[string]a
 	for _, k := range t.keys {
 		v, ok := item[k]
 		if !ok {
-			return nil // minidyn answers the put's own validation error
+			return nil
 		}
 		key[k] = v
 	}
+	return key
+}
+
+// getItem reads the item with key (nil when there is none or the read
+// fails). Called with d.mu held.
+func (d *embeddedDynamo) getItem(table string, key map[string]any) map[string]any {
 	in, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
 	rec := d.call(context.Background(), "GetItem", in, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "GetItem"}})
 	var out struct{ Item map[string]any }
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil || len(out.Item) == 0 {
 		return nil
 	}
 	return out.Item
