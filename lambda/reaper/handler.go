@@ -207,7 +207,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (Resul
 	}
 	res.Resumed = cp.Cursor != ""
 
-	rctx, cancel := context.WithDeadline(ctx, deadline.Add(-margin))
+	// The Manager's own line carries the invocation's correlation id.
+	rctx, cancel := context.WithDeadline(connection.WithCorrelationID(ctx, inv.Fields().CorrelationID), deadline.Add(-margin))
 	rr, rerr := h.reconcile(rctx, cp.Cursor)
 	timeUp := rctx.Err() != nil && ctx.Err() == nil
 	cancel()

@@ -30,6 +30,7 @@ type fakeReconciler struct {
 	steps []func(ctx context.Context, opts connection.ReconcileOptions) (connection.ReconcileResult, error)
 	calls []connection.ReconcileOptions
 	dls   []time.Time
+	cids  []string
 }
 
 func (f *fakeReconciler) Reconcile(ctx context.Context, _ store.Lister, opts connection.ReconcileOptions) (connection.ReconcileResult, error) {
@@ -37,6 +38,7 @@ func (f *fakeReconciler) Reconcile(ctx context.Context, _ store.Lister, opts con
 	f.calls = append(f.calls, opts)
 	dl, _ := ctx.Deadline()
 	f.dls = append(f.dls, dl)
+	f.cids = append(f.cids, connection.CorrelationID(ctx))
 	step := f.steps[0]
 	if len(f.steps) > 1 {
 		f.steps = f.steps[1:]
@@ -174,6 +176,9 @@ func TestACompletePassStartsTheNextOneOver(t *testing.T) {
 	}
 	if len(e.rec.calls) != 1 || e.rec.calls[0].Query.Cursor != "c7" || e.rec.calls[0].Query.TenantID != "" || e.rec.calls[0].Query.UserID != "" || e.rec.calls[0].DryRun {
 		t.Fatalf("reconcile calls %+v: want one whole-table pass from c7", e.rec.calls)
+	}
+	if e.rec.cids[0] != "req-1" {
+		t.Errorf("Reconcile ran under correlation id %q, want the invocation's req-1", e.rec.cids[0])
 	}
 	if len(e.cps.saves) != 1 || e.cps.saves[0] != "" {
 		t.Fatalf("saved cursors %q, want one empty (the pass is over)", e.cps.saves)
