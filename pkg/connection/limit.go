@@ -143,6 +143,15 @@ type limiter struct {
 	seq       uint64    // tickets issued
 	recover   uint64    // cuts react only to tickets with seq >= recover
 	fullSeq   uint64    // seq when the limit was last found full
+	// Rounds of about one round trip measure the delivery rate.
+	delivered  uint64    // requests answered (signalOK)
+	roundSeq   uint64    // the round ends when a ticket with seq >= roundSeq returns
+	roundStart time.Time // ... measured from here
+	roundOK    uint64    // delivered when the round began
+	rates      [10]float64
+	ri         int
+	flat       int // slow-start rounds without 25% more throughput
+	strikes    int // consecutive rounds of queueing (latency up, rate flat)
 	ssthresh  float64   // slow start while limit < ssthresh
 	rtt       rttEstimator
 	rate      rateLimiter
@@ -266,18 +275,25 @@ func (l *limiter) releaseLocked(t ticket, s signal, rtt time.Duration) {
 		case signalOK:
 			l.rate.answered(now)
 			l.rtt.add(now, rtt)
-			if t.seq >= l.recover && l.rtt.inflated(l.cfg.LatencyTolerance, l.cfg.LatencyFloor) {
-				l.cut(latencyBeta)
-			} else if l.fullSeq >= t.seq {
+			l.delivered++
+			if l.fullSeq >= t.seq && t.seq >= l.recover && l.strikes == 0 {
 				// Grow only when the limit was full during this request
-				// (RFC 7661's "cwnd-limited"): a limit nobody reaches
-				// proves nothing about the endpoint.
+				// (RFC 7661's "cwnd-limited": a limit nobody reaches
+				// proves nothing about the endpoint), not on answers to
+				// requests sent before the last cut, and not while the
+				// last round looked like queueing.
 				if l.limit < l.ssthresh {
 					l.limit++ // slow start: doubles per round trip
 				} else {
-					l.limit += 1 / l.limit // additive: +1 per round trip
+					// +√limit per round trip (Gradient2's headroom):
+					// back to a lost limit in a few dozen round
+					// trips, not hundreds.
+					l.limit += math.Sqrt(l.limit) / l.limit
 				}
 				l.limit = min(l.limit, float64(l.cfg.MaxInFlight))
+			}
+			if t.seq >= l.roundSeq && now.Sub(l.roundStart) >= minRound {
+				l.endRound(now)
 			}
 		case signalThrottled:
 			l.throttled++
@@ -288,6 +304,54 @@ func (l *limiter) releaseLocked(t ticket, s signal, rtt time.Duration) {
 		}
 	}
 	l.wakeLocked()
+}
+
+// minRound is the shortest round measured: a loopback round trip lasts
+// microseconds, too few deliveries for a rate.
+const minRound = 5 * time.Millisecond
+
+// endRound closes one round (about one round trip: it ends when a request
+// sent after it began comes back), measures its delivery rate and decides
+// from it. More in flight that buys no more throughput is queueing (BBR's
+// and Vegas' insight): a smoothed latency over LatencyTolerance × the
+// minimum cuts the limit only when two rounds in a row delivered no more
+// than 1.1 × the best of the last ten. In slow start, three rounds without
+// 25% more throughput mean the pipe is full (BBR's full-pipe test): growth
+// turns to √limit per round, and latency counts only once the rate has
+// stopped doubling.
+func (l *limiter) endRound(now time.Time) {
+	if l.roundStart.IsZero() { // the first answer starts the first round
+		l.roundSeq, l.roundStart, l.roundOK = l.seq+1, now, l.delivered
+		return
+	}
+	rate := float64(l.delivered-l.roundOK) / now.Sub(l.roundStart).Seconds()
+	best := 0.0
+	for _, r := range l.rates {
+		best = max(best, r)
+	}
+	l.rates[l.ri] = rate
+	l.ri = (l.ri + 1) % len(l.rates)
+	queueing := rate < best*1.1 && l.rtt.inflated(l.cfg.LatencyTolerance, l.cfg.LatencyFloor)
+	if l.limit < l.ssthresh {
+		// Slow start: doubling that still buys throughput goes on
+		// whatever the latency.
+		if rate >= best*1.25 {
+			l.flat = 0
+		} else if l.flat++; l.flat >= 3 {
+			l.ssthresh = l.limit
+		}
+		queueing = queueing && l.flat >= 2
+	}
+	// Two such rounds in a row: one is noise (a GC pause, a burst).
+	if queueing && l.recover <= l.roundSeq {
+		if l.strikes++; l.strikes >= 2 {
+			l.cut(latencyBeta)
+			l.strikes = 0
+		}
+	} else {
+		l.strikes = 0
+	}
+	l.roundSeq, l.roundStart, l.roundOK = l.seq+1, now, l.delivered
 }
 
 // cut decreases the limit by beta and ends slow start; requests already
