@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/logging"
 	"github.com/coder/websocket"
@@ -100,7 +99,7 @@ func newStore(ac aws.Config, cfg Config) *store.Dynamo {
 
 // newManagementClient is pkg/connection's tuned client (keep-alive
 // transport, SDK retries off: the Manager retries).
-func newManagementClient(ac aws.Config, cfg Config, maxConns int) *apigatewaymanagementapi.Client {
+func newManagementClient(ac aws.Config, cfg Config, maxConns int) *connection.Client {
 	return connection.NewManagementClient(cfg.Endpoint, connection.ClientOptions{Region: cfg.Region, Credentials: ac.Credentials, MaxConns: maxConns})
 }
 

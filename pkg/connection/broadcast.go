@@ -167,8 +167,7 @@ type broadcast struct {
 	m       *Manager
 	ctx     context.Context
 	cid     string
-	payload []byte
-	opt     func(*apigatewaymanagementapi.Options)
+	payload payload
 	opts    BroadcastOptions
 	indexed bool // res.Outcomes[i] per input id
 
@@ -205,7 +204,7 @@ func (m *Manager) broadcast(ctx context.Context, message any, res *BroadcastResu
 		return fail(StatusFailed, err)
 	}
 	b := &broadcast{
-		m: m, ctx: ctx, cid: correlationFor(ctx), payload: payload, opt: payloadHashOption(payload),
+		m: m, ctx: ctx, cid: correlationFor(ctx), payload: newPayload(payload),
 		opts: opts, indexed: indexed, res: res, listed: indexed,
 		targets: make(chan target, 2*store.MaxListPageSize),
 	}
@@ -261,7 +260,7 @@ func (b *broadcast) deliver(t target, tk ticket) {
 	if t.probe {
 		attempts = 1 // an unhealthy connection gets one request, not a retry storm
 	}
-	o := m.deliverAs(b.ctx, b.cid, "broadcast", t.id, b.payload, attempts, time.Now(), &tk, b.opt)
+	o := m.deliverAs(b.ctx, b.cid, "broadcast", t.id, b.payload, attempts, time.Now(), &tk)
 	if o.Status == StatusCancelled && t.probe {
 		m.health.release(t.id)
 	}
@@ -485,11 +484,16 @@ func (b *broadcast) readRecords(records iter.Seq2[store.Connection, error], list
 	b.listingDone()
 }
 
-// payloadHashOption makes every request of a broadcast sign with the
-// payload's SHA-256 computed once, instead of hashing the same body again
-// per target.
-func payloadHashOption(payload []byte) func(*apigatewaymanagementapi.Options) {
-	sum := sha256.Sum256(payload)
+// payload is a message ready to post: its bytes and their SHA-256 (hex),
+// computed once for every target of a broadcast instead of per request.
+type payload struct {
+	data []byte
+	hash string
+	opt  func(*apigatewaymanagementapi.Options) // the hash, for the SDK path
+}
+
+func newPayload(data []byte) payload {
+	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:])
 	mw := middleware.FinalizeMiddlewareFunc("streamerPayloadHash", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 		return next.HandleFinalize(v4.SetPayloadHash(ctx, hash), in)
@@ -497,7 +501,7 @@ func payloadHashOption(payload []byte) func(*apigatewaymanagementapi.Options) {
 	add := func(s *middleware.Stack) error {
 		return s.Finalize.Insert(mw, (*v4.ComputePayloadSHA256)(nil).ID(), middleware.Before)
 	}
-	return func(o *apigatewaymanagementapi.Options) { o.APIOptions = append(o.APIOptions, add) }
+	return payload{data: data, hash: hash, opt: func(o *apigatewaymanagementapi.Options) { o.APIOptions = append(o.APIOptions, add) }}
 }
 
 // cancelCause is ErrShuttingDown when Shutdown cancelled ctx, else ctx.Err().

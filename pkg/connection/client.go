@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -57,7 +58,7 @@ type ClientOptions struct {
 // Requests go through a dedicated keep-alive transport with at most MaxConns
 // connections, so a broadcast reuses warm connections instead of paying a
 // TCP+TLS handshake per message.
-func NewManagementClient(endpoint string, opts ClientOptions) *apigatewaymanagementapi.Client {
+func NewManagementClient(endpoint string, opts ClientOptions) *Client {
 	endpoint = strings.TrimRight(endpoint, "/")
 	loopback := IsLoopbackEndpoint(endpoint)
 	region := opts.Region
@@ -76,7 +77,7 @@ func NewManagementClient(endpoint string, opts ClientOptions) *apigatewaymanagem
 	if opts.HTTPClient == nil {
 		hc = &http.Client{Transport: NewTransport(opts.MaxConns)}
 	}
-	return apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
+	c := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
 		BaseEndpoint:     aws.String(endpoint),
 		Region:           region,
 		Credentials:      creds,
@@ -84,6 +85,9 @@ func NewManagementClient(endpoint string, opts ClientOptions) *apigatewaymanagem
 		Retryer:          aws.NopRetryer{},
 		RetryMaxAttempts: 1,
 	})
+	// The SDK wraps credentials in a cache; the direct post reads the same.
+	return &Client{Client: c, direct: &directPoster{hc: hc, base: endpoint, region: region,
+		creds: c.Options().Credentials, signer: v4.NewSigner(), clockNow: time.Now}}
 }
 
 // NewTransport is the dedicated transport NewManagementClient uses:

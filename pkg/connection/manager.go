@@ -84,6 +84,7 @@ type Manager struct {
 	obs     Observer
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 	lim     *limiter
+	direct  *directPoster // NewManagementClient's fast PostToConnection, when api is one
 	health  *health
 	m       metrics
 
@@ -136,6 +137,9 @@ func New(api ManagementAPI, st Store, cfg Config) (*Manager, error) {
 		grace:     shutdownGrace,
 	}
 	m.hardCtx, m.hardCancel = context.WithCancelCause(context.Background())
+	if c, ok := api.(*Client); ok {
+		m.direct = c.direct
+	}
 	if !cfg.Breaker.Disabled {
 		m.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 			Name:        "apigateway-management",
@@ -237,7 +241,7 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 		m.record(ctx, cid, "send", o, time.Since(start), false)
 		return o.Err
 	}
-	o := m.deliverAs(ctx, cid, "send", connectionID, payload, m.cfg.MaxAttempts, start, nil, nil)
+	o := m.deliverAs(ctx, cid, "send", connectionID, newPayload(payload), m.cfg.MaxAttempts, start, nil)
 	if o.Status == StatusStale {
 		m.removeStale(ctx, cid, connectionID)
 	}
@@ -322,8 +326,8 @@ func isCancelled(kind error) bool {
 // records: callers remove stale ones (one by one or in batches). tk, when
 // not nil, is a limiter slot the caller already holds for the first
 // request; opt (may be nil) applies to every request.
-func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []byte, maxAttempts int, start time.Time, tk *ticket, opt func(*apigatewaymanagementapi.Options)) Outcome {
-	attempts, r := m.post(ctx, cid, id, payload, maxAttempts, tk, opt)
+func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, p payload, maxAttempts int, start time.Time, tk *ticket) Outcome {
+	attempts, r := m.post(ctx, cid, id, p, maxAttempts, tk)
 	o := Outcome{ConnectionID: id, Attempts: attempts, Status: StatusOf(r.kind)}
 	if r.kind != nil {
 		o.Err = &SendError{ConnectionID: id, Attempts: attempts, Err: r.kind, StatusCode: r.status, Code: r.code}
@@ -332,15 +336,18 @@ func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, payload []b
 	return o
 }
 
-// post posts payload to id with the retry rules of attempt.
-func (m *Manager) post(ctx context.Context, cid, id string, payload []byte, maxAttempts int, tk *ticket, opt func(*apigatewaymanagementapi.Options)) (int, attemptResult) {
-	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: payload}
-	var optFns []func(*apigatewaymanagementapi.Options)
-	if opt != nil {
-		optFns = []func(*apigatewaymanagementapi.Options){opt}
+// post posts p to id with the retry rules of attempt: directly when the
+// client offers it (NewManagementClient's), else through the SDK, signing
+// with the payload hash computed once.
+func (m *Manager) post(ctx context.Context, cid, id string, p payload, maxAttempts int, tk *ticket) (int, attemptResult) {
+	if d := m.direct; d != nil {
+		return m.attempt(ctx, cid, "post", id, maxAttempts, tk, func(actx context.Context) error {
+			return d.postDirect(actx, id, p.data, p.hash)
+		})
 	}
+	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: p.data}
 	return m.attempt(ctx, cid, "post", id, maxAttempts, tk, func(actx context.Context) error {
-		_, err := m.api.PostToConnection(actx, in, optFns...)
+		_, err := m.api.PostToConnection(actx, in, p.opt)
 		return err
 	})
 }
