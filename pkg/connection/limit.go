@@ -136,13 +136,13 @@ type limiter struct {
 	cfg   LimitConfig
 	clock Clock
 
-	mu        sync.Mutex
-	limit     float64
-	inflight  int
-	waiters   []*waiter // FIFO
-	seq       uint64    // tickets issued
-	recover   uint64    // cuts react only to tickets with seq >= recover
-	fullSeq   uint64    // seq when the limit was last found full
+	mu       sync.Mutex
+	limit    float64
+	inflight int
+	waiters  []*waiter // FIFO
+	seq      uint64    // tickets issued
+	recover  uint64    // cuts react only to tickets with seq >= recover
+	fullSeq  uint64    // seq when the limit was last found full
 	// Rounds of about one round trip measure the delivery rate.
 	delivered  uint64    // requests answered (signalOK)
 	roundSeq   uint64    // the round ends when a ticket with seq >= roundSeq returns
@@ -150,13 +150,13 @@ type limiter struct {
 	roundOK    uint64    // delivered when the round began
 	rates      [10]float64
 	ri         int
-	flat       int // slow-start rounds without 25% more throughput
-	strikes    int // consecutive rounds of queueing (latency up, rate flat)
-	ssthresh  float64   // slow start while limit < ssthresh
-	rtt       rttEstimator
-	rate      rateLimiter
-	throttled uint64
-	decreases uint64
+	flat       int     // slow-start rounds without 25% more throughput
+	strikes    int     // consecutive rounds of queueing (latency up, rate flat)
+	ssthresh   float64 // slow start while limit < ssthresh
+	rtt        rttEstimator
+	rate       rateLimiter
+	throttled  uint64
+	decreases  uint64
 }
 
 type waiter struct {
