@@ -575,9 +575,7 @@ func (b *broadcast) removeStale(ids []string) {
 		m.log.InfoContext(b.ctx, "broadcast interrupted before removing stale records; their TTL will", "correlation_id", b.cid, "remaining", len(ids))
 		return
 	}
-	if err := m.st.DeleteMany(b.ctx, ids); err != nil {
+	if err := m.removeMany(b.ctx, b.cid, ids); err != nil {
 		m.log.WarnContext(b.ctx, "could not remove stale connection records; their TTL will", "correlation_id", b.cid, "count", len(ids), "error", err)
-		return
 	}
-	m.decActive(b.ctx, b.cid, len(ids))
 }

@@ -19,8 +19,9 @@ import (
 )
 
 // Client is the Management API client NewManagementClient returns: the AWS
-// SDK's client (every method, unchanged) plus a direct PostToConnection the
-// Manager uses on its hot path. The direct post sends the same wire
+// SDK's client (every method, unchanged) plus a direct PostToConnection
+// and GetConnection the Manager uses on its hot paths (Send, Broadcast,
+// Reconcile). The direct post sends the same wire
 // request (SigV4 for execute-api, the same path encoding and content type)
 // with the SDK's own signer, without the SDK's per-call middleware stack:
 // measured at about a third of the SDK call's CPU (docs/decisions.md). It is
@@ -43,17 +44,36 @@ type directPoster struct {
 	clockNow func() time.Time
 }
 
-// postDirect posts payload (whose hex SHA-256 is hash) to id. Errors have
-// the shapes classify reads from the SDK: a *smithyhttp.RequestSendError
-// when no response came, else an *apiError with the status and the
-// x-amzn-ErrorType code.
+// emptySHA256 is the SHA-256 of no body (a GET's payload hash).
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// postDirect posts payload (whose hex SHA-256 is hash) to id.
 func (p *directPoster) postDirect(ctx context.Context, id string, payload []byte, hash string) error {
+	return p.do(ctx, http.MethodPost, id, payload, hash)
+}
+
+// getDirect asks whether id is connected (GetConnection; the answer's body
+// is not needed: 200 or an error).
+func (p *directPoster) getDirect(ctx context.Context, id string) error {
+	return p.do(ctx, http.MethodGet, id, nil, emptySHA256)
+}
+
+// do sends one signed request about id. Errors have the shapes classify
+// reads from the SDK: a *smithyhttp.RequestSendError when no response
+// came, else an *apiError with the status and the x-amzn-ErrorType code.
+func (p *directPoster) do(ctx context.Context, method, id string, payload []byte, hash string) error {
 	u := p.base + "/@connections/" + httpbinding.EscapePath(id, true)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return &smithyhttp.RequestSendError{Err: err}
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
 	req.Header.Set("User-Agent", "streamer")
 	creds, err := p.creds.Retrieve(ctx)
 	if err != nil {
@@ -71,7 +91,7 @@ func (p *directPoster) postDirect(ctx context.Context, id string, payload []byte
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
 		return nil
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	e := &apiError{status: resp.StatusCode, code: resp.Header.Get("X-Amzn-Errortype")}
 	// "GoneException:http://internal.amazon.com/..." carries a suffix.
 	e.code, _, _ = strings.Cut(e.code, ":")
@@ -81,7 +101,7 @@ func (p *directPoster) postDirect(ctx context.Context, id string, payload []byte
 	var msg struct {
 		Message *string `json:"message"`
 	}
-	if json.Unmarshal(body, &msg) == nil && msg.Message != nil {
+	if json.Unmarshal(raw, &msg) == nil && msg.Message != nil {
 		e.message = *msg.Message
 	}
 	return e

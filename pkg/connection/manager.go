@@ -271,6 +271,25 @@ func (m *Manager) remove(ctx context.Context, cid, id string) (found bool, err e
 	return true, nil
 }
 
+// removeMany deletes records of connections known to be gone (one batch
+// of at most 25) and decrements the active counter by as many once the
+// delete succeeded. Once started it finishes even if ctx ends meanwhile
+// (bounded by the attempt timeout): a delete cut off in flight may still
+// have been applied, and then the counter would never learn of it.
+func (m *Manager) removeMany(ctx context.Context, cid string, ids []string) error {
+	timeout := m.cfg.AttemptTimeout
+	if timeout <= 0 {
+		timeout = DefaultAttemptTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := m.st.DeleteMany(ctx, ids); err != nil {
+		return err
+	}
+	m.decActive(ctx, cid, len(ids))
+	return nil
+}
+
 // decActive subtracts n from the active connection counter, logging failures.
 func (m *Manager) decActive(ctx context.Context, cid string, n int) {
 	if n <= 0 {

@@ -220,10 +220,14 @@ func (r *reconcile) page(conns []store.Connection) error {
 // check asks the gateway about one connection.
 func (r *reconcile) check(id string, tk ticket) {
 	m := r.m
-	requests, ar := m.attempt(r.ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, func(actx context.Context) error {
+	get := func(actx context.Context) error {
 		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
 		return err
-	})
+	}
+	if d := m.direct; d != nil {
+		get = func(actx context.Context) error { return d.getDirect(actx, id) }
+	}
+	requests, ar := m.attempt(r.ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, get)
 	if isCancelled(ar.kind) {
 		return // not checked: the pass stops before this page's cursor
 	}
@@ -290,19 +294,12 @@ func (r *reconcile) remove(ids []string) {
 	if len(ids) == 0 || r.ctx.Err() != nil {
 		return
 	}
-	timeout := r.m.cfg.AttemptTimeout
-	if timeout <= 0 {
-		timeout = DefaultAttemptTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), timeout)
-	defer cancel()
-	if err := r.m.st.DeleteMany(ctx, ids); err != nil {
+	if err := r.m.removeMany(r.ctx, r.cid, ids); err != nil {
 		r.mu.Lock()
 		r.delErr = errors.Join(r.delErr, err)
 		r.mu.Unlock()
 		return
 	}
-	r.m.decActive(ctx, r.cid, len(ids))
 	r.mu.Lock()
 	r.res.Removed += len(ids)
 	r.mu.Unlock()

@@ -171,7 +171,7 @@ func reconcileOnce(b *testing.B, m *connection.Manager, st store.Lister) time.Du
 
 // getLoop is the baseline: 10 goroutines calling the SDK's GetConnection
 // over ids, each id once.
-func getLoop(b *testing.B, api *apigatewaymanagementapi.Client, ids []string) time.Duration {
+func getLoop(b *testing.B, api connection.ManagementAPI, ids []string) time.Duration {
 	b.Helper()
 	next := make(chan string, len(ids))
 	for _, id := range ids {
