@@ -146,9 +146,30 @@ func (m *Manager) BroadcastRecords(ctx context.Context, records iter.Seq2[store.
 
 // BroadcastQuery delivers message to every connection q lists (a tenant's,
 // a user's, or with neither the whole table), page by page as the listing
-// goes: BroadcastRecords over store.All(ctx, lister, q).
+// goes: BroadcastRecords over store.All(ctx, lister, q). The first page is
+// read small (firstPageSize) so the first sends start after one short
+// query; the others have q.PageSize.
 func (m *Manager) BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts BroadcastOptions) (BroadcastResult, error) {
-	return m.BroadcastRecords(ctx, store.All(ctx, lister, q), message, opts)
+	return m.BroadcastRecords(ctx, store.All(ctx, &smallFirstPage{Lister: lister, first: q.Cursor == ""}, q), message, opts)
+}
+
+// firstPageSize bounds the first page a broadcast lists.
+const firstPageSize = 100
+
+// smallFirstPage lists the first page with at most firstPageSize items.
+type smallFirstPage struct {
+	store.Lister
+	first bool
+}
+
+func (l *smallFirstPage) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	if l.first {
+		l.first = false
+		if q.PageSize == 0 || q.PageSize > firstPageSize {
+			q.PageSize = firstPageSize
+		}
+	}
+	return l.Lister.List(ctx, q)
 }
 
 // target is one connection to deliver to; idx is its place in Outcomes
