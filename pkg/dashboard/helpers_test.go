@@ -105,6 +105,9 @@ func localSnapshot() Snapshot {
 		LatencyP99:             Some(2.75),
 		LatencyLabel:           "@connections latency",
 		BreakerState:           "closed",
+		SendLimit:              Some(37),
+		SendInFlight:           Some(12),
+		SendRate:               Some(0),
 		DisconnectsDropped:     Some(2),
 	}
 }
@@ -114,6 +117,7 @@ func cloudSnapshot() Snapshot {
 	s.CountsLabel = "last 1h"
 	s.LatencyLabel = "duration streamer-prod-default"
 	s.BreakerState = ""
+	s.SendLimit, s.SendInFlight, s.SendRate = Value{}, Value{}, Value{}
 	s.DisconnectsDropped = Value{}
 	s.HasLambda = true
 	s.LambdaErrors, s.Throttles, s.ColdStarts = Some(4), Some(0), Some(7)

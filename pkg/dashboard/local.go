@@ -35,6 +35,10 @@ type localMetrics struct {
 		SendsTotal      float64    `json:"sends_total"`
 		SendErrorsTotal float64    `json:"send_errors_total"`
 		LatencyMS       *latencyMS `json:"latency_ms"`
+		// Absent from gateways older than the fields: no data.
+		ConcurrencyLimit *float64 `json:"concurrency_limit"`
+		InFlight         *float64 `json:"in_flight"`
+		RatePerSecond    *float64 `json:"rate_per_second"`
 	} `json:"manager"`
 }
 
@@ -169,8 +173,9 @@ func (l *LocalSource) Fetch(ctx context.Context, _ time.Duration) (Snapshot, err
 		s.LatencyLabel = "send latency"
 		s.LatencyP50, s.LatencyP99 = ptrValue(mn.LatencyMS.P50), ptrValue(mn.LatencyMS.P99)
 	}
-	if m.Manager != nil {
-		s.BreakerState = m.Manager.BreakerState
+	if mn := m.Manager; mn != nil {
+		s.BreakerState = mn.BreakerState
+		s.SendLimit, s.SendInFlight, s.SendRate = ptrValue(mn.ConcurrencyLimit), ptrValue(mn.InFlight), ptrValue(mn.RatePerSecond)
 	}
 	s.DisconnectsDropped = ptrValue(m.DisconnectsDroppedTotal)
 	s.ActiveSeries = l.active.values()

@@ -58,7 +58,8 @@ const metricsT1 = `{"time":"2026-11-27T12:00:30Z","uptime_seconds":31.5,"active_
  "connect_rejections_total":6,"auth_failures_total":5,"messages_in_total":80,"messages_out_total":105,
  "management":{"requests_total":120,"errors_total":{"GoneException":6,"PayloadTooLargeException":0,"ForbiddenException":1,"LimitExceededException":1,"InternalServerErrorException":0},
                "latency_ms":{"p50":0.3,"p90":0.9,"p99":2.5}},
- "manager":{"breaker_state":"half-open","sends_total":5,"send_errors_total":0,"latency_ms":{"p50":1,"p90":2,"p99":3}}}`
+ "manager":{"breaker_state":"half-open","sends_total":5,"send_errors_total":0,"latency_ms":{"p50":1,"p90":2,"p99":3},
+            "concurrency_limit":37,"in_flight":12,"rate_per_second":280}}`
 
 func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	ms := newMetricsServer(t, metricsT0, metricsT1)
@@ -104,6 +105,9 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	checkValue(t, "p50", s1.LatencyP50, 0.3)
 	checkValue(t, "p99", s1.LatencyP99, 2.5)
 	checkValue(t, "dropped $disconnects", s1.DisconnectsDropped, 4)
+	if s1.SendLimit != Some(37) || s1.SendInFlight != Some(12) || s1.SendRate != Some(280) {
+		t.Errorf("send limit %+v in flight %+v rate %+v, want 37, 12, 280", s1.SendLimit, s1.SendInFlight, s1.SendRate)
+	}
 	if s1.BreakerState != "half-open" {
 		t.Errorf("breaker = %q, want half-open", s1.BreakerState)
 	}
@@ -124,7 +128,7 @@ func TestLocalSourceRatesFromTwoPolls(t *testing.T) {
 	deliver(t, m, tea.WindowSizeMsg{Width: 100, Height: 30})
 	deliver(t, m, fetchedMsg{snap: s1})
 	v := m.View().Content
-	for _, want := range []string{"30", "90", "10.00%", "0.300 ms / 2.5 ms", "half-open", "since gateway start", "4 $disconnect dropped"} {
+	for _, want := range []string{"30", "90", "10.00%", "0.300 ms / 2.5 ms", "half-open", "send limit 37 · 12 in flight", "throttled: 280 requests/s", "since gateway start", "4 $disconnect dropped"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("view lacks %q:\n%s", want, v)
 		}

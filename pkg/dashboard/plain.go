@@ -49,6 +49,11 @@ func RenderPlain(w io.Writer, s Snapshot, source string) error {
 		line("latency_source", clean(s.LatencyLabel))
 	}
 	line("breaker_state", breakerText(clean(s.BreakerState)))
+	if s.SendLimit.OK { // only a source that sees a Manager has these
+		line("send_limit", val(s.SendLimit, count))
+		line("send_in_flight", val(s.SendInFlight, count))
+		line("send_rate_limit", val(s.SendRate, count))
+	}
 	line("disconnects_dropped", val(s.DisconnectsDropped, count))
 	if s.HasLambda {
 		line("lambda_errors", val(s.LambdaErrors, count))
@@ -102,6 +107,9 @@ type snapshotJSON struct {
 	LatencyP99             *float64       `json:"latency_p99"` // milliseconds
 	LatencySource          *string        `json:"latency_source"`
 	BreakerState           *string        `json:"breaker_state"`
+	SendLimit              *float64       `json:"send_limit"`
+	SendInFlight           *float64       `json:"send_in_flight"`
+	SendRateLimit          *float64       `json:"send_rate_limit"` // requests/s; 0 when off
 	DisconnectsDropped     *float64       `json:"disconnects_dropped"`
 	LambdaErrors           *float64       `json:"lambda_errors"`
 	LambdaThrottles        *float64       `json:"lambda_throttles"`
@@ -130,7 +138,9 @@ type alarmJSON struct {
 // with RenderPlain's keys. Numbers are numbers, rounded to three decimals
 // (plain rounds more): error_rate in percent, latency_p50/p99 in
 // milliseconds. No data is null, as are disconnects_dropped for a source
-// that cannot see it (CloudWatch),
+// that cannot see it (CloudWatch), send_limit/send_in_flight/send_rate_limit
+// when the source sees no connection Manager (CloudWatch, or a local stack
+// without --simulate),
 // time, counts and latency_source when the source gives none, breaker_state
 // when it cannot see a breaker, and the Lambda keys (lambda_*, functions,
 // alarms_in_alarm, alarms) for a source without Lambda metrics (local).
@@ -163,6 +173,9 @@ func RenderJSON(w io.Writer, s Snapshot, source string) error {
 		LatencyP99:             num(s.LatencyP99),
 		LatencySource:          str(s.LatencyLabel),
 		BreakerState:           str(s.BreakerState),
+		SendLimit:              num(s.SendLimit),
+		SendInFlight:           num(s.SendInFlight),
+		SendRateLimit:          num(s.SendRate),
 		DisconnectsDropped:     num(s.DisconnectsDropped),
 		Warnings:               []string{},
 	}

@@ -29,6 +29,9 @@ latency_p50: 0.400 ms
 latency_p99: 2.8 ms
 latency_source: @connections latency
 breaker_state: closed
+send_limit: 37
+send_in_flight: 12
+send_rate_limit: 0
 disconnects_dropped: 2
 `
 	if b.String() != want {
@@ -163,6 +166,9 @@ func TestRenderJSONLocal(t *testing.T) {
   "latency_p99": 2.75,
   "latency_source": "@connections latency",
   "breaker_state": "closed",
+  "send_limit": 37,
+  "send_in_flight": 12,
+  "send_rate_limit": 0,
   "disconnects_dropped": 2,
   "lambda_errors": null,
   "lambda_throttles": null,

@@ -107,6 +107,11 @@ type Snapshot struct {
 	// BreakerState is closed|open|half-open; "" when the source cannot see a
 	// circuit breaker.
 	BreakerState string
+	// SendLimit is a connection Manager's adaptive limit on @connections
+	// requests in flight, SendInFlight how many hold a slot, SendRate the
+	// client-side rate a 429 turned on (0: off); no data when the source
+	// sees no Manager.
+	SendLimit, SendInFlight, SendRate Value
 	// DisconnectsDropped counts closes whose $disconnect the local gateway
 	// skipped by fault injection (as AWS may: each leaves a record of a
 	// gone client behind), since the gateway started; no data from sources

@@ -106,6 +106,12 @@ func (m *Model) breakerPanel() panel {
 	default:
 		p.lines = []string{st.value.Render(breakerText(clean(m.snap.BreakerState)))}
 	}
+	if s := m.snap; s.SendLimit.OK {
+		p.lines = append(p.lines, st.dim.Render(fmt.Sprintf("send limit %.0f · %.0f in flight", s.SendLimit.V, s.SendInFlight.V)))
+		if s.SendRate.OK && s.SendRate.V > 0 {
+			p.lines = append(p.lines, st.warn.Render(fmt.Sprintf("throttled: %.0f requests/s", s.SendRate.V)))
+		}
+	}
 	return p
 }
 

@@ -44,6 +44,15 @@ type ManagerMetrics struct {
 	SendsTotal      int64     `json:"sends_total"`
 	SendErrorsTotal int64     `json:"send_errors_total"`
 	LatencyMS       LatencyMS `json:"latency_ms"`
+	// ConcurrencyLimit is the Manager's current limit on @connections
+	// requests in flight (adaptive: it grows while the endpoint keeps up
+	// and backs off on 429 and queueing); InFlight holds a slot now.
+	ConcurrencyLimit int `json:"concurrency_limit"`
+	InFlight         int `json:"in_flight"`
+	// RatePerSecond is the client-side rate limit a 429 turned on; 0 when off.
+	RatePerSecond float64 `json:"rate_per_second"`
+	// ThrottledTotal counts 429 answers the Manager absorbed.
+	ThrottledTotal int64 `json:"throttled_total"`
 }
 
 // ManagementMetrics is the @connections API part of a snapshot.

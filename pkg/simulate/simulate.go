@@ -159,10 +159,12 @@ func (s *Simulator) managerMetrics() localgw.ManagerMetrics {
 	ms := s.manager.Metrics()
 	ms2 := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	return localgw.ManagerMetrics{
-		BreakerState:    ms.BreakerState,
-		SendsTotal:      int64(ms.Sends),
-		SendErrorsTotal: int64(ms.SendErrors),
-		LatencyMS:       localgw.LatencyMS{P50: ms2(ms.Latency.P50), P90: ms2(ms.Latency.P90), P99: ms2(ms.Latency.P99)},
+		BreakerState:     ms.BreakerState,
+		SendsTotal:       int64(ms.Sends),
+		SendErrorsTotal:  int64(ms.SendErrors),
+		LatencyMS:        localgw.LatencyMS{P50: ms2(ms.Latency.P50), P90: ms2(ms.Latency.P90), P99: ms2(ms.Latency.P99)},
+		ConcurrencyLimit: ms.Limit.Limit, InFlight: ms.Limit.InFlight, RatePerSecond: ms.Limit.RatePerSecond,
+		ThrottledTotal: int64(ms.Limit.Throttled),
 	}
 }
 

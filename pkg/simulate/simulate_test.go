@@ -53,6 +53,9 @@ func TestSimulationDrivesTheStack(t *testing.T) {
 	if g.AuthFailuresTotal == 0 || g.MessagesInTotal == 0 || g.MessagesOutTotal == 0 {
 		t.Fatalf("gateway did not see the simulation: %+v", g)
 	}
+	if g.Manager.ConcurrencyLimit < 1 || g.Manager.InFlight < 0 {
+		t.Fatalf("the Manager's concurrency limit is not reported: %+v", *g.Manager)
+	}
 	if g.Manager.BreakerState != "closed" {
 		t.Fatalf("breaker state %q", g.Manager.BreakerState)
 	}
