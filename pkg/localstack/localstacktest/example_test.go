@@ -48,15 +48,7 @@ func Example() {
 	}
 	defer m.Shutdown(ctx)
 
-	var ids []string
-	for c, err := range store.All(ctx, s.Store, store.ListQuery{TenantID: "acme"}) {
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		ids = append(ids, c.ConnectionID)
-	}
-	res, err := m.Broadcast(ctx, ids, map[string]string{"news": "for acme"})
+	res, err := m.BroadcastQuery(ctx, s.Store, store.ListQuery{TenantID: "acme"}, map[string]string{"news": "for acme"}, connection.BroadcastOptions{})
 	fmt.Println("sent:", res.Sent, err)
 
 	_, msg, _ := alice.Read(ctx)
