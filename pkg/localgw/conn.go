@@ -144,10 +144,11 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 
 	var subprotocols []string
 	if in := g.Route(RouteConnect); in != nil {
-		resp, err := g.invoke(r.Context(), in, g.connectEvent(info, r, now))
+		ev := g.connectEvent(info, r, now)
+		resp, err := g.invoke(r.Context(), in, ev)
 		if err != nil {
 			g.metrics.rejections.Add(1)
-			g.cfg.Logger.Error("localgw: $connect integration failed", "connectionId", info.id, "err", err)
+			g.logIntegrationFailure(RouteConnect, ev, err)
 			if errors.Is(err, ErrIntegrationTimeout) {
 				writeJSON(w, http.StatusGatewayTimeout, map[string]string{"message": msgTimedOut})
 				return
@@ -526,9 +527,25 @@ func (g *Gateway) runDisconnect(info connInfo, code int, reason string) {
 		g.cfg.Logger.Debug("localgw: $disconnect dropped (fault injection)", "connectionId", info.id)
 		return
 	}
-	if _, err := g.invoke(g.ctx, in, g.disconnectEvent(info, code, reason, g.cfg.Now())); err != nil {
-		g.cfg.Logger.Error("localgw: $disconnect integration failed", "connectionId", info.id, "err", err)
+	ev := g.disconnectEvent(info, code, reason, g.cfg.Now())
+	if _, err := g.invoke(g.ctx, in, ev); err != nil {
+		g.logIntegrationFailure(RouteDisconnect, ev, err)
 	}
+}
+
+// logIntegrationFailure says which route's integration failed for which
+// request: the requestId is the one in the client's error frame and in the
+// event the integration received (its own logs carry it), so one id ties
+// the three together.
+func (g *Gateway) logIntegrationFailure(route string, ev events.APIGatewayWebsocketProxyRequest, err error) {
+	rc := ev.RequestContext
+	if errors.Is(err, ErrIntegrationTimeout) {
+		g.cfg.Logger.Error("localgw: route integration timed out", "route", route, "requestId", rc.RequestID,
+			"connectionId", rc.ConnectionID, "timeout", g.cfg.IntegrationTimeout)
+		return
+	}
+	g.cfg.Logger.Error("localgw: route integration failed", "route", route, "requestId", rc.RequestID,
+		"connectionId", rc.ConnectionID, "err", err)
 }
 
 // selectRoute evaluates the route selection expression on a message body:
@@ -555,14 +572,13 @@ func (c *conn) dispatch(data []byte) {
 	}
 	ev := g.messageEvent(c.info, key, string(data), g.cfg.Now())
 	resp, err := g.invoke(g.ctx, in, ev)
-	switch {
-	case errors.Is(err, ErrIntegrationTimeout):
-		g.cfg.Logger.Error("localgw: route integration timed out", "route", key, "connectionId", c.info.id, "timeout", g.cfg.IntegrationTimeout)
-		c.sendError(msgTimedOut, ev.RequestContext.RequestID)
-		return
-	case err != nil:
-		g.cfg.Logger.Error("localgw: route integration failed", "route", key, "connectionId", c.info.id, "err", err)
-		c.sendError(msgInternal, ev.RequestContext.RequestID)
+	if err != nil {
+		g.logIntegrationFailure(key, ev, err)
+		msg := msgInternal
+		if errors.Is(err, ErrIntegrationTimeout) {
+			msg = msgTimedOut
+		}
+		c.sendError(msg, ev.RequestContext.RequestID)
 		return
 	}
 	if resp.Body == "" {

@@ -65,6 +65,11 @@
 //     (29 s [quotas]) gets the frame with "Endpoint request timed out"
 //     *observed*, even when it ignores its ctx, and its late body is never
 //     delivered.
+//   - Every integration failure (these, and a failing $connect or
+//     $disconnect) is logged at Error level on Config.Logger with the route
+//     key, the requestId (the one in the client's error frame and in the
+//     event the integration received) and the connectionId: the local
+//     stand-in for the execution logs API Gateway writes to CloudWatch.
 //
 // Ids:
 //   - Connection, request and message ids have real ids' shape: 15

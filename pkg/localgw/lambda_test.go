@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/coder/websocket"
 
+	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localgw/localgwtest"
 )
@@ -145,5 +150,96 @@ func TestHandlerFuncIsAnIntegration(t *testing.T) {
 	resp, err := in.Invoke(context.Background(), events.APIGatewayWebsocketProxyRequest{Body: "x"})
 	if err != nil || resp.Body != "x" {
 		t.Errorf("%+v %v", resp, err)
+	}
+}
+
+// A failing integration is logged with its route key and the request id
+// the client's error frame carries (and the integration's event had), so a
+// developer can match the frame a client got to the failure: a function
+// error, an unreachable endpoint, a timeout, and a failing $connect.
+func TestIntegrationFailuresNameRouteAndRequest(t *testing.T) {
+	crash, crashed := fakeInvoke(t, 200, map[string]string{"X-Amz-Function-Error": "Unhandled"}, `{"errorMessage":"boom","errorType":"Runtime.ExitError"}`)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := gone.URL + invokePath
+	gone.Close()
+	logs := &syncbuf.Buffer{}
+	connects := newSink()
+	release, finished := make(chan struct{}), make(chan struct{})
+	var slowCalled atomic.Bool
+	s := localgwtest.Start(t, localgw.Config{
+		Logger:             slog.New(slog.NewJSONHandler(logs, nil)),
+		IntegrationTimeout: 100 * time.Millisecond,
+		Routes: map[string]localgw.Integration{
+			localgw.RouteConnect: connects.handler(ok()),
+			"crash":              localgw.LambdaInvoke(crash.URL+invokePath, crash.Client()),
+			"gone":               localgw.LambdaInvoke(goneURL, nil),
+			"slow": localgw.HandlerFunc(func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+				slowCalled.Store(true)
+				defer close(finished)
+				<-release // ignores its ctx, as a stuck function would
+				return ok(), nil
+			}),
+		},
+	})
+	t.Cleanup(func() { // before the gateway's cleanup (goleak)
+		close(release)
+		if slowCalled.Load() {
+			<-finished
+		}
+	})
+	c, id := connect(t, s, connects)
+	ctx := testCtx(t)
+
+	// logged returns the gateway's log record for route and request id.
+	logged := func(route, requestID string) map[string]any {
+		t.Helper()
+		var found map[string]any
+		eventually(t, "the log line of route "+route, func() bool {
+			for _, line := range strings.Split(logs.String(), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(line), &rec) == nil && rec["route"] == route && rec["requestId"] == requestID {
+					found = rec
+					return true
+				}
+			}
+			return false
+		})
+		return found
+	}
+	frame := regexp.MustCompile(`^\{"message": "([^"]+)", "connectionId":"` + regexp.QuoteMeta(id) + `", "requestId":"([A-Za-z0-9_-]{15}=)"\}$`)
+	for _, tc := range []struct{ route, message, logMsg, errText string }{
+		{"crash", "Internal server error", "localgw: route integration failed", "Runtime.ExitError: boom"},
+		{"gone", "Internal server error", "localgw: route integration failed", "is the function's invoke endpoint"},
+		{"slow", "Endpoint request timed out", "localgw: route integration timed out", ""},
+	} {
+		_ = c.Write(ctx, websocket.MessageText, []byte(`{"action":"`+tc.route+`"}`))
+		m := frame.FindStringSubmatch(readText(t, c))
+		if m == nil || m[1] != tc.message {
+			t.Fatalf("%s: frame %q, want API Gateway's %q frame", tc.route, m, tc.message)
+		}
+		rec := logged(tc.route, m[2])
+		if rec["msg"] != tc.logMsg || rec["connectionId"] != id || rec["level"] != "ERROR" {
+			t.Errorf("%s: log record %v", tc.route, rec)
+		}
+		if err, _ := rec["err"].(string); !strings.Contains(err, tc.errText) {
+			t.Errorf("%s: logged error %q lacks %q", tc.route, err, tc.errText)
+		}
+		if tc.route == "crash" {
+			if ev := <-crashed; ev.RequestContext.RequestID != m[2] {
+				t.Errorf("the function got request %s, the client %s", ev.RequestContext.RequestID, m[2])
+			}
+		}
+	}
+
+	// $connect: the upgrade fails with 502 and the log names $connect and
+	// the request the function received.
+	s.Gateway.SetRoute(localgw.RouteConnect, localgw.LambdaInvoke(crash.URL+invokePath, crash.Client()))
+	_, resp, err := websocket.Dial(ctx, s.WSURL, &websocket.DialOptions{HTTPClient: s.HTTPClient()})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("dial with a crashing $connect: %v %+v, want 502", err, resp)
+	}
+	ev := <-crashed
+	if rec := logged(localgw.RouteConnect, ev.RequestContext.RequestID); rec["connectionId"] != ev.RequestContext.ConnectionID {
+		t.Errorf("$connect log record %v", rec)
 	}
 }
