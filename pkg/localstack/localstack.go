@@ -7,6 +7,12 @@
 // Everything talks over the real protocols: the handlers reach the store
 // through the AWS SDK against the gateway's own DynamoDB endpoint, exactly as
 // they reach DynamoDB on AWS; only endpoints differ.
+//
+// Routes of your own (Config.Routes) point a route key at a Lambda Invoke
+// URL: your function's built bootstrap under the Runtime Interface Emulator
+// (aws-lambda-rie) or `sam local start-lambda`, reaching the same embedded
+// DynamoDB endpoint and @connections API as the builtin handlers. $connect
+// can be replaced by your own authorizer function the same way.
 package localstack
 
 import (
@@ -16,11 +22,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,13 +88,26 @@ type Config struct {
 	HandlerLogs io.Writer
 	// Logger receives the gateway's diagnostics; nil => discard.
 	Logger *slog.Logger
-	// Integrations replace the in-process handlers per route key (e.g.
-	// localgw.LambdaInvoke to run the built bootstraps under the Runtime
-	// Interface Emulator). Routes not present keep the in-process handler.
-	// Routes in contract.TwoWayRoutes are made two-way either way.
+	// Routes add routes, or replace the in-process handlers, by key: a
+	// route of your own (sendmessage) or $connect, $disconnect, $default,
+	// pointed at a Lambda Invoke URL (your function under aws-lambda-rie)
+	// or a builtin handler. Start checks every route (ErrConfig) and that
+	// something listens at each Invoke URL (ErrRouteUnreachable) before it
+	// starts anything. $connect, $disconnect and $default not given keep
+	// the in-process handlers.
+	Routes []Route
+	// RouteProbeTimeout bounds the probe of each Invoke URL; 0 =>
+	// DefaultRouteProbeTimeout.
+	RouteProbeTimeout time.Duration
+	// Integrations replace the in-process handlers per route key with
+	// integrations of your own (e.g. localgw.LambdaInvoke with your HTTP
+	// client, or an in-process handler). A key may not be in both Routes
+	// and Integrations. Routes in contract.TwoWayRoutes are made two-way
+	// either way.
 	Integrations map[string]localgw.Integration
-	// Gateway tunes the emulator (timeouts, faults, rate limits). Stage,
-	// Table, EmbeddedDynamoDB and Routes are set by Start.
+	// Gateway tunes the emulator (timeouts, faults, rate limits, the route
+	// selection expression). Stage, Table, EmbeddedDynamoDB and Routes are
+	// set by Start.
 	Gateway localgw.Config
 }
 
@@ -113,10 +132,18 @@ type Stack struct {
 	PrivateKey *rsa.PrivateKey
 	KeyCreated bool
 
+	// Routes are the routes in effect, $connect, $disconnect and $default
+	// first, and RouteSelectionExpression the expression that picks them.
+	Routes                   []RouteInfo
+	RouteSelectionExpression string
+
 	Gateway *localgw.Gateway
 	// DynamoDB is an SDK client for the embedded endpoint; Store uses it.
 	DynamoDB *dynamodb.Client
 	Store    *store.Dynamo
+
+	// invoke is the HTTP client of the routes to Invoke URLs.
+	invoke *http.Client
 }
 
 // Start starts a local stack and returns once it accepts connections.
@@ -126,11 +153,15 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	priv, created, err := auth.EnsureKeyPair(cfg.KeyDir)
-	if err != nil {
-		return nil, fmt.Errorf("localstack: key pair in %s: %w", cfg.KeyDir, err)
+	// Everything that can be checked is, before anything starts or a key
+	// is written: the routes, then that their endpoints answer, then the
+	// gateway's own configuration.
+	if err := checkRoutes(cfg.Routes, cfg.Integrations); err != nil {
+		return nil, err
 	}
-
+	if err := probeRoutes(ctx, cfg.Routes, cfg.RouteProbeTimeout); err != nil {
+		return nil, err
+	}
 	gcfg := cfg.Gateway
 	gcfg.Stage = cfg.Stage
 	gcfg.Table = cfg.Table
@@ -139,9 +170,20 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		gcfg.Logger = cfg.Logger
 	}
 	gcfg.Routes = nil
+	if gcfg.RouteSelectionExpression == "" {
+		gcfg.RouteSelectionExpression = localgw.DefaultRouteSelectionExpression
+	}
 	gw, err := localgw.New(gcfg)
+	if errors.Is(err, localgw.ErrInvalidConfig) {
+		return nil, gatewayConfigError{err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("localstack: %w", err)
+	}
+	priv, created, err := auth.EnsureKeyPair(cfg.KeyDir)
+	if err != nil {
+		_ = gw.Shutdown(ctx)
+		return nil, fmt.Errorf("localstack: key pair in %s: %w", cfg.KeyDir, err)
 	}
 	base, err := gw.Start(cfg.Listen)
 	if err != nil {
@@ -167,6 +209,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		PrivateKey:         priv,
 		KeyCreated:         created,
 		Gateway:            gw,
+		// Its own pool, closed with the stack: the invocations of a
+		// message storm share warm connections to the emulator.
+		invoke:                   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		RouteSelectionExpression: gcfg.RouteSelectionExpression,
 	}
 
 	fail := func(err error) (*Stack, error) {
@@ -188,24 +234,65 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	s.Store = store.New(s.DynamoDB, store.Config{Table: cfg.Table})
 
-	routes, err := s.handlers(cfg)
+	builtins, err := s.handlers(cfg)
 	if err != nil {
 		return fail(err)
 	}
-	maps.Copy(routes, cfg.Integrations)
-	for key, in := range routes {
-		// Two-way exactly where the deployment creates a route response,
-		// so a reply that reaches the client here reaches it on AWS.
-		if contract.IsTwoWayRoute(key) {
-			in = localgw.TwoWay(in)
-		}
-		gw.SetRoute(key, in)
-	}
+	s.setRoutes(cfg, builtins)
 	return s, nil
 }
 
+// setRoutes sets the builtin handlers on their routes, then cfg.Routes
+// and cfg.Integrations over them, and records the routes in effect.
+func (s *Stack) setRoutes(cfg Config, builtins map[string]localgw.Integration) {
+	routes := []Route{
+		{Key: localgw.RouteConnect, Target: BuiltinConnect},
+		{Key: localgw.RouteDisconnect, Target: BuiltinDisconnect},
+		{Key: localgw.RouteDefault, Target: BuiltinDefault},
+	}
+	for _, r := range cfg.Routes {
+		i := slices.IndexFunc(routes, func(b Route) bool { return b.Key == r.Key })
+		if i < 0 {
+			routes = append(routes, r)
+		} else {
+			routes[i] = r
+		}
+	}
+	set := func(key, target string, in localgw.Integration, twoWay bool) {
+		if twoWay {
+			in = localgw.TwoWay(in)
+		}
+		s.Gateway.SetRoute(key, in)
+		s.Routes = append(s.Routes, RouteInfo{Key: key, Target: target, TwoWay: localgw.IsTwoWay(in)})
+	}
+	for _, r := range routes {
+		if _, ok := cfg.Integrations[r.Key]; ok {
+			continue // replaced below (only builtins can be: checkRoutes)
+		}
+		in, ok := builtins[r.Target]
+		if !ok {
+			in = localgw.LambdaInvoke(r.Target, s.invoke)
+		}
+		set(r.Key, r.Target, in, r.twoWay())
+	}
+	for key, in := range cfg.Integrations {
+		// Two-way where the deployment creates a route response, so a
+		// reply that reaches the client here reaches it on AWS.
+		set(key, TargetInProcess, in, contract.IsTwoWayRoute(key))
+	}
+	sortRoutes(s.Routes)
+}
+
+// gatewayConfigError is the gateway's own refusal of its configuration
+// (the route selection expression): ErrConfig, in the gateway's words.
+type gatewayConfigError struct{ err error }
+
+func (e gatewayConfigError) Error() string   { return e.err.Error() }
+func (e gatewayConfigError) Unwrap() []error { return []error{ErrConfig, e.err} }
+
 // handlers builds the real in-process handlers, wired as their Lambda
-// bootstraps wire them, but against the embedded endpoint.
+// bootstraps wire them, but against the embedded endpoint, by builtin
+// target name.
 func (s *Stack) handlers(cfg Config) (map[string]localgw.Integration, error) {
 	logs := cfg.HandlerLogs
 	if logs == nil {
@@ -238,9 +325,9 @@ func (s *Stack) handlers(cfg Config) (map[string]localgw.Integration, error) {
 		return nil, fmt.Errorf("localstack: $default handler: %w", err)
 	}
 	return map[string]localgw.Integration{
-		localgw.RouteConnect:    localgw.HandlerFunc(ch.Handle),
-		localgw.RouteDisconnect: localgw.HandlerFunc(dh.Handle),
-		localgw.RouteDefault:    localgw.HandlerFunc(mh.Handle),
+		BuiltinConnect:    localgw.HandlerFunc(ch.Handle),
+		BuiltinDisconnect: localgw.HandlerFunc(dh.Handle),
+		BuiltinDefault:    localgw.HandlerFunc(mh.Handle),
 	}, nil
 }
 
@@ -261,6 +348,7 @@ func (s *Stack) Mint(opts auth.MintOptions) (string, error) {
 // gateway closes them), so it returns as soon as the last $disconnect ran.
 func (s *Stack) Close(ctx context.Context) error {
 	err := s.Gateway.Shutdown(ctx)
+	s.invoke.CloseIdleConnections()
 	if s.DynamoDB != nil {
 		// The client side of those connections: their keep-alive
 		// goroutines would otherwise outlive the stack.
@@ -290,6 +378,12 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if cfg.Table == "" {
 		cfg.Table = schema.DefaultTableName
+	}
+	if cfg.RouteProbeTimeout < 0 {
+		return cfg, fmt.Errorf("%w: RouteProbeTimeout %s is negative", ErrConfig, cfg.RouteProbeTimeout)
+	}
+	if cfg.RouteProbeTimeout == 0 {
+		cfg.RouteProbeTimeout = DefaultRouteProbeTimeout
 	}
 	if cfg.KeyDir == "" {
 		dir, err := DefaultKeyDir()
