@@ -41,6 +41,11 @@ type LocalOptions struct {
 	Output      string
 	// The AWS regime the gateway imposes (see LocalRegime).
 	Regime LocalRegime
+	// Routes are --route KEY=TARGET values; RoutesFile the --routes-file;
+	// RouteSelection the --route-selection expression.
+	Routes         []string
+	RoutesFile     string
+	RouteSelection string
 	// ShutdownTimeout bounds the shutdown once ctx ends; 0 =>
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -129,7 +134,7 @@ func (r LocalRegime) describe(f localgw.Faults) string {
 func NewCmdLocal(f *Factory, runF func(*LocalOptions) error) *cobra.Command {
 	opts := &LocalOptions{F: f}
 	c := &cobra.Command{
-		Use:   "local [--listen ADDR] [--stage S] [--key-dir DIR] [--issuer I] [--audience A] [--handler-logs] [--simulate N]",
+		Use:   "local [--listen ADDR] [--stage S] [--handler-logs] [--simulate N] [--route KEY=TARGET]... [--routes-file FILE]",
 		Short: "Run the whole stack on this machine: gateway, handlers, DynamoDB API",
 		Long: `Run the API Gateway WebSocket emulator with the real $connect, $disconnect and
 $default handlers in-process and an embedded DynamoDB API, until Ctrl-C.
@@ -161,13 +166,50 @@ them while the stack runs through the library's Gateway.SetFaults):
                     per second (429 at the upgrade) and the 10000/5000
                     @connections throttle unless --throttle is given
 
+Routes of your own, served by your Lambda functions: build the function's
+bootstrap, run it under the Lambda Runtime Interface Emulator (aws-lambda-rie;
+` + "`scripts/tools.sh`" + ` installs it into .tools/bin) or ` + "`sam local start-lambda`" + `, and
+point a route key at its Invoke URL. The function reaches this stack's DynamoDB
+endpoint and @connections API as the builtin handlers do.
+  --route KEY=TARGET   repeatable; TARGET is a Lambda Invoke URL
+                       (http://HOST:PORT/2015-03-31/functions/NAME/invocations)
+                       or builtin:connect|disconnect|default (this stack's
+                       handlers). KEY is a key the route selection expression
+                       yields (sendmessage) or $connect, $disconnect, $default:
+                       '$connect=URL' puts your own authorizer function in
+                       front (a non-2xx answer refuses the upgrade with it).
+                       Routes are one-way, as on AWS, except $default: a
+                       function's response body is dropped unless the route is
+                       two-way (--routes-file).
+  --route-selection EXPR  the route selection expression (default
+                       $request.body.action; templates such as
+                       '${request.body.type}/${request.body.action}' work too)
+  --routes-file FILE   JSON declaring the same, with per-route two-way
+                       settings; --route adds routes to it (a key given twice
+                       is refused) and --route-selection overrides its
+                       expression:
+                         {"route_selection_expression": "$request.body.action",
+                          "routes": [{"key": "sendmessage", "two_way": true,
+                            "target": "http://127.0.0.1:9001/2015-03-31/functions/function/invocations"}]}
+
+Each Invoke URL's host and port is probed once at start-up (a TCP connection,
+never an invocation): start the emulator first. A bad key or target is refused
+with exit 2, an unreachable endpoint with exit 1, both naming the route. When a
+function fails (an error, a crash, a timeout, an unreachable endpoint) the
+client gets API Gateway's error frame and stderr a line naming the route and
+the request id. examples/chat is such a function, with a walk-through.
+
 JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint",
-"metrics_url","table","stage","issuer","audience","key_dir","key_created","wscat","regime"}.`,
+"metrics_url","table","stage","issuer","audience","key_dir","key_created","wscat","regime",
+"route_selection_expression","routes":[{"key","target","two_way"}]}.`,
 		Example: `  streamer local
   streamer local --listen 127.0.0.1:4600 --handler-logs
   streamer local --simulate 50   # then: streamer dashboard
   streamer local --latency 20ms --jitter 5ms --throttle 400   # the AWS regime
-  streamer local --drop-disconnect 0.3   # then: streamer conn prune`,
+  streamer local --drop-disconnect 0.3   # then: streamer conn prune
+  streamer local --route sendmessage=http://127.0.0.1:9001/2015-03-31/functions/function/invocations
+  streamer local --route '$connect=http://127.0.0.1:9101/2015-03-31/functions/function/invocations'
+  streamer local --routes-file routes.json --route-selection '${request.body.type}'`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if opts.Listen != "" {
@@ -197,6 +239,9 @@ JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint
 	c.Flags().StringVar(&opts.Regime.Throttle, "throttle", "", "RATE[/BURST]: 429 beyond this many @connections requests/s (burst default RATE/2)")
 	c.Flags().Float64Var(&opts.Regime.DropDisconnect, "drop-disconnect", 0, "fraction (0-1) of closes whose $disconnect is skipped, as AWS may")
 	c.Flags().BoolVar(&opts.Regime.AWSQuotas, "aws-quotas", false, "API Gateway's default account quotas (500 connects/s, 10000/5000 throttle)")
+	c.Flags().StringArrayVar(&opts.Routes, "route", nil, "KEY=TARGET: route KEY to a Lambda Invoke URL or builtin:connect|disconnect|default (repeatable)")
+	c.Flags().StringVar(&opts.RouteSelection, "route-selection", "", "route selection expression (default $request.body.action)")
+	c.Flags().StringVar(&opts.RoutesFile, "routes-file", "", "JSON file of routes, with per-route two-way settings (see above)")
 	addOutputFlag(c, &opts.Output, "output format of the startup block: table|json|plain", dataFormats...)
 	return c
 }
@@ -235,11 +280,16 @@ func localRun(ctx context.Context, opts *LocalOptions) error {
 	if err != nil {
 		return err
 	}
+	routes, expr, err := opts.localRoutes(ctx, f.IO.In)
+	if err != nil {
+		return err
+	}
 	lc := localstack.Config{
 		Listen: opts.Listen, Stage: opts.Stage, KeyDir: keyDir,
-		Issuer: cfg.Issuer, Audience: opts.Audience,
+		Issuer: cfg.Issuer, Audience: opts.Audience, Routes: routes,
 	}
 	lc.Gateway.Faults, lc.Gateway.AWSQuotas = faults, opts.Regime.AWSQuotas
+	lc.Gateway.RouteSelectionExpression = expr
 	if opts.HandlerLogs {
 		lc.HandlerLogs = redactingWriter{errOut}
 		level = slog.LevelDebug
@@ -318,6 +368,18 @@ type localJSON struct {
 	// Regime is the AWS behaviour imposed (--latency, --throttle, ...):
 	// "" when none.
 	Regime string `json:"regime"`
+	// RouteSelectionExpression and Routes are the routing in effect:
+	// $connect, $disconnect and $default first, then the other keys.
+	RouteSelectionExpression string           `json:"route_selection_expression"`
+	Routes                   []localRouteJSON `json:"routes"`
+}
+
+// localRouteJSON is one route in effect.
+type localRouteJSON struct {
+	Key string `json:"key"`
+	// Target is builtin:connect|disconnect|default or a Lambda Invoke URL.
+	Target string `json:"target"`
+	TwoWay bool   `json:"two_way"`
 }
 
 // wscatPackage is the wscat the startup block suggests through npx: the
@@ -345,10 +407,15 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 	// npx runs a pinned wscat without a global install (Node.js only).
 	wscat := `npx ` + wscatPackage + ` -c "` + s.WebSocketURL + `?Authorization=$(` + strings.Join(mint, " ") + `)"`
 	if opts.Output == FormatJSON {
+		routes := make([]localRouteJSON, len(s.Routes))
+		for i, r := range s.Routes {
+			routes[i] = localRouteJSON{Key: r.Key, Target: r.Target, TwoWay: r.TwoWay}
+		}
 		return writeJSON(f.IO.Out, localJSON{
 			WebSocketURL: s.WebSocketURL, ManagementEndpoint: s.ManagementEndpoint, DynamoDBEndpoint: s.DynamoDBEndpoint,
 			MetricsURL: s.MetricsURL, Table: s.Table, Stage: s.Stage, Issuer: s.Issuer, Audience: s.Audience,
 			KeyDir: s.KeyDir, KeyCreated: s.KeyCreated, Wscat: wscat, Regime: regime,
+			RouteSelectionExpression: s.RouteSelectionExpression, Routes: routes,
 		})
 	}
 	p := newPalette(f.IO.OutTTY, f.Getenv)
@@ -376,6 +443,9 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 	if regime != "" {
 		fmt.Fprintf(&b, "  %-20s %s\n", "AWS regime", regime)
 	}
+	if len(opts.Routes) > 0 || opts.RoutesFile != "" || opts.RouteSelection != "" {
+		writeRoutes(&b, s)
+	}
 	listen := "streamer listen --tenant tenant-1"
 	if s.WebSocketURL != DefaultWSURL {
 		listen += " --ws-url " + shellQuote(s.WebSocketURL)
@@ -392,6 +462,19 @@ func printLocalBlock(f *Factory, opts *LocalOptions, cfg Config, s *localstack.S
 	fmt.Fprintf(&b, "  %s\n", smoke)
 	_, err := io.WriteString(f.IO.Out, b.String())
 	return err
+}
+
+// writeRoutes lists the routes in effect under the selection expression,
+// for a stack with routes of its own.
+func writeRoutes(b *strings.Builder, s *localstack.Stack) {
+	fmt.Fprintf(b, "  %-20s selected by %s\n", "Routes", terminalText(s.RouteSelectionExpression))
+	for _, r := range s.Routes {
+		way := "one-way"
+		if r.TwoWay {
+			way = "two-way"
+		}
+		fmt.Fprintf(b, "    %-18s %s (%s)\n", terminalText(r.Key), terminalText(r.Target), way)
+	}
 }
 
 // defaultKeyDir is where keys live when no --key-dir is given.

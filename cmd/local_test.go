@@ -3,14 +3,20 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/coder/websocket"
 	"github.com/pay-theory/streamer/internal/syncbuf"
 	"github.com/pay-theory/streamer/pkg/auth"
@@ -289,4 +295,171 @@ func newRealFactory(te *testEnv) {
 	te.f.Build = RealBuilders()
 	te.f.Dial = DialWebSocket
 	te.f.Now = time.Now
+}
+
+// fakeFunction is a Lambda Invoke API endpoint (what aws-lambda-rie
+// serves for a built bootstrap) that hands each event to answer; the real
+// emulator runs in the e2e tests.
+func fakeFunction(t *testing.T, answer func(events.APIGatewayWebsocketProxyRequest) (int, http.Header, string)) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev events.APIGatewayWebsocketProxyRequest
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		status, hdr, body := answer(ev)
+		for k, vs := range hdr {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/2015-03-31/functions/function/invocations"
+}
+
+// Routes from --routes-file and --route reach the gateway and the startup
+// block; a function's failure reaches the client as API Gateway's error
+// frame and stderr as a line naming the route and the request id.
+func TestLocalRoutes(t *testing.T) {
+	got := make(chan events.APIGatewayWebsocketProxyRequest, 8)
+	echo := fakeFunction(t, func(ev events.APIGatewayWebsocketProxyRequest) (int, http.Header, string) {
+		got <- ev
+		return 200, nil, `{"statusCode":200,"body":"echo: ` + ev.RequestContext.RouteKey + `"}`
+	})
+	crash := fakeFunction(t, func(events.APIGatewayWebsocketProxyRequest) (int, http.Header, string) {
+		return 200, http.Header{"X-Amz-Function-Error": {"Unhandled"}}, `{"errorMessage":"nil map","errorType":"Runtime.ExitError"}`
+	})
+	file := filepath.Join(t.TempDir(), "routes.json")
+	if err := os.WriteFile(file, []byte(`{
+  "route_selection_expression": "$request.body.type",
+  "routes": [
+    {"key": "sendmessage", "target": "`+echo+`", "two_way": true},
+    {"key": "$default", "target": "builtin:default", "two_way": false}
+  ]
+}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	te := newTestEnv(t)
+	te.env[keyDirEnv] = sharedKeyDir(t)
+	stack, out, errOut, stop := runLocal(t, te, "--listen", "127.0.0.1:0", "-o", "json", "--routes-file", file,
+		"--route", "crash="+crash, "--route", "ping=builtin:default", "--route-selection", "${request.body.action}")
+
+	var block localJSON
+	if err := json.Unmarshal([]byte(out.String()), &block); err != nil {
+		t.Fatal(err)
+	}
+	want := []localRouteJSON{
+		{"$connect", "builtin:connect", false}, {"$disconnect", "builtin:disconnect", false}, {"$default", "builtin:default", false},
+		{"crash", crash, false}, {"ping", "builtin:default", false}, {"sendmessage", echo, true},
+	}
+	if block.RouteSelectionExpression != "${request.body.action}" || !slices.Equal(block.Routes, want) {
+		t.Errorf("routes in the startup block: %q %+v\nwant %+v (--route-selection over the file's)", block.RouteSelectionExpression, block.Routes, want)
+	}
+
+	key, err := auth.LoadPrivateKeyFile(filepath.Join(sharedKeyDir(t), PrivateKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: DefaultIssuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, stack.WebSocketURL+"?Authorization="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_ = c.Write(ctx, websocket.MessageText, []byte(`{"action":"sendmessage","data":"hi"}`))
+	if _, b, err := c.Read(ctx); err != nil || string(b) != "echo: sendmessage" {
+		t.Fatalf("two-way route answered %q %v", b, err)
+	}
+	if ev := <-got; ev.Body != `{"action":"sendmessage","data":"hi"}` || ev.RequestContext.Stage != "local" {
+		t.Errorf("the function got %+v", ev)
+	}
+
+	_ = c.Write(ctx, websocket.MessageText, []byte(`{"action":"crash"}`))
+	_, b, err := c.Read(ctx)
+	var frame struct{ Message, ConnectionID, RequestID string }
+	if err != nil || json.Unmarshal(b, &frame) != nil || frame.Message != "Internal server error" || frame.RequestID == "" {
+		t.Fatalf("after a function error the client got %q %v, want API Gateway's error frame", b, err)
+	}
+	// slog's text form quotes the ids (they end in "=").
+	line := fmt.Sprintf(`route=crash requestId=%q connectionId=%q`, frame.RequestID, frame.ConnectionID)
+	if err := pollUntil(ctx, 10*time.Second, 20*time.Millisecond, func(context.Context) (bool, error) {
+		return strings.Contains(errOut.String(), line), nil
+	}); err != nil || !strings.Contains(errOut.String(), "Runtime.ExitError: nil map") {
+		t.Errorf("stderr lacks %q and the function's error:\n%s", line, errOut)
+	}
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+
+	// The table form lists them when routes were given.
+	te = newTestEnv(t)
+	te.env[keyDirEnv] = sharedKeyDir(t)
+	_, out, errOut, stop = runLocal(t, te, "--listen", "127.0.0.1:0", "-o", "plain", "--route", "ping=builtin:default")
+	for _, want := range []string{"Routes               selected by $request.body.action\n", "    $default           builtin:default (two-way)\n", "    ping               builtin:default (one-way)\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("startup block lacks %q:\n%s", want, out)
+		}
+	}
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestLocalRouteErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	gone := srv.URL + "/2015-03-31/functions/function/invocations"
+	srv.Close()
+	up := fakeFunction(t, func(events.APIGatewayWebsocketProxyRequest) (int, http.Header, string) { return 200, nil, "" })
+	twice := file("twice.json", `{"routes":[{"key":"a","target":"builtin:default"}]}`)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{[]string{"--route", "sendmessage"}, ExitUsage, []string{`--route "sendmessage": want KEY=TARGET`}},
+		{[]string{"--route", "x=builtin:chat", "--route", "$x=" + up}, ExitUsage, []string{`route "x": unknown target "builtin:chat"`, `route "$x": route keys starting with $ are reserved`}},
+		{[]string{"--route", "x=http://127.0.0.1:9001"}, ExitUsage, []string{"is not a Lambda Invoke URL", "http://127.0.0.1:9001/2015-03-31/functions/function/invocations"}},
+		{[]string{"--route", "x=" + up, "--route", "x=" + up}, ExitUsage, []string{`route "x" is given twice (--route x=` + up + ` and --route x=`}},
+		{[]string{"--routes-file", twice, "--route", "a=builtin:default"}, ExitUsage, []string{`route "a" is given twice (` + twice + ` routes[0] and --route a=builtin:default)`}},
+		{[]string{"--route", "x=" + gone, "--route", "y=" + up}, ExitError, []string{`route "x": nothing answers at 127.0.0.1:`, "start the function's emulator first"}},
+		{[]string{"--route-selection", "action"}, ExitUsage, []string{`RouteSelectionExpression "action" has no $request.body variable`}},
+		{[]string{"--routes-file", filepath.Join(dir, "none.json")}, ExitUsage, []string{"--routes-file " + filepath.Join(dir, "none.json") + ": no such file"}},
+		{[]string{"--routes-file", file("typo.json", `{"routes":[{"key":"a","target":"builtin:default","twoway":true}]}`)}, ExitUsage, []string{`unknown field "twoway"`}},
+		{[]string{"--routes-file", file("syntax.json", "{\"routes\": [\n  {\"key\": \"a\",}\n]}")}, ExitUsage, []string{"line 2: invalid character '}'"}},
+		{[]string{"--routes-file", file("type.json", "{\"routes\": [\n{\"key\": \"a\", \"target\": 7}]}")}, ExitUsage, []string{"line 2: routes.target is number, want string"}},
+		{[]string{"--routes-file", file("empty.json", `{}`)}, ExitUsage, []string{"it declares no routes"}},
+		{[]string{"--routes-file", file("nokey.json", `{"routes":[{"target":"builtin:default"}]}`)}, ExitUsage, []string{`routes[0] needs a "key" and a "target"`}},
+		{[]string{"--routes-file", file("two.json", `{"routes":[]} {}`)}, ExitUsage, []string{"more after the JSON object"}},
+	} {
+		te := newTestEnv(t)
+		te.env[keyDirEnv] = filepath.Join(t.TempDir(), "keys")
+		args := append([]string{"local", "--listen", "127.0.0.1:0"}, tc.args...)
+		code := te.run(args...)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d:\n%s", tc.args, code, tc.code, te.errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(te.errOut.String(), w) {
+				t.Errorf("%v: stderr lacks %q:\n%s", tc.args, w, te.errOut)
+			}
+		}
+		if _, err := os.Stat(te.env[keyDirEnv]); !os.IsNotExist(err) {
+			t.Errorf("%v: a refused start wrote keys (%v)", tc.args, err)
+		}
+	}
 }
