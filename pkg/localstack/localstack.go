@@ -265,13 +265,17 @@ func (s *Stack) setRoutes(cfg Config, builtins map[string]localgw.Integration) {
 		s.Gateway.SetRoute(key, in)
 		s.Routes = append(s.Routes, RouteInfo{Key: key, Target: target, TwoWay: localgw.IsTwoWay(in)})
 	}
+	envs := map[string]chan struct{}{} // by Invoke URL: one execution environment each
 	for _, r := range routes {
 		if _, ok := cfg.Integrations[r.Key]; ok {
 			continue // replaced below (only builtins can be: checkRoutes)
 		}
 		in, ok := builtins[r.Target]
 		if !ok {
-			in = localgw.LambdaInvoke(r.Target, s.invoke)
+			if envs[r.Target] == nil {
+				envs[r.Target] = make(chan struct{}, 1)
+			}
+			in = oneAtATime{in: localgw.LambdaInvoke(r.Target, s.invoke), env: envs[r.Target]}
 		}
 		set(r.Key, r.Target, in, r.twoWay())
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/aws/aws-lambda-go/events"
+
 	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/pkg/localgw"
 )
@@ -278,4 +280,26 @@ func (r Route) twoWay() bool {
 		return *r.TwoWay
 	}
 	return contract.IsTwoWayRoute(r.Key)
+}
+
+// oneAtATime invokes an Invoke URL one event at a time, the others waiting
+// their turn within their integration timeout. The emulator behind it is
+// one execution environment, which runs one invocation at a time, and
+// aws-lambda-rie does not queue: a second concurrent invocation crashes it
+// ("ReserveFailed: AlreadyReserved", then a nil pointer panic), which two
+// clients sending at once would do. On AWS, Lambda runs concurrent
+// invocations in more environments; here they queue.
+type oneAtATime struct {
+	in  localgw.Integration
+	env chan struct{} // shared by every route to the same URL
+}
+
+func (o oneAtATime) Invoke(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	select {
+	case o.env <- struct{}{}:
+	case <-ctx.Done():
+		return events.APIGatewayProxyResponse{}, ctx.Err()
+	}
+	defer func() { <-o.env }()
+	return o.in.Invoke(ctx, ev)
 }

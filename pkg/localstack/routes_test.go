@@ -3,13 +3,16 @@ package localstack_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/coder/websocket"
@@ -192,4 +195,58 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// An Invoke URL gets one invocation at a time, even from clients sending
+// at once, as the one execution environment behind it (the emulator)
+// serves them: aws-lambda-rie crashes on a second concurrent one.
+func TestInvocationsOfOneURLQueue(t *testing.T) {
+	var (
+		mu                sync.Mutex
+		inFlight, maxSeen int
+		calls             int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		calls++
+		maxSeen = max(maxSeen, inFlight)
+		mu.Unlock()
+		// Long enough for the other clients' messages to arrive meanwhile.
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		_, _ = io.WriteString(w, `{"statusCode":200,"body":"done"}`)
+	}))
+	t.Cleanup(srv.Close)
+	s := localstacktest.Start(t, localstack.Config{Routes: []localstack.Route{
+		{Key: "work", Target: srv.URL + invokePath, TwoWay: yes()},
+		{Key: "same", Target: srv.URL + invokePath, TwoWay: yes()}, // the same function
+	}})
+	ctx := testCtx(t)
+	var clients []*localstacktest.Client
+	for i := range 4 {
+		c, err := s.Dial(ctx, fmt.Sprint("u", i), "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	for i, c := range clients {
+		route := []string{"work", "same"}[i%2]
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"action":"`+route+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		if _, b, err := c.Read(ctx); err != nil || string(b) != "done" {
+			t.Fatalf("read %q %v", b, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 4 || maxSeen != 1 {
+		t.Errorf("%d invocations, at most %d at once; want 4, one at a time", calls, maxSeen)
+	}
 }
