@@ -66,6 +66,25 @@ func BuildBootstraps(t *testing.T, ctx context.Context, repoRoot string) map[str
 	return out
 }
 
+// BuildBootstrap builds the main package pkg (a path relative to
+// repoRoot, such as ./examples/chat/bootstrap) as a Lambda bootstrap for
+// the host architecture, with the flags scripts/build-lambdas.sh uses, and
+// returns its path.
+func BuildBootstrap(t *testing.T, ctx context.Context, repoRoot, pkg string) string {
+	t.Helper()
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		t.Skipf("Lambda has no %s runtime", runtime.GOARCH)
+	}
+	out := filepath.Join(t.TempDir(), "bootstrap")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
 // Function is one bootstrap served by its own emulator process.
 type Function struct {
 	Name string
