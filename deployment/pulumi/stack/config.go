@@ -77,6 +77,29 @@ type Config struct {
 	Alarms Alarms `json:"alarms"`
 	// Reaper schedules the reaper function.
 	Reaper Reaper `json:"reaper"`
+	// Routes adds routes of your own to the WebSocket API, each served by
+	// a Lambda function you deploy yourself (examples/chat's sendmessage,
+	// for instance). The stack creates each route's integration, the route
+	// (with a route response when TwoWay) and the permission for this
+	// API's stage, and only this route, to invoke the function.
+	Routes []Route `json:"routes"`
+}
+
+// Route is a route of your own, served by your function.
+type Route struct {
+	// Key is the route key the route selection expression
+	// ($request.body.action) yields: "sendmessage" for
+	// {"action":"sendmessage"}. Letters, digits and - _ . / only (the
+	// resource names are built from it); not one of the stack's own
+	// ($connect, $disconnect, $default).
+	Key string `json:"key"`
+	// FunctionArn is the function's ARN
+	// (arn:aws:lambda:REGION:ACCOUNT:function:NAME, or with :ALIAS), in the
+	// stack's region.
+	FunctionArn string `json:"functionArn"`
+	// TwoWay gives the route a route response: the function's response
+	// body goes back to the sender. Default false (one-way, as AWS).
+	TwoWay bool `json:"twoWay"`
 }
 
 // Reaper configures the scheduled reaper (lambda/reaper).
@@ -169,6 +192,12 @@ const (
 	DefaultEvaluationPeriods       = 1
 )
 
+// Shapes of Route fields.
+var (
+	routeKeyPattern    = regexp.MustCompile(`^[A-Za-z0-9_./-]{1,128}$`)
+	functionArnPattern = regexp.MustCompile(`^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_$-]{1,128})?$`)
+)
+
 // validRetention are the values CloudWatch Logs accepts.
 var validRetention = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
@@ -212,6 +241,7 @@ func LoadConfig(ctx *pulumi.Context) (Config, error) {
 		{"functions", &cfg.Functions},
 		{"alarms", &cfg.Alarms},
 		{"reaper", &cfg.Reaper},
+		{"routes", &cfg.Routes},
 	}
 	for _, o := range objects {
 		if err := c.TryObject(o.key, o.out); err != nil && !errors.Is(err, config.ErrMissingVar) {
@@ -346,6 +376,19 @@ func (cfg Config) Validate() error {
 	}
 	if err := checkSchedule(cfg.Reaper.Schedule); err != nil {
 		bad("streamer:reaper.schedule %q: %v", cfg.Reaper.Schedule, err)
+	}
+	seen := map[string]bool{}
+	for i, r := range cfg.Routes {
+		switch {
+		case !routeKeyPattern.MatchString(r.Key):
+			bad("streamer:routes[%d].key %q: use 1 to 128 letters, digits, -, _, . and /, not a $ key (the stack deploys $connect, $disconnect and $default itself)", i, r.Key)
+		case seen[r.Key]:
+			bad("streamer:routes[%d].key %q: given twice", i, r.Key)
+		}
+		seen[r.Key] = true
+		if !functionArnPattern.MatchString(r.FunctionArn) {
+			bad("streamer:routes[%d].functionArn %q: want arn:aws:lambda:REGION:ACCOUNT:function:NAME[:ALIAS]", i, r.FunctionArn)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrInvalidConfig, strings.Join(errs, "\n  "))

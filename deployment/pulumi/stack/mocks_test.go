@@ -3,6 +3,7 @@ package stack_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -181,7 +182,15 @@ func withConfig(cfg map[string]string) pulumi.RunOption {
 // stack file of env and returns every registered resource and the outputs.
 func deploy(t *testing.T, env string) *deployment {
 	t.Helper()
+	return deployWith(t, env, nil)
+}
+
+// deployWith is deploy with extra "namespace:key" config values (JSON for
+// objects) over the shipped file's.
+func deployWith(t *testing.T, env string, extra map[string]string) *deployment {
+	t.Helper()
 	cfg, streamer := stackConfig(t, env)
+	maps.Copy(cfg, extra)
 	m := &mocks{}
 	outputs := map[string]any{}
 	var outMu sync.Mutex

@@ -505,6 +505,59 @@ func (d *deployed) deployFunctions(ctx *pulumi.Context) error {
 	return nil
 }
 
+// deployRoute declares one route: its Lambda proxy integration, the route
+// (with a route response when twoWay) and the permission for this API's
+// stage and route, and no other, to invoke the function. name suffixes the
+// resource names. It returns what the stage must wait for.
+func (d *deployed) deployRoute(ctx *pulumi.Context, name, key string, invokeArn, function pulumi.StringInput, twoWay bool) ([]pulumi.Resource, error) {
+	integ, err := apigatewayv2.NewIntegration(ctx, "integration-"+name, &apigatewayv2.IntegrationArgs{
+		ApiId:             d.api.ID(),
+		IntegrationType:   pulumi.String("AWS_PROXY"),
+		IntegrationMethod: pulumi.String("POST"),
+		IntegrationUri:    invokeArn,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ra := &apigatewayv2.RouteArgs{
+		ApiId:    d.api.ID(),
+		RouteKey: pulumi.String(key),
+		// $connect is authorized by the connect function itself (JWT
+		// verification before any record exists; non-2xx refuses the
+		// upgrade). WebSocket authorizers can only sit on $connect.
+		AuthorizationType: pulumi.String("NONE"),
+		Target:            pulumi.Sprintf("integrations/%s", integ.ID()),
+	}
+	// A two-way route sends its handler's response body back to the client.
+	if twoWay {
+		ra.RouteResponseSelectionExpression = pulumi.String(contract.RouteResponseKey)
+	}
+	route, err := apigatewayv2.NewRoute(ctx, "route-"+name, ra)
+	if err != nil {
+		return nil, err
+	}
+	deps := []pulumi.Resource{route}
+	if twoWay {
+		rr, err := apigatewayv2.NewRouteResponse(ctx, "route-response-"+name, &apigatewayv2.RouteResponseArgs{
+			ApiId:            d.api.ID(),
+			RouteId:          route.ID(),
+			RouteResponseKey: pulumi.String(contract.RouteResponseKey),
+		})
+		if err != nil {
+			return nil, err
+		}
+		deps = append(deps, rr)
+	}
+	// Invocation only from this API's stage and route.
+	_, err = lambda.NewPermission(ctx, "invoke-"+name, &lambda.PermissionArgs{
+		Action:    pulumi.String("lambda:InvokeFunction"),
+		Function:  function,
+		Principal: pulumi.String("apigateway.amazonaws.com"),
+		SourceArn: pulumi.Sprintf("%s/%s/%s", d.api.ExecutionArn, d.cfg.StageName, key),
+	})
+	return deps, err
+}
+
 func (d *deployed) deployStage(ctx *pulumi.Context) error {
 	var routes []pulumi.Resource
 	for _, spec := range functionSpecs() {
@@ -512,57 +565,22 @@ func (d *deployed) deployStage(ctx *pulumi.Context) error {
 			continue // invoked by its schedule (deployReaperSchedule)
 		}
 		f := d.functions[spec.Name]
-		integ, err := apigatewayv2.NewIntegration(ctx, "integration-"+spec.Name, &apigatewayv2.IntegrationArgs{
-			ApiId:             d.api.ID(),
-			IntegrationType:   pulumi.String("AWS_PROXY"),
-			IntegrationMethod: pulumi.String("POST"),
-			IntegrationUri:    f.InvokeArn,
-		})
+		// Two-way exactly where the contract says (the local gateway reads
+		// the same list).
+		deps, err := d.deployRoute(ctx, spec.Name, spec.RouteKey, f.InvokeArn, f.Name, contract.IsTwoWayRoute(spec.RouteKey))
 		if err != nil {
 			return err
 		}
-		ra := &apigatewayv2.RouteArgs{
-			ApiId:    d.api.ID(),
-			RouteKey: pulumi.String(spec.RouteKey),
-			// $connect is authorized by the connect function itself (JWT
-			// verification before any record exists; non-2xx refuses the
-			// upgrade). WebSocket authorizers can only sit on $connect.
-			AuthorizationType: pulumi.String("NONE"),
-			Target:            pulumi.Sprintf("integrations/%s", integ.ID()),
-		}
-		// A two-way route sends its handler's response body back to the
-		// client; the contract says which routes are (the local gateway
-		// reads the same list).
-		twoWay := contract.IsTwoWayRoute(spec.RouteKey)
-		if twoWay {
-			ra.RouteResponseSelectionExpression = pulumi.String(contract.RouteResponseKey)
-		}
-		route, err := apigatewayv2.NewRoute(ctx, "route-"+spec.Name, ra)
+		routes = append(routes, deps...)
+	}
+	// Routes of your own ("custom-" keeps their names apart from ours).
+	for _, r := range d.cfg.Routes {
+		invokeArn := fmt.Sprintf("arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations", d.acct.Partition, d.acct.Region, r.FunctionArn)
+		deps, err := d.deployRoute(ctx, "custom-"+r.Key, r.Key, pulumi.String(invokeArn), pulumi.String(r.FunctionArn), r.TwoWay)
 		if err != nil {
 			return err
 		}
-		routes = append(routes, route)
-		if twoWay {
-			rr, err := apigatewayv2.NewRouteResponse(ctx, "route-response-"+spec.Name, &apigatewayv2.RouteResponseArgs{
-				ApiId:            d.api.ID(),
-				RouteId:          route.ID(),
-				RouteResponseKey: pulumi.String(contract.RouteResponseKey),
-			})
-			if err != nil {
-				return err
-			}
-			routes = append(routes, rr)
-		}
-		// Invocation only from this API's stage and route.
-		_, err = lambda.NewPermission(ctx, "invoke-"+spec.Name, &lambda.PermissionArgs{
-			Action:    pulumi.String("lambda:InvokeFunction"),
-			Function:  f.Name,
-			Principal: pulumi.String("apigateway.amazonaws.com"),
-			SourceArn: pulumi.Sprintf("%s/%s/%s", d.api.ExecutionArn, d.cfg.StageName, spec.RouteKey),
-		})
-		if err != nil {
-			return err
-		}
+		routes = append(routes, deps...)
 	}
 
 	deps := routes

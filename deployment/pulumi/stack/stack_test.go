@@ -1004,6 +1004,13 @@ func TestValidate(t *testing.T) {
 		"streamer:alarms.reaperErrors -1":                                          func(c *stack.Config) { c.Alarms.ReaperErrors = -1 },
 		"errorRateLowPercent (5) must be below":                                    func(c *stack.Config) { c.Alarms.ErrorRateLowPercent = 5 },
 		"streamer:alarms.periodSeconds 45":                                         func(c *stack.Config) { c.Alarms.PeriodSeconds = 45 },
+		`streamer:routes[0].key "$default"`: func(c *stack.Config) {
+			c.Routes = []stack.Route{{Key: "$default", FunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:f"}}
+		},
+		`streamer:routes[1].key "chat": given twice`: func(c *stack.Config) {
+			c.Routes = []stack.Route{{Key: "chat", FunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:f"}, {Key: "chat", FunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:g"}}
+		},
+		`streamer:routes[0].functionArn "chat-fn": want arn:aws:lambda`: func(c *stack.Config) { c.Routes = []stack.Route{{Key: "chat", FunctionArn: "chat-fn"}} },
 	}
 	if base.Functions["reaper"].TimeoutSeconds != stack.DefaultReaperTimeoutSeconds || base.Functions["connect"].TimeoutSeconds != stack.DefaultTimeoutSeconds {
 		t.Errorf("default timeouts %v", base.Functions)
@@ -1087,5 +1094,55 @@ func TestReaperSchedule(t *testing.T) {
 			perm.str("function") != f.str("name") || perm.str("action") != "lambda:InvokeFunction" {
 			t.Errorf("%s: permission %v, want invoke of %s by its rule %s only", env, perm.Inputs, f.str("name"), rule.out("arn"))
 		}
+	}
+}
+
+// streamer:routes adds routes of your own, served by functions deployed
+// elsewhere: an AWS_PROXY integration invoking each function, the route
+// (with a route response only when twoWay), a permission scoped to this
+// stage and route, and the stage deployed after them.
+func TestRoutesOfYourOwn(t *testing.T) {
+	const (
+		chatArn  = "arn:aws:lambda:us-east-1:123456789012:function:chat-sendmessage"
+		aliasArn = "arn:aws:lambda:us-east-1:123456789012:function:chat-history:live"
+	)
+	d := deployWith(t, "dev", map[string]string{
+		"streamer:routes": `[{"key":"sendmessage","functionArn":"` + chatArn + `"},{"key":"history","functionArn":"` + aliasArn + `","twoWay":true}]`,
+	})
+	stageName := d.one(t, tStage, "stage").str("name")
+	routes := map[string]recorded{}
+	for _, r := range d.ofType(tRoute) {
+		routes[r.str("routeKey")] = r
+	}
+	for _, c := range []struct {
+		key, arn string
+		twoWay   bool
+	}{{"sendmessage", chatArn, false}, {"history", aliasArn, true}} {
+		r, ok := routes[c.key]
+		if !ok {
+			t.Fatalf("no route %s among %v", c.key, routes)
+		}
+		integ := d.one(t, tIntegration, "integration-custom-"+c.key)
+		wantURI := "arn:aws:apigateway:" + testRegion + ":lambda:path/2015-03-31/functions/" + c.arn + "/invocations"
+		if integ.str("integrationUri") != wantURI || integ.str("integrationType") != "AWS_PROXY" || r.str("target") != "integrations/integration-custom-"+c.key+"-id" {
+			t.Errorf("%s: integration %v, route target %q", c.key, integ.Inputs, r.str("target"))
+		}
+		perm := d.one(t, tPermission, "invoke-custom-"+c.key)
+		wantSrc := fmt.Sprintf("arn:aws:execute-api:%s:%s:%s/%s/%s", testRegion, testAccount, testAPIID, stageName, c.key)
+		if perm.str("function") != c.arn || perm.str("sourceArn") != wantSrc || perm.str("principal") != "apigateway.amazonaws.com" {
+			t.Errorf("%s: permission %v, want %s invoked from %s", c.key, perm.Inputs, c.arn, wantSrc)
+		}
+		var rr *recorded
+		for _, x := range d.ofType(tRouteResp) {
+			if x.str("routeId") == "route-custom-"+c.key+"-id" {
+				rr = &x
+			}
+		}
+		if sel := r.str("routeResponseSelectionExpression"); c.twoWay != (rr != nil) || c.twoWay != (sel == contract.RouteResponseKey) {
+			t.Errorf("%s: two-way %v, but route response %v and selection %q", c.key, c.twoWay, rr, sel)
+		}
+	}
+	if n, own := len(d.ofType(tRoute)), len(deploy(t, "dev").ofType(tRoute)); n != own+2 {
+		t.Errorf("%d routes, want the stack's %d and 2 of your own", n, own)
 	}
 }
