@@ -249,3 +249,12 @@ func reply(status int, r Reply) events.APIGatewayProxyResponse {
 func internalError() events.APIGatewayProxyResponse {
 	return reply(500, Reply{Action: "error", Error: "Internal server error"})
 }
+
+// DynamoDBActions are the DynamoDB operations the handler, with a
+// connection.Manager, calls on the connections table: GetItem (the
+// sender's record), Query (the tenant index), BatchWriteItem (the stale
+// records a broadcast removes) and UpdateItem (messages_sent and the
+// active connection count). The function's role grants exactly these
+// ("dynamodb:" + each, on the table and its indexes); README.md's policy
+// lists them, and a test holds both to what the function calls.
+func DynamoDBActions() []string { return []string{"BatchWriteItem", "GetItem", "Query", "UpdateItem"} }
