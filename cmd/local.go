@@ -197,7 +197,9 @@ never an invocation): start the emulator first. A bad key or target is refused
 with exit 2, an unreachable endpoint with exit 1, both naming the route. When a
 function fails (an error, a crash, a timeout, an unreachable endpoint) the
 client gets API Gateway's error frame and stderr a line naming the route and
-the request id. examples/chat is such a function, with a walk-through.
+the request id. The invocations of one Invoke URL run one at a time (an
+emulator is one execution environment). examples/chat is such a function, with
+a walk-through.
 
 JSON output (-o json): {"websocket_url","management_endpoint","dynamodb_endpoint",
 "metrics_url","table","stage","issuer","audience","key_dir","key_created","wscat","regime",

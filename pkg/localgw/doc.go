@@ -58,8 +58,9 @@
 //   - Only a two-way route (one with a route response) sends its
 //     integration's response body to the client; a one-way route's body is
 //     dropped [route-response]. Routes are one-way unless wrapped in TwoWay;
-//     pkg/localstack marks exactly contract.TwoWayRoutes, the routes the
-//     deployment gives a route response.
+//     pkg/localstack marks contract.TwoWayRoutes, the routes the deployment
+//     gives a route response, and the routes of your own its Config.Routes
+//     say are two-way.
 //   - A failing or panicking integration gets the frame with "Internal
 //     server error" *observed*. One that overruns Config.IntegrationTimeout
 //     (29 s [quotas]) gets the frame with "Endpoint request timed out"

@@ -13,8 +13,9 @@ type twoWay struct{ Integration }
 // TwoWay marks in as a two-way route: one with a route response, whose
 // integration's response body is sent back to the client. On API Gateway
 // every other route is one-way and its response body is dropped, so the
-// gateway drops it too. pkg/localstack marks exactly the routes the
-// deployment gives a route response (contract.TwoWayRoutes).
+// gateway drops it too. pkg/localstack marks the routes the deployment
+// gives a route response (contract.TwoWayRoutes) and those its
+// Config.Routes declare two-way.
 func TwoWay(in Integration) Integration {
 	if in == nil || IsTwoWay(in) {
 		return in
