@@ -100,21 +100,9 @@ func TestLocalRunsUntilCancelled(t *testing.T) {
 
 	// A token minted with the same key directory connects; --handler-logs
 	// shows the $connect handler's JSON line.
-	key, err := auth.LoadPrivateKeyFile(filepath.Join(keyDir, PrivateKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: DefaultIssuer})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, stack.WebSocketURL+"?Authorization="+tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := dialWithKeyDir(t, ctx, stack, keyDir)
 	if err := pollUntil(ctx, 10*time.Second, 20*time.Millisecond, func(context.Context) (bool, error) {
 		return strings.Contains(errOut.String(), `"function":"connect"`), nil
 	}); err != nil {
@@ -131,6 +119,27 @@ func TestLocalRunsUntilCancelled(t *testing.T) {
 	if !strings.Contains(errOut.String(), "stopped") {
 		t.Errorf("stderr:\n%s", errOut)
 	}
+}
+
+// dialWithKeyDir connects a real client to stack with a token signed by
+// the private key in keyDir, as `streamer token mint` signs it; the client
+// closes with the test.
+func dialWithKeyDir(t *testing.T, ctx context.Context, stack *localstack.Stack, keyDir string) *websocket.Conn {
+	t.Helper()
+	key, err := auth.LoadPrivateKeyFile(filepath.Join(keyDir, PrivateKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: DefaultIssuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := websocket.Dial(ctx, stack.WebSocketURL+"?Authorization="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
 }
 
 func TestLocalJSONAndExistingKey(t *testing.T) {
@@ -358,21 +367,9 @@ func TestLocalRoutes(t *testing.T) {
 		t.Errorf("routes in the startup block: %q %+v\nwant %+v (--route-selection over the file's)", block.RouteSelectionExpression, block.Routes, want)
 	}
 
-	key, err := auth.LoadPrivateKeyFile(filepath.Join(sharedKeyDir(t), PrivateKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.Mint(key, auth.MintOptions{UserID: "u", TenantID: "t", Issuer: DefaultIssuer})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, stack.WebSocketURL+"?Authorization="+tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := dialWithKeyDir(t, ctx, stack, sharedKeyDir(t))
 	_ = c.Write(ctx, websocket.MessageText, []byte(`{"action":"sendmessage","data":"hi"}`))
 	if _, b, err := c.Read(ctx); err != nil || string(b) != "echo: sendmessage" {
 		t.Fatalf("two-way route answered %q %v", b, err)
