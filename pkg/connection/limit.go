@@ -133,8 +133,9 @@ type LimitSnapshot struct {
 // limiter hands out request slots: at most limit in flight, FIFO among
 // waiters, and (after a 429) no faster than the client-side rate.
 type limiter struct {
-	cfg   LimitConfig
-	clock Clock
+	cfg     LimitConfig
+	clock   Clock
+	initial float64 // Workers: where the limit starts, and the floor of the BDP cap
 
 	mu       sync.Mutex
 	limit    float64
@@ -167,7 +168,7 @@ type waiter struct {
 
 func newLimiter(cfg LimitConfig, workers int, clock Clock) *limiter {
 	cfg = cfg.withDefaults(workers)
-	return &limiter{cfg: cfg, clock: clock, limit: float64(workers), ssthresh: math.Inf(1)}
+	return &limiter{cfg: cfg, clock: clock, limit: float64(workers), initial: float64(workers), ssthresh: math.Inf(1)}
 }
 
 // slots is the whole number of requests the limit allows now.
@@ -306,6 +307,9 @@ func (l *limiter) releaseLocked(t ticket, s signal, rtt time.Duration) {
 	l.wakeLocked()
 }
 
+// bdpGain bounds the limit to this many bandwidth-delay products.
+const bdpGain = 4
+
 // minRound is the shortest round measured: a loopback round trip lasts
 // microseconds, too few deliveries for a rate.
 const minRound = 5 * time.Millisecond
@@ -331,6 +335,16 @@ func (l *limiter) endRound(now time.Time) {
 	}
 	l.rates[l.ri] = rate
 	l.ri = (l.ri + 1) % len(l.rates)
+	// No more in flight than bdpGain bandwidth-delay products (BBR's cwnd
+	// cap): at 20 ms and 4,500/s that is 360, at loopback speed a handful,
+	// where more in flight only adds queueing and CPU. Never below where
+	// the limit started.
+	if bdp := max(best, rate) * l.rtt.min().Seconds(); bdp > 0 {
+		if capped := max(l.initial, bdpGain*bdp); l.limit > capped {
+			l.limit = capped
+			l.ssthresh = min(l.ssthresh, capped) // the pipe is full
+		}
+	}
 	queueing := rate < best*1.1 && l.rtt.inflated(l.cfg.LatencyTolerance, l.cfg.LatencyFloor)
 	if l.limit < l.ssthresh {
 		// Slow start: doubling that still buys throughput goes on
