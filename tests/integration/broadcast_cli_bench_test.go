@@ -39,6 +39,7 @@ import (
 //     client must get the message exactly once (lost, dups).
 //
 // x-loop is the loop's time over the CLI's: above 1 the CLI is faster.
+// STREAMER_BENCH_BEFORE=PATH also times an older streamer binary.
 func BenchmarkBroadcastCLI(b *testing.B) {
 	const n = 2000
 	ctx := context.Background()
@@ -90,6 +91,10 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 	if len(ids) != n {
 		b.Fatalf("store lists %d connections, want %d", len(ids), n)
 	}
+	// STREAMER_BENCH_BEFORE names another streamer binary (an older build)
+	// to time in the same run: before-ms and x-before (its time over this
+	// build's).
+	before := os.Getenv("STREAMER_BENCH_BEFORE")
 	sdk := connection.NewManagementClient(s.ManagementEndpoint, connection.ClientOptions{})
 	defer connection.CloseIdleConnections(sdk)
 
@@ -116,7 +121,7 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 	// cli returns the time until every client has the message and until
 	// the process exits (which adds the messages_sent bookkeeping: one
 	// conditional UpdateItem per connection, after delivery).
-	cli := func() (delivered, exited time.Duration) {
+	cli := func(bin string) (delivered, exited time.Duration) {
 		seq++
 		start := time.Now()
 		c := exec.Command(bin, "broadcast", "--tenant", "cli-tenant", fmt.Sprintf(`{"seq":%d}`, seq), "-o", "json",
@@ -163,14 +168,24 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 			}
 			defer func() { _ = s.Gateway.SetFaults(localgw.Faults{}) }()
 			var cliT, exitT, loopT time.Duration
-			before := dups()
+			dupsBefore := dups()
+			var beforeT time.Duration
 			for range b.N {
-				d, e := cli()
+				d, e := cli(bin)
 				cliT += d
 				exitT += e
 				if r.rate == 0 {
 					loopT += loop()
 				}
+				if before != "" {
+					d, _ := cli(before)
+					beforeT += d
+				}
+			}
+			if before != "" {
+				bp := beforeT / time.Duration(b.N)
+				b.ReportMetric(msec(bp), "before-ms")
+				b.ReportMetric(bp.Seconds()/(cliT/time.Duration(b.N)).Seconds(), "x-before")
 			}
 			per := cliT / time.Duration(b.N)
 			b.ReportMetric(msec(per), "cli-ms")
@@ -188,7 +203,7 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 			}
 			if r.rate > 0 {
 				b.ReportMetric(per.Seconds()/(float64(n)/r.rate), "x-N/rate")
-				d := dups() - before
+				d := dups() - dupsBefore
 				b.ReportMetric(float64(d), "dups")
 				b.ReportMetric(0, "lost") // every run waited for ALL: nothing lost
 				if d != 0 {
