@@ -9,23 +9,32 @@
 //	m, err := connection.New(api, dynamoStore, connection.Config{})  // zero Config = documented defaults
 //	defer m.Shutdown(ctx)
 //	err = m.Send(ctx, connectionID, map[string]any{"type": "greeting"})
-//	res, err := m.Broadcast(ctx, ids, []byte(`{"type":"tick"}`))
+//	res, err := m.BroadcastQuery(ctx, dynamoStore, store.ListQuery{TenantID: tenant}, msg, connection.BroadcastOptions{})
 //
 // # Behaviour
 //
 //   - Messages are encoded once ([]byte, json.RawMessage and string pass
 //     through, anything else is JSON) and rejected over 128 KB before any
 //     network call (ErrPayloadTooLarge).
+//   - Every Management API request of a Manager (Send, Broadcast, IsActive,
+//     Reconcile, Disconnect) takes a slot of one adaptive concurrency limit
+//     (LimitConfig): it starts at Workers (10), doubles per round trip while
+//     the endpoint keeps up, and is cut on 429 (which also turns on a
+//     client-side rate that paces the retries; a 429 is not an attempt) and
+//     when more in flight stops buying throughput while latency rises; at
+//     most MaxInFlight (256), or fixed at Workers with Limit.Fixed.
 //   - The store is asked first: no record, or an expired one, is
 //     ErrConnectionNotFound with no request. Broadcast asks in batches of 100
-//     (one BatchGetItem each), never one read per id.
+//     (one BatchGetItem each, eight at a time), never one read per id;
+//     BroadcastQuery and BroadcastRecords send to records just listed with
+//     no second check, as the listing's pages arrive.
 //   - 410 Gone removes the record and returns ErrConnectionStale; Broadcast
 //     removes stale records in batches of 25. Records the Manager removes
 //     (410, Disconnect) are also subtracted from the store's active
 //     connection counter, since the $disconnect that may follow finds nothing
 //     to delete and leaves the counter alone.
-//   - 5xx, 429 and network errors (refused, reset, EOF, per-attempt timeout)
-//     are retried 3 times (MaxAttempts 4 = the first attempt + 3 retries):
+//   - 5xx and network errors (refused, reset, EOF, per-attempt timeout), and
+//     429 with a fixed limit, are retried 3 times (MaxAttempts 4 = the first attempt + 3 retries):
 //     100 ms, 200 ms, 400 ms (×2, ±25% jitter, never over 5 s); no wait after
 //     the last attempt; every wait is a Clock timer raced against ctx. Other
 //     4xx are not retried. The SDK's retryer is off, so one attempt is one
@@ -38,11 +47,18 @@
 //     Broadcast skips it (StatusSkipped) until 30 s after its last failure,
 //     then lets one single-attempt probe through. Only failing connections
 //     are remembered, in an LRU capped at 10000 entries.
-//   - Broadcast runs Workers (10) goroutines fed through a channel with jobs
-//     of up to 25 ids; each worker writes its own slot of the result, so
-//     collecting never blocks. Every id gets an Outcome; an optional progress
-//     callback is called serially. Cancelling ctx, or a Shutdown whose
-//     deadline passes, ends it promptly with the rest StatusCancelled.
+//   - Broadcast hands each target to a worker once it holds a limit slot,
+//     spawning workers only when none is idle; the payload and its SHA-256
+//     are computed once. Broadcast(ids) reports one Outcome per id;
+//     BroadcastQuery/Records/IDs keep only the ones not sent (OnOutcome sees
+//     all); progress callbacks are called serially. Cancelling ctx, or a
+//     Shutdown whose deadline passes, ends it promptly with the rest
+//     StatusCancelled.
+//   - Reconcile walks records and deletes those whose connection the
+//     gateway says is gone (410), for the $disconnect events AWS may lose.
+//   - NewManagementClient's client posts directly (the same signed request
+//     without the SDK's per-call middleware); a client built by the caller
+//     is always called through the SDK.
 //   - IsActive checks the record and GetConnection; it never posts.
 //   - messages_sent counts are added up in memory and written with one
 //     Store.AddSent per FlushInterval (5 s), on Flush, and on Shutdown.
