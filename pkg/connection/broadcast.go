@@ -146,10 +146,11 @@ func (m *Manager) BroadcastRecords(ctx context.Context, records iter.Seq2[store.
 
 // BroadcastQuery delivers message to every connection q lists (a tenant's,
 // a user's, or with neither the whole table), page by page as the listing
-// goes: BroadcastRecords over store.All(ctx, lister, q). The first page is
-// read small (firstPageSize) so the first sends start after one short
-// query; the others have q.PageSize.
+// goes: BroadcastRecords over store.All(ctx, lister, q). It reads only the
+// ids (q.IDsOnly). The first page is read small (firstPageSize) so the
+// first sends start after one short query; the others have q.PageSize.
 func (m *Manager) BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts BroadcastOptions) (BroadcastResult, error) {
+	q.IDsOnly = true
 	return m.BroadcastRecords(ctx, store.All(ctx, &smallFirstPage{Lister: lister, first: q.Cursor == ""}, q), message, opts)
 }
 

@@ -150,7 +150,7 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 		names["#t"] = schema.AttrTenantID
 		values[":t"] = &types.AttributeValueMemberS{Value: q.TenantID}
 	}
-	out, err := d.client.Query(ctx, &dynamodb.QueryInput{
+	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(d.table),
 		IndexName:                 aws.String(index),
 		KeyConditionExpression:    aws.String("#h = :h"),
@@ -160,11 +160,35 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 		ExclusiveStartKey:         start,
 		Limit:                     aws.Int32(size),
 		ScanIndexForward:          aws.Bool(true),
-	})
+	}
+	if q.IDsOnly {
+		// The expiry check moves to after the read (Connection.Expired, the
+		// same rule); a user-within-tenant listing keeps its tenant filter.
+		names["#id"] = schema.AttrConnectionID
+		in.ProjectionExpression = aws.String("#id, #ttl")
+		in.FilterExpression = nil
+		delete(values, ":now")
+		delete(values, ":zero")
+		if q.UserID != "" && q.TenantID != "" {
+			in.FilterExpression = aws.String("#t = :t")
+		}
+	}
+	out, err := d.client.Query(ctx, in)
 	if err != nil {
 		return Page{}, d.wrapErr("list", index+" "+strconv.Quote(hash), err)
 	}
-	return pageOf(out.Items, index, hash, out.LastEvaluatedKey)
+	page, err := pageOf(out.Items, index, hash, out.LastEvaluatedKey)
+	if err == nil && q.IDsOnly {
+		now := d.now()
+		kept := page.Connections[:0]
+		for _, c := range page.Connections {
+			if !c.Expired(now) {
+				kept = append(kept, c)
+			}
+		}
+		page.Connections = kept
+	}
+	return page, err
 }
 
 // ScanAPI is what a whole-table List needs beyond DynamoAPI;

@@ -70,6 +70,12 @@ type ListQuery struct {
 	PageSize int32
 	// Cursor continues from a previous Page.Next; empty starts at the beginning.
 	Cursor string
+	// IDsOnly reads only what a broadcast needs (each record's
+	// ConnectionID and TTL; the other fields are zero) and drops expired
+	// records after the read instead of in a DynamoDB filter: less to read,
+	// send and decode per record. For a tenant's or a user's listing; a
+	// whole-table listing reads whole records either way.
+	IDsOnly bool
 }
 
 // Page is one page of a listing, ordered by connected_at. A page may be empty

@@ -363,6 +363,19 @@ func testIsolation(t *testing.T, ep *dynamotest.Endpoint) {
 	} {
 		got, _, _ := listAll(t, ep.Store, tc.q)
 		sameSet(t, fmt.Sprintf("List(%+v)", tc.q), got, tc.want)
+		tc.q.IDsOnly = true
+		got, _, _ = listAll(t, ep.Store, tc.q)
+		sameSet(t, fmt.Sprintf("List(%+v)", tc.q), got, tc.want)
+	}
+	// IDsOnly reads the id and the ttl, nothing else.
+	p0, err := ep.Store.List(ctx, store.ListQuery{TenantID: "B", IDsOnly: true})
+	if err != nil || len(p0.Connections) != 2 {
+		t.Fatalf("List(B, IDsOnly) = %+v, %v", p0, err)
+	}
+	for _, c := range p0.Connections {
+		if c.ConnectionID == "" || c.TTL == 0 || c.UserID != "" || c.TenantID != "" || c.Endpoint != "" {
+			t.Errorf("IDsOnly record %+v: want only connection_id and ttl", c)
+		}
 	}
 	// A cursor from one listing is refused by another.
 	p, err := ep.Store.List(ctx, store.ListQuery{TenantID: "A", PageSize: 1})
@@ -460,6 +473,8 @@ func testExpired(t *testing.T, ep *dynamotest.Endpoint) {
 	sameSet(t, "tenant listing", got, []string{"fresh"})
 	got, _, _ = listAll(t, s, store.ListQuery{UserID: "u"})
 	sameSet(t, "user listing", got, []string{"fresh"})
+	got, _, _ = listAll(t, s, store.ListQuery{TenantID: "t", IDsOnly: true})
+	sameSet(t, "tenant listing, ids only", got, []string{"fresh"})
 	ex, err := s.Existing(ctx, []string{"fresh", "old", "edge", "none"})
 	if err != nil || len(ex) != 1 || !ex["fresh"] {
 		t.Fatalf("Existing = %v, %v; want only fresh", ex, err)
@@ -505,7 +520,8 @@ func testNoTTLNeverExpires(t *testing.T, ep *dynamotest.Endpoint) {
 	if err != nil || len(ex) != 2 || !ex["no-ttl"] || !ex["zero-ttl"] {
 		t.Fatalf("Existing = %v, %v; want no-ttl and zero-ttl", ex, err)
 	}
-	for _, q := range []store.ListQuery{{TenantID: "nt"}, {UserID: "nu"}, {UserID: "nu", TenantID: "nt"}, {TenantID: "nt", PageSize: 1}} {
+	for _, q := range []store.ListQuery{{TenantID: "nt"}, {UserID: "nu"}, {UserID: "nu", TenantID: "nt"}, {TenantID: "nt", PageSize: 1},
+		{TenantID: "nt", IDsOnly: true}, {UserID: "nu", TenantID: "nt", IDsOnly: true}, {TenantID: "nt", PageSize: 1, IDsOnly: true}} {
 		got, _, _ := listAll(t, s, q)
 		sameSet(t, fmt.Sprintf("List(%+v)", q), got, []string{"no-ttl", "zero-ttl"})
 	}
