@@ -67,6 +67,12 @@ func TestLifecycleWithBootstrapsUnderRIE(t *testing.T) {
 		contract.FunctionConnect:    `"operation":"connect"`,
 		contract.FunctionDisconnect: `"msg":"connection closed"`,
 	} {
+		// The emulator copies the function's output to its log on its
+		// own time: the lifecycle may be over a moment before the line is.
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(fns[fn].Log.String(), want) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if log := fns[fn].Log.String(); !strings.Contains(log, want) {
 			t.Errorf("%s emulator log lacks %s:\n%s", fn, want, log)
 		}
