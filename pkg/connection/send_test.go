@@ -350,13 +350,16 @@ func TestSendSlowResponseCallerTimeout(t *testing.T) {
 func TestSendSlowResponseAttemptTimeout(t *testing.T) {
 	g := newFakeGateway(t)
 	g.on("", reply{delay: time.Minute})
-	m := newTestManager(t, g, newMemStore("a"), Config{AttemptTimeout: 30 * time.Millisecond, Breaker: BreakerConfig{Disabled: true}})
+	m := newTestManager(t, g, newMemStore("a"), Config{AttemptTimeout: 100 * time.Millisecond, Breaker: BreakerConfig{Disabled: true}})
 	err := m.Send(context.Background(), "a", "x")
-	if !errors.Is(err, ErrNetwork) {
-		t.Fatalf("err = %v", err)
+	var se *SendError
+	if !errors.Is(err, ErrNetwork) || !errors.As(err, &se) || se.Attempts != 4 {
+		t.Fatalf("err = %v, want ErrNetwork after 4 attempts", err)
 	}
-	if g.count("a") != 4 {
-		t.Errorf("requests %d, want 4", g.count("a"))
+	// On a loaded machine an attempt can time out before the server has
+	// counted its request; every one it saw was cut short.
+	if n := g.count("a"); n < 1 || n > 4 {
+		t.Errorf("server saw %d requests, want 1 to 4", n)
 	}
 }
 

@@ -56,6 +56,18 @@ func TestWscatReceivesSDKPost(t *testing.T) {
 		BaseEndpoint: aws.String(s.ManagementEndpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", ""),
 	})
+	// $connect writes the record before the gateway has finished the
+	// upgrade (a post then is 410, as on AWS): wait until it answers.
+	for {
+		_, err := api.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway never knew connection %s: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := api.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
 		ConnectionId: aws.String(id), Data: []byte("hello from the SDK"),
 	}); err != nil {
