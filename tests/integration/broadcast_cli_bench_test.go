@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,7 +67,11 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 	cmd.Stderr = os.Stderr
 	proc := startLines(b, cmd, false)
 	defer proc.Stop()
-	next := func(timeout time.Duration) string {
+	// cpu is the CPU time used so far by this process (the gateway and
+	// the table) and the swarm: with the CLI's own, it shows where a
+	// broadcast's cycles go on a machine that all three share.
+	cpu := func() time.Duration { return selfCPU() + procCPU(cmd.Process.Pid) }
+	next := func(b *testing.B, timeout time.Duration) string {
 		select {
 		case l, ok := <-proc.Lines:
 			if !ok {
@@ -78,7 +83,7 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 		}
 		return ""
 	}
-	if f := strings.Fields(next(5 * time.Minute)); len(f) != 3 || f[0] != "CONNECTED" {
+	if f := strings.Fields(next(b, 5*time.Minute)); len(f) != 3 || f[0] != "CONNECTED" {
 		b.Fatalf("swarm: %v", f)
 	}
 	var ids []string
@@ -95,66 +100,121 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 	// to time in the same run: before-ms and x-before (its time over this
 	// build's).
 	before := os.Getenv("STREAMER_BENCH_BEFORE")
+	// STREAMER_BENCH_ARGS adds flags to this build's broadcast (for
+	// example "--fixed-concurrency 256"), to compare settings.
+	extra := strings.Fields(os.Getenv("STREAMER_BENCH_ARGS"))
 	sdk := connection.NewManagementClient(s.ManagementEndpoint, connection.ClientOptions{})
 	defer connection.CloseIdleConnections(sdk)
 
 	seq := 0
-	// all waits for every client to have seq.
-	all := func(seq int) {
-		want := "ALL " + strconv.Itoa(seq)
+	type stats struct{ dups, dropped, got int }
+	// statsOf asks the swarm for duplicates so far, dropped clients and
+	// how many clients have seq.
+	statsOf := func(b *testing.B, seq int) stats {
+		fmt.Fprintf(proc.Stdin, "STATS %d\n", seq)
 		for {
-			if l := next(2 * time.Minute); l == want {
-				return
+			var st stats
+			if _, err := fmt.Sscanf(next(b, time.Minute), "STATS dups=%d dropped=%d got=%d", &st.dups, &st.dropped, &st.got); err == nil {
+				return st
 			}
 		}
 	}
-	dups := func() int {
-		fmt.Fprintln(proc.Stdin, "STATS")
+	// await waits until every client has seq, or until the sender is done
+	// (done closes) and 10 s more have passed: then it reports how many
+	// clients never got it, so a run that loses messages says so instead
+	// of hanging.
+	await := func(b *testing.B, seq int, done <-chan struct{}) (lost int) {
+		want := "ALL " + strconv.Itoa(seq)
+		var grace <-chan time.Time
 		for {
-			if l := next(time.Minute); strings.HasPrefix(l, "STATS dups=") {
-				d, _ := strconv.Atoi(strings.TrimPrefix(l, "STATS dups="))
-				return d
+			select {
+			case l, ok := <-proc.Lines:
+				if !ok {
+					b.Fatal("swarm exited")
+				}
+				if l == want {
+					return 0
+				}
+			case <-done:
+				done, grace = nil, time.After(10*time.Second)
+			case <-grace:
+				st := statsOf(b, seq)
+				if st.dropped > 0 {
+					b.Fatalf("%d swarm clients dropped their connection", st.dropped)
+				}
+				return n - st.got
+			case <-time.After(5 * time.Minute):
+				b.Fatalf("seq %d: no delivery for 5 minutes", seq)
 			}
 		}
 	}
 	env := append(os.Environ(), "STREAMER_KEY_DIR="+filepath.Join(dir, "keys"), "NO_COLOR=1")
 	// cli returns the time until every client has the message and until
 	// the process exits (which adds the messages_sent bookkeeping: one
-	// conditional UpdateItem per connection, after delivery).
-	cli := func(bin string) (delivered, exited time.Duration) {
+	// conditional UpdateItem per connection, after delivery), and how many
+	// clients never got it (then delivered is the time to exit). A failed
+	// run of this build is fatal; an older build's (before) is reported.
+	cli := func(b *testing.B, bin string, mustSucceed bool) (delivered, exited, cliCPU, otherCPU time.Duration, lost int) {
 		seq++
+		cpu0 := cpu()
 		start := time.Now()
-		c := exec.Command(bin, "broadcast", "--tenant", "cli-tenant", fmt.Sprintf(`{"seq":%d}`, seq), "-o", "json",
-			"--endpoint", s.ManagementEndpoint, "--dynamodb-endpoint", s.DynamoDBEndpoint, "--table", s.Table)
+		args := []string{"broadcast", "--tenant", "cli-tenant", fmt.Sprintf(`{"seq":%d}`, seq), "-o", "json",
+			"--endpoint", s.ManagementEndpoint, "--dynamodb-endpoint", s.DynamoDBEndpoint, "--table", s.Table}
+		if mustSucceed {
+			args = append(args, extra...)
+		}
+		c := exec.Command(bin, args...)
 		c.Env = env
 		var out, errOut bytes.Buffer
 		c.Stdout, c.Stderr = &out, &errOut
 		if err := c.Start(); err != nil {
 			b.Fatal(err)
 		}
-		all(seq)
+		done := make(chan struct{})
+		var werr error
+		go func() {
+			werr = c.Wait()
+			exited = time.Since(start)
+			close(done)
+		}()
+		lost = await(b, seq, done)
 		delivered = time.Since(start)
-		if err := c.Wait(); err != nil {
-			b.Fatalf("streamer broadcast: %v\n%s%s", err, out.String(), errOut.String())
+		<-done
+		otherCPU = cpu() - cpu0
+		if c.ProcessState != nil {
+			cliCPU = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 		}
-		exited = time.Since(start)
+		if lost > 0 {
+			delivered = exited
+		}
+		if !mustSucceed {
+			return delivered, exited, cliCPU, otherCPU, lost
+		}
+		if werr != nil {
+			b.Fatalf("streamer broadcast: %v\n%s%s", werr, out.String(), errOut.String())
+		}
 		var sum struct{ Total, Sent int }
-		if err := json.Unmarshal(out.Bytes(), &sum); err != nil || sum.Sent != n || sum.Total != n {
-			b.Fatalf("summary %s (%v)", out.String(), err)
+		if err := json.Unmarshal(out.Bytes(), &sum); err != nil || sum.Sent != n || sum.Total != n || lost > 0 {
+			b.Fatalf("summary %s (%v); %d clients never got the message", out.String(), err, lost)
 		}
-		return delivered, exited
+		return delivered, exited, cliCPU, otherCPU, lost
 	}
-	loop := func() time.Duration {
+	loop := func(b *testing.B) (time.Duration, time.Duration) {
 		seq++
 		data := []byte(fmt.Sprintf(`{"seq":%d}`, seq))
+		cpu0 := cpu()
 		start := time.Now()
+		done := make(chan struct{})
 		fanOutIDs(ids, 10, func(id string) {
 			if _, err := sdk.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: data}); err != nil {
 				b.Errorf("sdk loop: %v", err)
 			}
 		})
-		all(seq)
-		return time.Since(start)
+		close(done)
+		if lost := await(b, seq, done); lost > 0 {
+			b.Fatalf("sdk loop: %d clients never got the message", lost)
+		}
+		return time.Since(start), cpu() - cpu0
 	}
 
 	for _, r := range []struct {
@@ -167,33 +227,45 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer func() { _ = s.Gateway.SetFaults(localgw.Faults{}) }()
-			var cliT, exitT, loopT time.Duration
-			dupsBefore := dups()
+			var cliT, exitT, loopT, cliCPU, otherCPU, loopCPU time.Duration
+			dupsT := 0 // this build's duplicates
 			var beforeT time.Duration
+			beforeLost := 0
 			for range b.N {
-				d, e := cli(bin)
+				d0 := statsOf(b, 0).dups
+				d, e, cc, oc, _ := cli(b, bin, true)
+				dupsT += statsOf(b, 0).dups - d0
 				cliT += d
 				exitT += e
+				cliCPU += cc
+				otherCPU += oc
 				if r.rate == 0 {
-					loopT += loop()
+					lt, lc := loop(b)
+					loopT += lt
+					loopCPU += lc
 				}
 				if before != "" {
-					d, _ := cli(before)
+					d, _, _, _, lost := cli(b, before, false)
 					beforeT += d
+					beforeLost += lost
 				}
 			}
 			if before != "" {
 				bp := beforeT / time.Duration(b.N)
 				b.ReportMetric(msec(bp), "before-ms")
 				b.ReportMetric(bp.Seconds()/(cliT/time.Duration(b.N)).Seconds(), "x-before")
+				b.ReportMetric(float64(beforeLost), "before-lost")
 			}
 			per := cliT / time.Duration(b.N)
 			b.ReportMetric(msec(per), "cli-ms")
 			b.ReportMetric(msec(exitT/time.Duration(b.N)), "cli-exit-ms")
 			b.ReportMetric(float64(n)/per.Seconds(), "cli-msgs/s")
+			b.ReportMetric(msec(cliCPU/time.Duration(b.N)), "cli-cpu-ms")
+			b.ReportMetric(msec(otherCPU/time.Duration(b.N)), "stack+swarm-cpu-ms")
 			if r.rate == 0 {
 				lp := loopT / time.Duration(b.N)
 				b.ReportMetric(msec(lp), "loop-ms")
+				b.ReportMetric(msec(loopCPU/time.Duration(b.N)), "loop-cpu-ms")
 				b.ReportMetric(lp.Seconds()/per.Seconds(), "x-loop")
 			}
 			if r.latency > 0 {
@@ -203,9 +275,9 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 			}
 			if r.rate > 0 {
 				b.ReportMetric(per.Seconds()/(float64(n)/r.rate), "x-N/rate")
-				d := dups() - dupsBefore
+				d := dupsT
 				b.ReportMetric(float64(d), "dups")
-				b.ReportMetric(0, "lost") // every run waited for ALL: nothing lost
+				b.ReportMetric(0, "lost") // cli fails the run on any loss
 				if d != 0 {
 					b.Errorf("%d duplicate deliveries under throttling", d)
 				}
@@ -236,3 +308,29 @@ func fanOutIDs(ids []string, conc int, fn func(string)) {
 }
 
 func msec(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// selfCPU is this process's CPU time (user and system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is a child's CPU time so far from /proc/PID/stat (utime and
+// stime, in clock ticks of 10 ms); 0 where /proc is missing.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields resume after ")".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}

@@ -7,8 +7,10 @@
 // It prints "CONNECTED n seconds" once every client is connected, then for
 // every message sequence number k that all n clients have received it prints
 // "ALL k". A client receiving the same k twice counts a duplicate; the line
-// "STATS" on stdin prints "STATS dups=D". It exits when stdin closes,
-// closing every client.
+// "STATS k" on stdin prints "STATS dups=D dropped=X got=G": duplicates so
+// far, clients whose socket ended, and how many clients have k (so a run
+// that lost messages says how many). It exits when stdin closes, closing
+// every client.
 package main
 
 import (
@@ -50,6 +52,7 @@ func run(wsURL, token string, n, conc int) error {
 	var (
 		mu     sync.Mutex
 		counts = map[int]int{}
+		full   = map[int]bool{} // sequence numbers every client has
 		out    = bufio.NewWriter(os.Stdout)
 	)
 	conns := make([]*websocket.Conn, n)
@@ -110,6 +113,7 @@ func run(wsURL, token string, n, conc int) error {
 				counts[m.Seq]++
 				if counts[m.Seq] == n {
 					delete(counts, m.Seq)
+					full[m.Seq] = true
 					fmt.Fprintf(out, "ALL %d\n", m.Seq)
 					out.Flush()
 				}
@@ -120,9 +124,14 @@ func run(wsURL, token string, n, conc int) error {
 	// Stay until the parent closes stdin, answering STATS.
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if in.Text() == "STATS" {
+		var k int
+		if _, err := fmt.Sscanf(in.Text(), "STATS %d", &k); err == nil {
 			mu.Lock()
-			fmt.Fprintf(out, "STATS dups=%d\n", dups.Load())
+			got := counts[k]
+			if full[k] {
+				got = n
+			}
+			fmt.Fprintf(out, "STATS dups=%d dropped=%d got=%d\n", dups.Load(), dropped.Load(), got)
 			out.Flush()
 			mu.Unlock()
 		}
