@@ -529,6 +529,48 @@ func TestBroadcastTenantAllSent(t *testing.T) {
 	}
 }
 
+// failingShutdown is a Messenger whose Shutdown (the messages_sent flush
+// after the command) fails.
+type failingShutdown struct {
+	Messenger
+	err error
+}
+
+func (f failingShutdown) Shutdown(ctx context.Context) error {
+	_ = f.Messenger.Shutdown(ctx)
+	return f.err
+}
+
+// Every send done and reported, the bookkeeping after it failing: exit 0
+// with a warning. A failing code would make a script broadcast again.
+func TestBroadcastFlushFailureAfterDeliveryIsAWarning(t *testing.T) {
+	te := newTestEnv(t)
+	seedTenant(te, "acme", 5)
+	build := te.f.Build.Messenger
+	te.f.Build.Messenger = func(ctx context.Context, c Config, o MessengerOptions) (Messenger, error) {
+		m, err := build(ctx, c, o)
+		return failingShutdown{m, errors.New("connection: shutdown abandoned the last messages_sent flush, still running 1s after its deadline: context deadline exceeded")}, err
+	}
+	if code := te.run("broadcast", "--tenant", "acme", "hello", "-o", "json"); code != ExitOK {
+		t.Fatalf("exit %d, want 0: %s", code, te.errOut)
+	}
+	var s broadcastJSON
+	if err := json.Unmarshal(te.out.Bytes(), &s); err != nil || s.Sent != 5 {
+		t.Fatalf("summary %s (%v)", te.out, err)
+	}
+	if got := te.errOut.String(); !strings.Contains(got, "warning: the command's sends are done and reported, but recording their messages_sent counts did not finish: ") ||
+		!strings.Contains(got, "abandoned the last messages_sent flush") || strings.Contains(got, "error:") {
+		t.Errorf("stderr: %s", got)
+	}
+	// A failed command keeps its own error and code.
+	te.out.Reset()
+	te.errOut.Reset()
+	te.fail["id-0000="] = connection.ErrConnectionStale
+	if code := te.run("broadcast", "--tenant", "acme", "hello"); code != ExitPartial {
+		t.Fatalf("exit %d, want 3: %s", code, te.errOut)
+	}
+}
+
 func TestBroadcastPartialExit3(t *testing.T) {
 	te := newTestEnv(t)
 	te.store.put(conn("a=", "u", "t", time.Minute))

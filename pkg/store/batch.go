@@ -125,7 +125,7 @@ func dedupe(ids []string) ([]string, error) {
 }
 
 // AddSent adds sent-message counts, one conditional UpdateItem ADD per
-// distinct id (at most Workers in flight). Ids whose record is gone are
+// distinct id (at most UpdateWorkers in flight). Ids whose record is gone are
 // skipped, never recreated; zero counts are ignored.
 func (d *Dynamo) AddSent(ctx context.Context, counts map[string]int64) error {
 	ids := make([]string, 0, len(counts))
@@ -141,7 +141,7 @@ func (d *Dynamo) AddSent(ctx context.Context, counts map[string]int64) error {
 		}
 	}
 	sort.Strings(ids) // deterministic order helps reading logs and tests
-	return parallel(ctx, len(ids), d.workers, func(ctx context.Context, i int) error {
+	return parallel(ctx, len(ids), d.updaters, func(ctx context.Context, i int) error {
 		id := ids[i]
 		_, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                 aws.String(d.table),

@@ -36,9 +36,14 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives retry diagnostics; nil discards them.
 	Logger *slog.Logger
-	// Workers bounds concurrent requests in AddSent, Existing and DeleteMany;
-	// 0 means 8.
+	// Workers bounds concurrent batch requests in Existing and DeleteMany
+	// (each carries up to 100 or 25 items); 0 means 8.
 	Workers int
+	// UpdateWorkers bounds concurrent UpdateItem calls in AddSent, which
+	// writes one item per connection: after a broadcast to thousands, 8 at
+	// a time over an 80 ms round trip (an operator's laptop far from the
+	// region) would take seconds; 0 means 32.
+	UpdateWorkers int
 	// BatchAttempts bounds requests per batch chunk when DynamoDB returns
 	// unprocessed items or keys; 0 means 8.
 	BatchAttempts int
@@ -57,6 +62,7 @@ type Dynamo struct {
 	now      func() time.Time
 	log      *slog.Logger
 	workers  int
+	updaters int
 	attempts int
 	base     time.Duration
 	max      time.Duration
@@ -68,7 +74,7 @@ var _ Store = (*Dynamo)(nil)
 func New(client DynamoAPI, cfg Config) *Dynamo {
 	d := &Dynamo{
 		client: client, table: cfg.Table, now: cfg.Now, log: cfg.Logger,
-		workers: cfg.Workers, attempts: cfg.BatchAttempts, base: cfg.RetryBase, max: cfg.RetryMax,
+		workers: cfg.Workers, updaters: cfg.UpdateWorkers, attempts: cfg.BatchAttempts, base: cfg.RetryBase, max: cfg.RetryMax,
 	}
 	if d.table == "" {
 		d.table = schema.DefaultTableName
@@ -82,6 +88,9 @@ func New(client DynamoAPI, cfg Config) *Dynamo {
 	}
 	if d.workers <= 0 {
 		d.workers = 8
+	}
+	if d.updaters <= 0 {
+		d.updaters = 32
 	}
 	if d.attempts <= 0 {
 		d.attempts = 8

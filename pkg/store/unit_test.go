@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,5 +226,56 @@ func TestClientEndpointNamesWhereRequestsGo(t *testing.T) {
 		if got := clientEndpoint(tc.client); got != tc.want {
 			t.Errorf("clientEndpoint = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// gatedUpdates is a DynamoAPI whose UpdateItem calls wait at a gate,
+// counting how many wait at once.
+type gatedUpdates struct {
+	DynamoAPI
+	gate     chan struct{}
+	inFlight atomic.Int64
+	most     atomic.Int64
+}
+
+func (g *gatedUpdates) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	n := g.inFlight.Add(1)
+	defer g.inFlight.Add(-1)
+	for m := g.most.Load(); n > m && !g.most.CompareAndSwap(m, n); m = g.most.Load() {
+	}
+	select {
+	case <-g.gate:
+		return &dynamodb.UpdateItemOutput{}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// AddSent writes one item per connection, so its default concurrency is
+// UpdateWorkers' 32, not the batch calls' 8: a broadcast's counts must not
+// take seconds to record over a long round trip.
+func TestAddSentDefaultConcurrency(t *testing.T) {
+	g := &gatedUpdates{gate: make(chan struct{})}
+	d := New(g, Config{Table: "t"})
+	counts := map[string]int64{}
+	for i := range 100 {
+		counts[fmt.Sprintf("c%03d", i)] = 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.AddSent(ctx, counts) }()
+	for g.inFlight.Load() < 32 {
+		if ctx.Err() != nil {
+			t.Fatalf("AddSent reached %d UpdateItem calls in flight; want the default 32", g.inFlight.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(g.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m := g.most.Load(); m != 32 {
+		t.Fatalf("at most %d UpdateItem calls in flight; want exactly the default 32", m)
 	}
 }

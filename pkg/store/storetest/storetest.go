@@ -730,7 +730,7 @@ func testUnprocessedGivesUp(t *testing.T, ep *dynamotest.Endpoint) {
 func testAddSent(t *testing.T, ep *dynamotest.Endpoint) {
 	ctx := ctxFor(t)
 	fc := &FaultClient{DynamoAPI: ep.Client}
-	s := store.New(fc, store.Config{Table: ep.Table, Workers: 4})
+	s := store.New(fc, store.Config{Table: ep.Table, UpdateWorkers: 4})
 	present := ids("as", 120)
 	conns := make([]store.Connection, len(present))
 	for i, id := range present {
@@ -755,7 +755,7 @@ func testAddSent(t *testing.T, ep *dynamotest.Endpoint) {
 		t.Fatalf("AddSent made %d UpdateItem calls; want one per id with a count (150)", got)
 	}
 	if m := fc.maxInFlight.Load(); m > 4 {
-		t.Fatalf("AddSent had %d requests in flight; Workers is 4", m)
+		t.Fatalf("AddSent had %d requests in flight; UpdateWorkers is 4", m)
 	}
 	for i, id := range present {
 		if c := mustGet(t, s, id); c.MessagesSent != int64(i%3+i+1) {
