@@ -119,6 +119,7 @@ type broadcastPlan struct {
 
 func broadcastRun(ctx context.Context, opts *BroadcastOptions) error {
 	f := opts.F
+	tuneGC(f.Getenv)
 	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	msg, err := readMessage(ctx, opts.Message, f.IO.In)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/store/dynamotest"
 	"github.com/pay-theory/streamer/pkg/store/schema"
+	"runtime/debug"
 )
 
 func TestResolveConfig(t *testing.T) {
@@ -794,5 +795,23 @@ func TestSmokeStepsNeedEarlierSteps(t *testing.T) {
 		if err := checkSteps(steps); err == nil {
 			t.Errorf("%+v: accepted", steps)
 		}
+	}
+}
+
+func TestTuneGCLeavesGOGCToTheUser(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	tuneGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != cliGCPercent {
+		t.Errorf("GC percent %d after tuneGC; want %d", got, cliGCPercent)
+	}
+	tuneGC(func(k string) string {
+		if k == "GOGC" {
+			return "50"
+		}
+		return ""
+	})
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set: tuneGC changed the GC percent to %d", got)
 	}
 }

@@ -96,6 +96,7 @@ JSON output (-o json): {"dry_run","checked","live","recent","removed","errors",
 
 func connPruneRun(ctx context.Context, opts *ConnPruneOptions) error {
 	f := opts.F
+	tuneGC(f.Getenv)
 	format := resolveFormat(opts.Output, f.IO.OutTTY)
 	cfg, err := f.Config()
 	if err != nil {

@@ -40,7 +40,12 @@ import (
 //     client must get the message exactly once (lost, dups).
 //
 // x-loop is the loop's time over the CLI's: above 1 the CLI is faster.
-// STREAMER_BENCH_BEFORE=PATH also times an older streamer binary.
+// CPU time says where the cycles go on a machine the three parties share:
+// cli-cpu-ms (the CLI process, to exit), stack+swarm-cpu-ms (the gateway
+// and its table, in this process, and the swarm), the same two until
+// delivery (-delivered-ms), and loop-cpu-ms (the loop, the gateway and the
+// swarm). STREAMER_BENCH_BEFORE=PATH also times an older streamer binary;
+// STREAMER_BENCH_ARGS adds flags to this build's broadcast.
 func BenchmarkBroadcastCLI(b *testing.B) {
 	const n = 2000
 	ctx := context.Background()
@@ -154,6 +159,7 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 	// conditional UpdateItem per connection, after delivery), and how many
 	// clients never got it (then delivered is the time to exit). A failed
 	// run of this build is fatal; an older build's (before) is reported.
+	var cliToDelivery, otherToDelivery time.Duration // of the last cli run
 	cli := func(b *testing.B, bin string, mustSucceed bool) (delivered, exited, cliCPU, otherCPU time.Duration, lost int) {
 		seq++
 		cpu0 := cpu()
@@ -179,6 +185,9 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 		}()
 		lost = await(b, seq, done)
 		delivered = time.Since(start)
+		// The CPU spent until every client had the message: the exit's
+		// messages_sent writes come after.
+		cliToDelivery, otherToDelivery = procCPU(c.Process.Pid), cpu()-cpu0
 		<-done
 		otherCPU = cpu() - cpu0
 		if c.ProcessState != nil {
@@ -227,7 +236,7 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer func() { _ = s.Gateway.SetFaults(localgw.Faults{}) }()
-			var cliT, exitT, loopT, cliCPU, otherCPU, loopCPU time.Duration
+			var cliT, exitT, loopT, cliCPU, otherCPU, loopCPU, cliDel, otherDel time.Duration
 			dupsT := 0 // this build's duplicates
 			var beforeT time.Duration
 			beforeLost := 0
@@ -239,6 +248,8 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 				exitT += e
 				cliCPU += cc
 				otherCPU += oc
+				cliDel += cliToDelivery
+				otherDel += otherToDelivery
 				if r.rate == 0 {
 					lt, lc := loop(b)
 					loopT += lt
@@ -262,6 +273,8 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 			b.ReportMetric(float64(n)/per.Seconds(), "cli-msgs/s")
 			b.ReportMetric(msec(cliCPU/time.Duration(b.N)), "cli-cpu-ms")
 			b.ReportMetric(msec(otherCPU/time.Duration(b.N)), "stack+swarm-cpu-ms")
+			b.ReportMetric(msec(cliDel/time.Duration(b.N)), "cli-cpu-delivered-ms")
+			b.ReportMetric(msec(otherDel/time.Duration(b.N)), "stack+swarm-cpu-delivered-ms")
 			if r.rate == 0 {
 				lp := loopT / time.Duration(b.N)
 				b.ReportMetric(msec(lp), "loop-ms")
