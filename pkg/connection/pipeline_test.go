@@ -3,6 +3,7 @@ package connection
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -349,5 +350,52 @@ func TestBroadcastIDsStreamsChecksAndDedupes(t *testing.T) {
 	}
 	if o := res.Outcomes[0]; !errors.Is(o.Err, errStreamFailed) {
 		t.Errorf("cancelled outcome says %v, want why (the stream failed)", o.Err)
+	}
+}
+
+// sizeRecorder records the page size each List call asks for.
+type sizeRecorder struct {
+	store.Lister
+	mu    sync.Mutex
+	sizes []int32
+}
+
+func (r *sizeRecorder) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	r.mu.Lock()
+	r.sizes = append(r.sizes, q.PageSize)
+	r.mu.Unlock()
+	return r.Lister.List(ctx, q)
+}
+
+// A broadcast and a reconcile pass both read their first page small, so
+// the first requests go out after one short query, and the rest at the
+// page size asked for.
+func TestListingsStartWithASmallFirstPage(t *testing.T) {
+	all := ids("p", 30)
+	want := []int32{firstPageSize, 1000, 1000}
+	for _, tc := range []struct {
+		name string
+		run  func(m *Manager, l store.Lister) error
+	}{
+		{"broadcast", func(m *Manager, l store.Lister) error {
+			_, err := m.BroadcastQuery(context.Background(), l, store.ListQuery{TenantID: "t", PageSize: 1000}, "hi", BroadcastOptions{})
+			return err
+		}},
+		{"reconcile", func(m *Manager, l store.Lister) error {
+			_, err := m.Reconcile(context.Background(), l, ReconcileOptions{Query: store.ListQuery{PageSize: 1000}, MinAge: ReconcileEveryRecord})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGateway(t)
+			m := newTestManager(t, g, newMemStore(all...), Config{})
+			rec := &sizeRecorder{Lister: &pagedLister{ids: all, size: 10}}
+			if err := tc.run(m, rec); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(rec.sizes, want) {
+				t.Fatalf("page sizes asked %v, want %v", rec.sizes, want)
+			}
+		})
 	}
 }

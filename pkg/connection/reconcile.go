@@ -116,7 +116,9 @@ func (m *Manager) Reconcile(ctx context.Context, lister store.Lister, opts Recon
 		opts.MinAge = DefaultReconcileMinAge
 	}
 	r := &reconcile{m: m, ctx: ctx, cid: correlationFor(ctx), opts: opts, res: &res}
-	err = r.run(lister)
+	// As a broadcast's listing: a small first page, so the checks start
+	// after one short query rather than after a page of a thousand.
+	err = r.run(&smallFirstPage{Lister: lister, first: true})
 	res.Duration = time.Since(start)
 	m.log.InfoContext(ctx, "connection reconcile", "correlation_id", r.cid, "checked", res.Checked, "recent", res.Recent, "live", res.Live,
 		"zombies", len(res.Zombies), "removed", res.Removed, "errors", res.Errors, "dry_run", opts.DryRun,
