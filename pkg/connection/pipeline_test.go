@@ -353,23 +353,28 @@ func TestBroadcastIDsStreamsChecksAndDedupes(t *testing.T) {
 	}
 }
 
-// sizeRecorder records the page size each List call asks for.
+// sizeRecorder records the page size each List call asks for, and
+// whether every call asked for IDsOnly.
 type sizeRecorder struct {
 	store.Lister
-	mu    sync.Mutex
-	sizes []int32
+	mu      sync.Mutex
+	sizes   []int32
+	notLean int
 }
 
 func (r *sizeRecorder) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
 	r.mu.Lock()
 	r.sizes = append(r.sizes, q.PageSize)
+	if !q.IDsOnly {
+		r.notLean++
+	}
 	r.mu.Unlock()
 	return r.Lister.List(ctx, q)
 }
 
 // A broadcast and a reconcile pass both read their first page small, so
 // the first requests go out after one short query, and the rest at the
-// page size asked for.
+// page size asked for; both read only ids, connected_at and ttl.
 func TestListingsStartWithASmallFirstPage(t *testing.T) {
 	all := ids("p", 30)
 	want := []int32{firstPageSize, 1000, 1000}
@@ -395,6 +400,9 @@ func TestListingsStartWithASmallFirstPage(t *testing.T) {
 			}
 			if !slices.Equal(rec.sizes, want) {
 				t.Fatalf("page sizes asked %v, want %v", rec.sizes, want)
+			}
+			if rec.notLean != 0 {
+				t.Fatalf("%d List calls read whole records; want IDsOnly", rec.notLean)
 			}
 		})
 	}

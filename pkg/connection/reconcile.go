@@ -115,6 +115,8 @@ func (m *Manager) Reconcile(ctx context.Context, lister store.Lister, opts Recon
 	if opts.MinAge == 0 {
 		opts.MinAge = DefaultReconcileMinAge
 	}
+	// A check needs a record's id and connected_at (MinAge), nothing more.
+	opts.Query.IDsOnly = true
 	r := &reconcile{m: m, ctx: ctx, cid: correlationFor(ctx), opts: opts, res: &res}
 	// As a broadcast's listing: a small first page, so the checks start
 	// after one short query rather than after a page of a thousand.

@@ -165,7 +165,8 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 		// The expiry check moves to after the read (Connection.Expired, the
 		// same rule); a user-within-tenant listing keeps its tenant filter.
 		names["#id"] = schema.AttrConnectionID
-		in.ProjectionExpression = aws.String("#id, #ttl")
+		names["#at"] = schema.AttrConnectedAt
+		in.ProjectionExpression = aws.String("#id, #at, #ttl")
 		in.FilterExpression = nil
 		delete(values, ":now")
 		delete(values, ":zero")

@@ -70,11 +70,12 @@ type ListQuery struct {
 	PageSize int32
 	// Cursor continues from a previous Page.Next; empty starts at the beginning.
 	Cursor string
-	// IDsOnly reads only what a broadcast needs (each record's
-	// ConnectionID and TTL; the other fields are zero) and drops expired
-	// records after the read instead of in a DynamoDB filter: less to read,
-	// send and decode per record. For a tenant's or a user's listing; a
-	// whole-table listing reads whole records either way.
+	// IDsOnly reads only what a fan-out needs (each record's
+	// ConnectionID, ConnectedAt and TTL: whom, since when, whether
+	// expired; the other fields are zero) and drops expired records after
+	// the read instead of in a DynamoDB filter: less to read, send and
+	// decode per record. For a tenant's or a user's listing; a whole-table
+	// listing reads whole records either way.
 	IDsOnly bool
 }
 

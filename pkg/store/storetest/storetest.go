@@ -367,14 +367,14 @@ func testIsolation(t *testing.T, ep *dynamotest.Endpoint) {
 		got, _, _ = listAll(t, ep.Store, tc.q)
 		sameSet(t, fmt.Sprintf("List(%+v)", tc.q), got, tc.want)
 	}
-	// IDsOnly reads the id and the ttl, nothing else.
+	// IDsOnly reads the id, connected_at and the ttl, nothing else.
 	p0, err := ep.Store.List(ctx, store.ListQuery{TenantID: "B", IDsOnly: true})
 	if err != nil || len(p0.Connections) != 2 {
 		t.Fatalf("List(B, IDsOnly) = %+v, %v", p0, err)
 	}
 	for _, c := range p0.Connections {
-		if c.ConnectionID == "" || c.TTL == 0 || c.UserID != "" || c.TenantID != "" || c.Endpoint != "" {
-			t.Errorf("IDsOnly record %+v: want only connection_id and ttl", c)
+		if c.ConnectionID == "" || c.TTL == 0 || c.ConnectedAt.IsZero() || c.UserID != "" || c.TenantID != "" || c.Endpoint != "" || len(c.Permissions) != 0 {
+			t.Errorf("IDsOnly record %+v: want only connection_id, connected_at and ttl", c)
 		}
 	}
 	// A cursor from one listing is refused by another.
