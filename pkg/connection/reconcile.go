@@ -70,9 +70,12 @@ type ReconcileResult struct {
 	// 20, with why).
 	Failures []Outcome
 	// Complete is true when the pass reached the end of the query.
-	// Otherwise ctx ended or the listing failed first, and Cursor (given
-	// back as Query.Cursor) resumes after the last page whose records were
-	// all checked and removed ("" resumes from the start).
+	// Otherwise ctx ended, the listing or a removal failed first, and
+	// Cursor (given back as Query.Cursor) resumes after the last page
+	// whose records, and all before them, were checked and their zombies
+	// removed ("" resumes from the start). Pages overlap, so zombies of a
+	// later page may be removed (and counted in Removed) already; a
+	// resumed pass does not list them again.
 	Complete bool
 	Cursor   string
 	Duration time.Duration
@@ -130,15 +133,41 @@ func (m *Manager) Reconcile(ctx context.Context, lister store.Lister, opts Recon
 
 type reconcile struct {
 	m    *Manager
-	ctx  context.Context
+	ctx  context.Context // the caller's (and Shutdown's)
 	cid  string
 	opts ReconcileOptions
+	// stop ends the pass early when a removal failed: no more checks start.
+	stop context.CancelCauseFunc
 
 	mu      sync.Mutex
 	res     *ReconcileResult
 	listed  int
-	pending []string // this page's zombies not yet deleted
+	pending []zombie     // confirmed zombies not yet in a removal batch
+	pages   []*pageState // pages not yet complete, in listing order
 	delErr  error
+}
+
+// zombie is a record whose connection answered 410, and its page.
+type zombie struct {
+	id   string
+	page *pageState
+}
+
+// pageState tracks one listed page until every record on it is checked
+// and every zombie on it removed: then (and once the pages before it are
+// done too) the pass's cursor moves past it.
+type pageState struct {
+	next    string // the cursor after this page
+	checks  int    // records not yet checked
+	zombies int    // zombies found on it and not yet removed
+}
+
+func (p *pageState) done() bool { return p.checks == 0 && p.zombies == 0 }
+
+// check is one record to ask about.
+type check struct {
+	id   string
+	page *pageState
 }
 
 // pageResult is one page listed ahead of the checks.
@@ -147,12 +176,17 @@ type pageResult struct {
 	err  error
 }
 
-// run checks page after page; the next page is listed while the current
-// one is checked.
+// run checks the records page after page with no pause between pages:
+// the next pages are listed while the checks run, and the checks of one
+// page overlap the next one's, so the limit stays full across pages. The
+// cursor moves past a page once everything before it and on it is done.
 func (r *reconcile) run(lister store.Lister) error {
+	ctx, stop := context.WithCancelCause(r.ctx)
+	defer stop(nil)
+	r.stop = stop
 	q := r.opts.Query
 	pages := make(chan pageResult, 1)
-	lctx, stopListing := context.WithCancel(r.ctx)
+	lctx, stopListing := context.WithCancel(ctx)
 	defer func() {
 		stopListing()
 		for range pages { // the lister goroutine ends before Reconcile returns
@@ -173,57 +207,87 @@ func (r *reconcile) run(lister store.Lister) error {
 			q.Cursor = p.Next
 		}
 	}()
+
+	in := make(chan check, store.MaxListPageSize)
+	var skipped int
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		dispatch(ctx, r.m.lim, in, nil, func(c check, tk ticket) { r.check(ctx, c, tk) }, func(check) { skipped++ })
+	}()
+	var listErr error
 	for pr := range pages {
 		if pr.err != nil {
-			if err := r.ctx.Err(); err != nil {
-				return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
-			}
-			return fmt.Errorf("connection: reconcile stopped: listing records failed: %w", pr.err)
+			listErr = pr.err
+			break
 		}
-		if err := r.page(pr.page.Connections); err != nil {
-			return err
+		if !r.feed(ctx, in, pr.page) {
+			break
 		}
-		r.res.Cursor = pr.page.Next
 	}
-	if r.ctx.Err() != nil {
+	close(in)
+	<-checked
+	r.flush() // the last zombies, once every check has finished
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.delErr != nil:
+		return fmt.Errorf("connection: reconcile stopped: removing zombie records failed: %w", r.delErr)
+	case r.ctx.Err() != nil:
 		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
+	case listErr != nil:
+		return fmt.Errorf("connection: reconcile stopped: listing records failed: %w", listErr)
+	case skipped > 0 || len(r.pages) > 0:
+		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(ctx))
 	}
 	r.res.Complete = true
 	return nil
 }
 
-// page checks every record of one page and removes its zombies; an error
-// leaves the cursor before the page.
-func (r *reconcile) page(conns []store.Connection) error {
-	in := make(chan string, len(conns))
-	now, recent := r.m.clock.Now(), 0
-	for _, c := range conns {
+// feed queues one page's records for checking (records younger than
+// MinAge are counted, not checked); false means the pass is stopping.
+func (r *reconcile) feed(ctx context.Context, in chan<- check, p store.Page) bool {
+	now := r.m.clock.Now()
+	ps := &pageState{next: p.Next}
+	var todo []string
+	for _, c := range p.Connections {
 		if r.opts.MinAge > 0 && !c.ConnectedAt.IsZero() && now.Sub(c.ConnectedAt) < r.opts.MinAge {
-			recent++
 			continue
 		}
-		in <- c.ConnectionID
+		todo = append(todo, c.ConnectionID)
 	}
-	close(in)
+	ps.checks = len(todo)
 	r.mu.Lock()
-	r.listed += len(conns)
-	r.res.Recent += recent
+	r.listed += len(p.Connections)
+	r.res.Recent += len(p.Connections) - len(todo)
+	r.pages = append(r.pages, ps)
+	r.advance()
 	r.progress()
 	r.mu.Unlock()
-	var skipped int
-	dispatch(r.ctx, r.m.lim, in, nil, r.check, func(string) { skipped++ })
-	if err := r.flush(); err != nil {
-		return err
+	for _, id := range todo {
+		select {
+		case in <- check{id, ps}:
+		case <-ctx.Done():
+			return false
+		}
 	}
-	if skipped > 0 || r.ctx.Err() != nil {
-		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
+	return ctx.Err() == nil
+}
+
+// advance moves the cursor past the leading pages that are done; r.mu is
+// held.
+func (r *reconcile) advance() {
+	for len(r.pages) > 0 && r.pages[0].done() {
+		r.res.Cursor = r.pages[0].next
+		r.pages = r.pages[1:]
 	}
-	return nil
 }
 
 // check asks the gateway about one connection.
-func (r *reconcile) check(id string, tk ticket) {
+func (r *reconcile) check(ctx context.Context, c check, tk ticket) {
 	m := r.m
+	id := c.id
 	get := func(actx context.Context) error {
 		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
 		return err
@@ -231,11 +295,11 @@ func (r *reconcile) check(id string, tk ticket) {
 	if d := m.direct; d != nil {
 		get = func(actx context.Context) error { return d.getDirect(actx, id) }
 	}
-	requests, ar := m.attempt(r.ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, get)
+	requests, ar := m.attempt(ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, get)
 	if isCancelled(ar.kind) {
-		return // not checked: the pass stops before this page's cursor
+		return // not checked: the cursor stays before this page
 	}
-	var batch []string
+	var batch []zombie
 	r.mu.Lock()
 	res := r.res
 	res.Checked++
@@ -245,7 +309,8 @@ func (r *reconcile) check(id string, tk ticket) {
 	case ar.kind == ErrConnectionStale:
 		res.Zombies = append(res.Zombies, id)
 		if !r.opts.DryRun {
-			if r.pending = append(r.pending, id); len(r.pending) == store.BatchWriteLimit {
+			c.page.zombies++
+			if r.pending = append(r.pending, zombie{id, c.page}); len(r.pending) == store.BatchWriteLimit {
 				batch, r.pending = r.pending, nil
 			}
 		}
@@ -256,11 +321,16 @@ func (r *reconcile) check(id string, tk ticket) {
 				Err: &SendError{ConnectionID: id, Attempts: requests, Err: ar.kind, StatusCode: ar.status, Code: ar.code, Op: "get"}})
 		}
 	}
+	c.page.checks--
+	if c.page.checks == 0 && c.page.zombies > 0 && batch == nil {
+		// The page waits only for its zombies' removal: remove what is
+		// pending now rather than wait for a batch of 25.
+		batch, r.pending = r.pending, nil
+	}
+	r.advance()
 	r.progress()
 	r.mu.Unlock()
-	if batch != nil {
-		r.remove(batch)
-	}
+	r.remove(batch)
 }
 
 // progress reports how far the pass is; r.mu is held.
@@ -273,38 +343,43 @@ func (r *reconcile) progress() {
 		Zombies: len(res.Zombies), Errors: res.Errors})
 }
 
-// flush removes the page's remaining zombies and reports a failed removal.
-func (r *reconcile) flush() error {
+// flush removes the zombies still pending.
+func (r *reconcile) flush() {
 	r.mu.Lock()
 	batch := r.pending
 	r.pending = nil
 	r.mu.Unlock()
 	r.remove(batch)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.delErr; err != nil {
-		r.delErr = nil
-		return fmt.Errorf("connection: reconcile stopped: removing zombie records failed: %w", err)
-	}
-	return nil
 }
 
 // remove deletes one batch of zombie records and decrements the active
-// counter by its size once the delete succeeded. A batch once started is
-// finished even if the pass's context ends meanwhile (bounded by the
-// attempt timeout): a delete cut off in flight may still have been applied,
-// and then neither Removed nor the counter would know of it.
-func (r *reconcile) remove(ids []string) {
-	if len(ids) == 0 || r.ctx.Err() != nil {
-		return
-	}
-	if err := r.m.removeMany(r.ctx, r.cid, ids); err != nil {
-		r.mu.Lock()
-		r.delErr = errors.Join(r.delErr, err)
-		r.mu.Unlock()
-		return
-	}
+// counter by its size once the delete succeeded; then their pages may be
+// done. A batch once started is finished even if the pass's context ends
+// meanwhile (bounded by the attempt timeout): a delete cut off in flight
+// may still have been applied, and then neither Removed nor the counter
+// would know of it. A failed removal stops the pass.
+func (r *reconcile) remove(batch []zombie) {
 	r.mu.Lock()
-	r.res.Removed += len(ids)
+	failed := r.delErr != nil
 	r.mu.Unlock()
+	if len(batch) == 0 || failed || r.ctx.Err() != nil {
+		return
+	}
+	ids := make([]string, len(batch))
+	for i, z := range batch {
+		ids[i] = z.id
+	}
+	err := r.m.removeMany(r.ctx, r.cid, ids)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.delErr = errors.Join(r.delErr, err)
+		r.stop(err)
+		return
+	}
+	r.res.Removed += len(ids)
+	for _, z := range batch {
+		z.page.zombies--
+	}
+	r.advance()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +130,7 @@ func TestReconcileResumesFromItsCursor(t *testing.T) {
 	st.active = 50
 	m := newTestManager(t, g, st, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
-	// The deadline arrives in the middle of the second page of 20.
+	// Cancelled in the middle of the pass (pages of 20 overlap).
 	res, err := m.Reconcile(ctx, &pagedLister{ids: all, size: 20}, ReconcileOptions{Progress: func(p ReconcileProgress) {
 		if p.Checked == 30 {
 			cancel()
@@ -138,16 +139,88 @@ func TestReconcileResumesFromItsCursor(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want the cancellation", err)
 	}
-	if res.Complete || res.Cursor != "20" || res.Removed != 20 {
-		t.Fatalf("interrupted pass %+v: want the first page removed and a cursor after it", res)
+	// The cursor sits on a page boundary with every record before it
+	// removed; Removed counts exactly the records gone from the store.
+	if res.Complete || (res.Cursor != "" && res.Cursor != "20" && res.Cursor != "40") {
+		t.Fatalf("interrupted pass %+v: want a page boundary as the cursor", res)
+	}
+	upTo, _ := strconv.Atoi(res.Cursor)
+	for _, id := range all[:upTo] {
+		if st.has(id) {
+			t.Fatalf("%s is before the cursor %q but still stored", id, res.Cursor)
+		}
+	}
+	gone := 0
+	for _, id := range all {
+		if !st.has(id) {
+			gone++
+		}
+	}
+	if res.Removed != gone {
+		t.Fatalf("Removed %d, but %d records are gone", res.Removed, gone)
 	}
 	first := res.Removed
-	res, err = m.Reconcile(context.Background(), &pagedLister{ids: all, size: 20}, ReconcileOptions{Query: store.ListQuery{Cursor: res.Cursor}})
+	// The resumed pass lists what the store still holds.
+	res, err = m.Reconcile(context.Background(), &storedOnly{&pagedLister{ids: all, size: 20}, st}, ReconcileOptions{Query: store.ListQuery{Cursor: res.Cursor}})
 	if err != nil || !res.Complete || res.Cursor != "" {
 		t.Fatalf("resumed pass: %+v %v", res, err)
 	}
 	if first+res.Removed != 50 {
 		t.Fatalf("removed %d then %d, want 50 in all", first, res.Removed)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.recs) != 0 || st.active != 0 {
+		t.Fatalf("after resuming: %d records, active %d", len(st.recs), st.active)
+	}
+}
+
+// storedOnly lists only the records the store still holds (pages keep
+// their places, so cursors stay valid), as a real listing would.
+type storedOnly struct {
+	store.Lister
+	st *memStore
+}
+
+func (l *storedOnly) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	p, err := l.Lister.List(ctx, q)
+	kept := p.Connections[:0]
+	for _, c := range p.Connections {
+		if l.st.has(c.ConnectionID) {
+			kept = append(kept, c)
+		}
+	}
+	p.Connections = kept
+	return p, err
+}
+
+// A listing that fails after two pages: the pages already listed are
+// checked and their zombies removed, and the cursor is after them.
+func TestReconcileListingFailureKeepsTheCursor(t *testing.T) {
+	g := newFakeGateway(t)
+	all := ids("l", 50)
+	for _, id := range all {
+		g.on(id, gone)
+	}
+	st := newMemStore(all...)
+	st.active = 50
+	m := newTestManager(t, g, st, Config{})
+	failing := &pagedLister{ids: all, size: 20, gate: func(_ context.Context, page int) error {
+		if page == 2 {
+			return errors.New("table unreachable")
+		}
+		return nil
+	}}
+	res, err := m.Reconcile(context.Background(), failing, ReconcileOptions{})
+	if err == nil || !strings.Contains(err.Error(), "listing records failed: table unreachable") {
+		t.Fatalf("err = %v, want the listing failure", err)
+	}
+	if res.Complete || res.Cursor != "40" || res.Removed != 40 || res.Checked != 40 {
+		t.Fatalf("result %+v: want the two listed pages checked and removed, and the cursor after them", res)
+	}
+	res, err = m.Reconcile(context.Background(), &pagedLister{ids: all, size: 20}, ReconcileOptions{Query: store.ListQuery{Cursor: res.Cursor}})
+	if err != nil || !res.Complete || res.Removed != 10 {
+		t.Fatalf("resumed pass: %+v %v", res, err)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -304,5 +377,32 @@ func TestReconcileFinishesARemovalInFlight(t *testing.T) {
 	defer st.mu.Unlock()
 	if st.active != 0 || len(st.recs) != 0 {
 		t.Fatalf("active %d, %d records: the counter must follow the records removed", st.active, len(st.recs))
+	}
+}
+
+// failingDeletes is a store whose batch removals fail.
+type failingDeletes struct{ *memStore }
+
+func (failingDeletes) DeleteMany(context.Context, []string) error {
+	return errors.New("ProvisionedThroughputExceededException")
+}
+
+// A removal that fails stops the pass: no page is done (its zombies are
+// still stored), so the cursor does not move and nothing counts as removed.
+func TestReconcileStopsWhenARemovalFails(t *testing.T) {
+	g := newFakeGateway(t)
+	g.on("", gone)
+	all := ids("d", 120)
+	st := failingDeletes{newMemStore(all...)}
+	m := newTestManager(t, g, st, Config{})
+	res, err := m.Reconcile(context.Background(), &pagedLister{ids: all, size: 20}, ReconcileOptions{})
+	if err == nil || !strings.Contains(err.Error(), "removing zombie records failed: ProvisionedThroughputExceededException") {
+		t.Fatalf("err = %v, want the removal failure", err)
+	}
+	if res.Complete || res.Cursor != "" || res.Removed != 0 {
+		t.Fatalf("result %+v: want no page done, no cursor and nothing removed", res)
+	}
+	if len(st.recs) != 120 {
+		t.Fatalf("%d records left, want all 120", len(st.recs))
 	}
 }
