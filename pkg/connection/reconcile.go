@@ -216,6 +216,7 @@ func (r *reconcile) run(lister store.Lister) error {
 		dispatch(ctx, r.m.lim, in, nil, func(c check, tk ticket) { r.check(ctx, c, tk) }, func(check) { skipped++ })
 	}()
 	var listErr error
+	listedAll := false // every page was listed and fed
 	for pr := range pages {
 		if pr.err != nil {
 			listErr = pr.err
@@ -224,6 +225,7 @@ func (r *reconcile) run(lister store.Lister) error {
 		if !r.feed(ctx, in, pr.page) {
 			break
 		}
+		listedAll = pr.page.Next == ""
 	}
 	close(in)
 	<-checked
@@ -232,13 +234,16 @@ func (r *reconcile) run(lister store.Lister) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case listedAll && skipped == 0 && len(r.pages) == 0 && r.delErr == nil:
+		// Every record checked and every zombie removed: complete, even
+		// when ctx ended in the last moment.
 	case r.delErr != nil:
 		return fmt.Errorf("connection: reconcile stopped: removing zombie records failed: %w", r.delErr)
 	case r.ctx.Err() != nil:
 		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(r.ctx))
 	case listErr != nil:
 		return fmt.Errorf("connection: reconcile stopped: listing records failed: %w", listErr)
-	case skipped > 0 || len(r.pages) > 0:
+	default:
 		return fmt.Errorf("connection: reconcile interrupted: %w", cancelCause(ctx))
 	}
 	r.res.Complete = true

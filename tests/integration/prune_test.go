@@ -383,7 +383,7 @@ func TestPruneInterruptedResumes(t *testing.T) {
 	bin := buildCLI(t)
 	s := startStack(t, localstack.Config{})
 	ctx := context.Background()
-	const n = 5000
+	const n = 3000
 	old := time.Now().Add(-time.Hour)
 	zombies := make([]store.Connection, n)
 	for i := range zombies {
@@ -397,9 +397,12 @@ func TestPruneInterruptedResumes(t *testing.T) {
 	if _, err := s.Store.AddActive(ctx, n); err != nil {
 		t.Fatal(err)
 	}
-	// 100 ms per GetConnection: a page of 1,000 takes at least 4 round
-	// trips at 256 in flight, so the pass lasts seconds after its first page.
-	if err := s.Gateway.SetFaults(localgw.Faults{Latency: 100 * time.Millisecond}); err != nil {
+	// 500 ms per GetConnection: at most 256 in flight (pages overlap), so
+	// 3,000 records need at least 5.9 s of requests, and when the first
+	// 1,000 are removed (after at least 7 round trips from a limit of 10)
+	// 2,000 need at least 3.9 s more: the interrupt comes mid-pass
+	// whatever the machine's speed.
+	if err := s.Gateway.SetFaults(localgw.Faults{Latency: 500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	env := append(clitest.CleanEnv(t), "STREAMER_ENDPOINT="+s.ManagementEndpoint, "AWS_ENDPOINT_URL_DYNAMODB="+s.DynamoDBEndpoint)
@@ -414,7 +417,7 @@ func TestPruneInterruptedResumes(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
-	for counter(t, s.Store) > n-store.MaxListPageSize { // the first page is done
+	for counter(t, s.Store) > n-store.MaxListPageSize { // 1,000 removed: the first pages are done
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
@@ -422,7 +425,7 @@ func TestPruneInterruptedResumes(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("first page removed after %v", time.Since(start))
+	t.Logf("1,000 removed after %v", time.Since(start))
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
