@@ -131,7 +131,8 @@ func connPruneRun(ctx context.Context, opts *ConnPruneOptions) error {
 		Progress: pr.update,
 	})
 	pr.done(res.Complete)
-	interrupted := ctx.Err() != nil
+	// A pass that finished as the signal came was not cut short.
+	interrupted := ctx.Err() != nil && !res.Complete
 	if err != nil && !interrupted && res.Checked == 0 && res.Recent == 0 {
 		return explainPruneErr(cfg, what, err)
 	}
