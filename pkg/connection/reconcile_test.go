@@ -120,15 +120,21 @@ func TestReconcileDuringAnOutageDeletesNothing(t *testing.T) {
 	}
 }
 
-func TestReconcileResumesFromItsCursor(t *testing.T) {
+// zombieWorld is n stored records (counted in the active counter) whose
+// connections the gateway answers 410 Gone for.
+func zombieWorld(t *testing.T, prefix string, n int) (all []string, st *memStore, m *Manager) {
 	g := newFakeGateway(t)
-	all := ids("c", 50)
+	all = ids(prefix, n)
 	for _, id := range all {
 		g.on(id, gone)
 	}
-	st := newMemStore(all...)
-	st.active = 50
-	m := newTestManager(t, g, st, Config{})
+	st = newMemStore(all...)
+	st.active = int64(n)
+	return all, st, newTestManager(t, g, st, Config{})
+}
+
+func TestReconcileResumesFromItsCursor(t *testing.T) {
+	all, st, m := zombieWorld(t, "c", 50)
 	ctx, cancel := context.WithCancel(context.Background())
 	// Cancelled in the middle of the pass (pages of 20 overlap).
 	res, err := m.Reconcile(ctx, &pagedLister{ids: all, size: 20}, ReconcileOptions{Progress: func(p ReconcileProgress) {
@@ -197,14 +203,7 @@ func (l *storedOnly) List(ctx context.Context, q store.ListQuery) (store.Page, e
 // A listing that fails after two pages: the pages already listed are
 // checked and their zombies removed, and the cursor is after them.
 func TestReconcileListingFailureKeepsTheCursor(t *testing.T) {
-	g := newFakeGateway(t)
-	all := ids("l", 50)
-	for _, id := range all {
-		g.on(id, gone)
-	}
-	st := newMemStore(all...)
-	st.active = 50
-	m := newTestManager(t, g, st, Config{})
+	all, st, m := zombieWorld(t, "l", 50)
 	failing := &pagedLister{ids: all, size: 20, gate: func(_ context.Context, page int) error {
 		if page == 2 {
 			return errors.New("table unreachable")
