@@ -81,10 +81,7 @@ With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N
 			if opts.Fixed && opts.Concurrency == 0 {
 				return &UsageError{Err: errors.New("--fixed-concurrency needs --concurrency N (the number of requests to hold in flight)")}
 			}
-			if err := checkOwnerID("--tenant", opts.TenantID); err != nil {
-				return err
-			}
-			if err := checkOwnerID("--user", opts.UserID); err != nil {
+			if err := checkOwnerFlags(opts.TenantID, opts.UserID); err != nil {
 				return err
 			}
 			for i, id := range opts.IDs {

@@ -48,10 +48,7 @@ unterminated (invalid) array when a later page did.`,
 			if opts.TenantID != "" && opts.UserID != "" {
 				return &UsageError{Err: errors.New("give at most one of --tenant or --user (neither lists every connection)")}
 			}
-			if err := checkOwnerID("--tenant", opts.TenantID); err != nil {
-				return err
-			}
-			if err := checkOwnerID("--user", opts.UserID); err != nil {
+			if err := checkOwnerFlags(opts.TenantID, opts.UserID); err != nil {
 				return err
 			}
 			if opts.Limit < 0 {

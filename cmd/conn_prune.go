@@ -66,10 +66,7 @@ JSON output (-o json): {"dry_run","checked","live","recent","removed","errors",
 			if opts.TenantID != "" && opts.UserID != "" {
 				return &UsageError{Err: errors.New("give at most one of --tenant or --user (neither checks every connection)")}
 			}
-			if err := checkOwnerID("--tenant", opts.TenantID); err != nil {
-				return err
-			}
-			if err := checkOwnerID("--user", opts.UserID); err != nil {
+			if err := checkOwnerFlags(opts.TenantID, opts.UserID); err != nil {
 				return err
 			}
 			if err := checkConcurrency(opts.Concurrency); err != nil {

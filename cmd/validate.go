@@ -56,6 +56,15 @@ func checkOwnerID(flag, v string) error {
 	return nil
 }
 
+// checkOwnerFlags checks the --tenant and --user values a command was given
+// (either may be empty).
+func checkOwnerFlags(tenantID, userID string) error {
+	if err := checkOwnerID("--tenant", tenantID); err != nil {
+		return err
+	}
+	return checkOwnerID("--user", userID)
+}
+
 // checkClaims refuses token claims $connect would refuse or could not
 // store: an empty or blank sub or tenant_id (missing_claim), ids over the
 // store's limits, empty permissions or audiences.
