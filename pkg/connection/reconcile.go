@@ -142,15 +142,9 @@ type reconcile struct {
 	mu      sync.Mutex
 	res     *ReconcileResult
 	listed  int
-	pending []zombie     // confirmed zombies not yet in a removal batch
+	pending []pageRecord // confirmed zombies not yet in a removal batch
 	pages   []*pageState // pages not yet complete, in listing order
 	delErr  error
-}
-
-// zombie is a record whose connection answered 410, and its page.
-type zombie struct {
-	id   string
-	page *pageState
 }
 
 // pageState tracks one listed page until every record on it is checked
@@ -164,8 +158,8 @@ type pageState struct {
 
 func (p *pageState) done() bool { return p.checks == 0 && p.zombies == 0 }
 
-// check is one record to ask about.
-type check struct {
+// pageRecord is one record of a page: to ask about, or a zombie to remove.
+type pageRecord struct {
 	id   string
 	page *pageState
 }
@@ -208,12 +202,12 @@ func (r *reconcile) run(lister store.Lister) error {
 		}
 	}()
 
-	in := make(chan check, store.MaxListPageSize)
+	in := make(chan pageRecord, store.MaxListPageSize)
 	var skipped int
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
-		dispatch(ctx, r.m.lim, in, nil, func(c check, tk ticket) { r.check(ctx, c, tk) }, func(check) { skipped++ })
+		dispatch(ctx, r.m.lim, in, nil, func(c pageRecord, tk ticket) { r.check(ctx, c, tk) }, func(pageRecord) { skipped++ })
 	}()
 	var listErr error
 	listedAll := false // every page was listed and fed
@@ -252,7 +246,7 @@ func (r *reconcile) run(lister store.Lister) error {
 
 // feed queues one page's records for checking (records younger than
 // MinAge are counted, not checked); false means the pass is stopping.
-func (r *reconcile) feed(ctx context.Context, in chan<- check, p store.Page) bool {
+func (r *reconcile) feed(ctx context.Context, in chan<- pageRecord, p store.Page) bool {
 	now := r.m.clock.Now()
 	ps := &pageState{next: p.Next}
 	var todo []string
@@ -272,7 +266,7 @@ func (r *reconcile) feed(ctx context.Context, in chan<- check, p store.Page) boo
 	r.mu.Unlock()
 	for _, id := range todo {
 		select {
-		case in <- check{id, ps}:
+		case in <- pageRecord{id, ps}:
 		case <-ctx.Done():
 			return false
 		}
@@ -290,7 +284,7 @@ func (r *reconcile) advance() {
 }
 
 // check asks the gateway about one connection.
-func (r *reconcile) check(ctx context.Context, c check, tk ticket) {
+func (r *reconcile) check(ctx context.Context, c pageRecord, tk ticket) {
 	m := r.m
 	id := c.id
 	get := func(actx context.Context) error {
@@ -304,7 +298,7 @@ func (r *reconcile) check(ctx context.Context, c check, tk ticket) {
 	if isCancelled(ar.kind) {
 		return // not checked: the cursor stays before this page
 	}
-	var batch []zombie
+	var batch []pageRecord
 	r.mu.Lock()
 	res := r.res
 	res.Checked++
@@ -315,7 +309,7 @@ func (r *reconcile) check(ctx context.Context, c check, tk ticket) {
 		res.Zombies = append(res.Zombies, id)
 		if !r.opts.DryRun {
 			c.page.zombies++
-			if r.pending = append(r.pending, zombie{id, c.page}); len(r.pending) == store.BatchWriteLimit {
+			if r.pending = append(r.pending, c); len(r.pending) == store.BatchWriteLimit {
 				batch, r.pending = r.pending, nil
 			}
 		}
@@ -363,7 +357,7 @@ func (r *reconcile) flush() {
 // meanwhile (bounded by the attempt timeout): a delete cut off in flight
 // may still have been applied, and then neither Removed nor the counter
 // would know of it. A failed removal stops the pass.
-func (r *reconcile) remove(batch []zombie) {
+func (r *reconcile) remove(batch []pageRecord) {
 	r.mu.Lock()
 	failed := r.delErr != nil
 	r.mu.Unlock()
