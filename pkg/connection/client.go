@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -86,8 +85,7 @@ func NewManagementClient(endpoint string, opts ClientOptions) *Client {
 		RetryMaxAttempts: 1,
 	})
 	// The SDK wraps credentials in a cache; the direct post reads the same.
-	return &Client{Client: c, direct: &directPoster{hc: hc, base: endpoint, region: region,
-		creds: c.Options().Credentials, signer: v4.NewSigner(), clockNow: time.Now}}
+	return &Client{Client: c, direct: newDirectPoster(hc, endpoint, region, c.Options().Credentials)}
 }
 
 // NewTransport is the dedicated transport NewManagementClient uses:

@@ -7,24 +7,26 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	smithy "github.com/aws/smithy-go"
-	"github.com/aws/smithy-go/encoding/httpbinding"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/pay-theory/streamer/internal/sigv4"
 )
 
 // Client is the Management API client NewManagementClient returns: the AWS
 // SDK's client (every method, unchanged) plus a direct PostToConnection
 // and GetConnection the Manager uses on its hot paths (Send, Broadcast,
 // Reconcile). The direct post sends the same wire
-// request (SigV4 for execute-api, the same path encoding and content type)
-// with the SDK's own signer, without the SDK's per-call middleware stack:
-// measured at about a third of the SDK call's CPU (docs/decisions.md). It is
+// request (SigV4 for execute-api, the same path encoding and content type;
+// the signature is the SDK signer's, byte for byte: internal/sigv4)
+// without the SDK's per-call middleware stack: measured at about a third of
+// the SDK call's CPU (docs/decisions.md). It is
 // used only for clients built here, which carry no middleware of their own;
 // a client a user built (with tracing, say) is always called through the
 // SDK.
@@ -36,12 +38,34 @@ type Client struct {
 // directPoster is the optional fast path a ManagementAPI may offer the
 // Manager.
 type directPoster struct {
-	hc       apigatewaymanagementapi.HTTPClient
-	base     string // endpoint with the stage, no trailing slash
-	region   string
-	creds    aws.CredentialsProvider
-	signer   *v4.Signer
-	clockNow func() time.Time
+	hc     apigatewaymanagementapi.HTTPClient
+	scheme string
+	host   string // as dialled (with any port)
+	// hostHeader is the Host header and the signed host: without the
+	// scheme's default port, as the SDK sends it.
+	hostHeader string
+	// pathPrefix and rawPrefix are the endpoint's path (the stage) with
+	// "/@connections/", unescaped and escaped.
+	pathPrefix, rawPrefix string
+	creds                 aws.CredentialsProvider
+	signer                *sigv4.Signer
+	clockNow              func() time.Time
+}
+
+// newDirectPoster is the fast path to endpoint; nil when endpoint is not a
+// URL it can address (the SDK path then serves every call).
+func newDirectPoster(hc apigatewaymanagementapi.HTTPClient, endpoint, region string, creds aws.CredentialsProvider) *directPoster {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil
+	}
+	hostHeader := u.Host
+	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		hostHeader = strings.TrimSuffix(u.Host, ":"+port)
+	}
+	return &directPoster{hc: hc, scheme: u.Scheme, host: u.Host, hostHeader: hostHeader,
+		pathPrefix: strings.TrimRight(u.Path, "/") + "/@connections/", rawPrefix: strings.TrimRight(u.EscapedPath(), "/") + "/@connections/",
+		creds: creds, signer: sigv4.New(region, "execute-api"), clockNow: time.Now}
 }
 
 // emptySHA256 is the SHA-256 of no body (a GET's payload hash).
@@ -62,26 +86,35 @@ func (p *directPoster) getDirect(ctx context.Context, id string) error {
 // reads from the SDK: a *smithyhttp.RequestSendError when no response
 // came, else an *apiError with the status and the x-amzn-ErrorType code.
 func (p *directPoster) do(ctx context.Context, method, id string, payload []byte, hash string) error {
-	u := p.base + "/@connections/" + httpbinding.EscapePath(id, true)
-	var body io.Reader
-	if payload != nil {
-		body = bytes.NewReader(payload)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return &smithyhttp.RequestSendError{Err: err}
-	}
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/octet-stream")
-	}
-	req.Header.Set("User-Agent", "streamer")
 	creds, err := p.creds.Retrieve(ctx)
 	if err != nil {
 		return &smithyhttp.RequestSendError{Err: fmt.Errorf("credentials: %w", err)}
 	}
-	if err := p.signer.SignHTTP(ctx, creds, req, hash, "execute-api", p.region, p.clockNow()); err != nil {
+	req, err := http.NewRequestWithContext(ctx, method, "", nil)
+	if err != nil {
 		return &smithyhttp.RequestSendError{Err: err}
 	}
+	// The URL is built, not parsed: the path is the endpoint's plus the
+	// id escaped as the SDK escapes a path parameter (RawPath is what is
+	// sent; Path is its unescaped form, which keeps RawPath in use).
+	raw := sigv4.AppendEscaped(append(make([]byte, 0, len(p.rawPrefix)+3*len(id)), p.rawPrefix...), id)
+	req.URL = &url.URL{Scheme: p.scheme, Host: p.host, Path: p.pathPrefix + id, RawPath: string(raw)}
+	req.Host = p.hostHeader
+	h := make(http.Header, 5)
+	h["User-Agent"] = []string{"streamer"}
+	sr := sigv4.Request{Method: method, Host: p.hostHeader, Path: req.URL.RawPath, PayloadHash: hash}
+	if payload != nil {
+		h["Content-Type"] = []string{"application/octet-stream"}
+		sr.ContentType, sr.ContentLength = "application/octet-stream", int64(len(payload))
+		req.ContentLength = sr.ContentLength
+		req.Body = io.NopCloser(bytes.NewReader(payload))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
+		if len(payload) == 0 {
+			req.Body, req.GetBody = http.NoBody, nil
+		}
+	}
+	p.signer.Sign(h, sr, creds, p.clockNow())
+	req.Header = h
 	resp, err := p.hc.Do(req)
 	if err != nil {
 		return &smithyhttp.RequestSendError{Err: err}
@@ -91,18 +124,12 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
 		return nil
 	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	e := &apiError{status: resp.StatusCode, code: resp.Header.Get("X-Amzn-Errortype")}
+	raw, _ = io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	e := &apiError{status: resp.StatusCode, code: resp.Header.Get("X-Amzn-Errortype"), body: raw}
 	// "GoneException:http://internal.amazon.com/..." carries a suffix.
 	e.code, _, _ = strings.Cut(e.code, ":")
 	if e.code == "" {
 		e.code = "UnknownError" // the SDK's word for an answer without a type
-	}
-	var msg struct {
-		Message *string `json:"message"`
-	}
-	if json.Unmarshal(raw, &msg) == nil && msg.Message != nil {
-		e.message = *msg.Message
 	}
 	return e
 }
@@ -110,18 +137,30 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 // apiError is an error answer of the direct post: what classify reads
 // (HTTPStatusCode, smithy.APIError) without the SDK's typed exceptions.
 type apiError struct {
-	status        int
-	code, message string
+	status int
+	code   string
+	body   []byte // the answer's JSON, read for its message only when shown
 }
 
 var _ smithy.APIError = (*apiError)(nil)
 
 func (e *apiError) Error() string {
-	return fmt.Sprintf("management API: HTTP %d %s: %s", e.status, e.code, e.message)
+	return fmt.Sprintf("management API: HTTP %d %s: %s", e.status, e.code, e.ErrorMessage())
 }
-func (e *apiError) HTTPStatusCode() int  { return e.status }
-func (e *apiError) ErrorCode() string    { return e.code }
-func (e *apiError) ErrorMessage() string { return e.message }
+func (e *apiError) HTTPStatusCode() int { return e.status }
+func (e *apiError) ErrorCode() string   { return e.code }
+
+// ErrorMessage is the answer's "message": decoded on demand, since most
+// answers (a 410 per zombie) are classified by status and code alone.
+func (e *apiError) ErrorMessage() string {
+	var msg struct {
+		Message *string `json:"message"`
+	}
+	if json.Unmarshal(e.body, &msg) == nil && msg.Message != nil {
+		return *msg.Message
+	}
+	return ""
+}
 func (e *apiError) ErrorFault() smithy.ErrorFault {
 	if e.status >= 500 {
 		return smithy.FaultServer

@@ -204,6 +204,23 @@ type attemptResult struct {
 	code   string
 }
 
+// kindOfStatus classifies an error answer (status >= 400) by its status.
+func kindOfStatus(status int) error {
+	switch {
+	case status == 410:
+		return ErrConnectionStale
+	case status == 413:
+		return ErrPayloadTooLarge
+	case status == 403:
+		return ErrForbidden
+	case status == 429:
+		return ErrThrottled
+	case status >= 500:
+		return ErrServerError
+	}
+	return ErrRejected
+}
+
 // classify turns an SDK (or fake) error into our vocabulary. parent is the
 // caller's context: a deadline on it is the caller's, not a network timeout.
 func classify(parent context.Context, err error) attemptResult {
@@ -225,6 +242,28 @@ func classify(parent context.Context, err error) attemptResult {
 		}
 		return attemptResult{kind: k.err}
 	}
+	if e, ok := err.(*apiError); ok {
+		// The direct path's answer: classified by its code and status as
+		// the SDK's typed exceptions below are (the SDK picks the type by
+		// the same code), without walking the chain four times.
+		r := attemptResult{status: e.status, code: e.code}
+		switch e.code {
+		case "GoneException":
+			r.kind = ErrConnectionStale
+		case "PayloadTooLargeException":
+			r.kind = ErrPayloadTooLarge
+		case "ForbiddenException":
+			r.kind = ErrForbidden
+		case "LimitExceededException":
+			r.kind = ErrThrottled
+		default:
+			r.kind = ErrNetwork // no answer the SDK would read (a 3xx)
+			if e.status >= 400 {
+				r.kind = kindOfStatus(e.status)
+			}
+		}
+		return r
+	}
 	r := attemptResult{status: httpStatus(err)}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
@@ -245,18 +284,8 @@ func classify(parent context.Context, err error) attemptResult {
 		r.kind = ErrForbidden
 	case errors.As(err, &limit):
 		r.kind = ErrThrottled
-	case r.status == 410:
-		r.kind = ErrConnectionStale
-	case r.status == 413:
-		r.kind = ErrPayloadTooLarge
-	case r.status == 403:
-		r.kind = ErrForbidden
-	case r.status == 429:
-		r.kind = ErrThrottled
-	case r.status >= 500:
-		r.kind = ErrServerError
 	case r.status >= 400:
-		r.kind = ErrRejected
+		r.kind = kindOfStatus(r.status)
 	case isNetwork(err):
 		r.kind = ErrNetwork
 	default:
