@@ -147,28 +147,46 @@ func (m *Manager) BroadcastRecords(ctx context.Context, records iter.Seq2[store.
 // BroadcastQuery delivers message to every connection q lists (a tenant's,
 // a user's, or with neither the whole table), page by page as the listing
 // goes: BroadcastRecords over store.All(ctx, lister, q). It reads only the
-// ids (q.IDsOnly). The first page is read small (firstPageSize) so the
-// first sends start after one short query; the others have q.PageSize.
+// ids (q.IDsOnly). The first pages are read small and growing
+// (firstPageSize, then three times the last) up to q.PageSize, so the first
+// sends start after one short query and the next page is there before
+// they are answered.
 func (m *Manager) BroadcastQuery(ctx context.Context, lister store.Lister, q store.ListQuery, message any, opts BroadcastOptions) (BroadcastResult, error) {
 	q.IDsOnly = true
-	return m.BroadcastRecords(ctx, store.All(ctx, &smallFirstPage{Lister: lister, first: q.Cursor == ""}, q), message, opts)
+	var pages store.Lister = lister
+	if q.Cursor == "" {
+		pages = &rampPages{Lister: lister}
+	}
+	return m.BroadcastRecords(ctx, store.All(ctx, pages, q), message, opts)
 }
 
-// firstPageSize bounds the first page a broadcast lists.
-const firstPageSize = 100
+// firstPageSize bounds the first page a listing pass reads; pageRamp is
+// how much larger each next page may be, up to the size asked for. A page
+// of 1,000 costs tens of milliseconds to list (a local emulator: far more),
+// which with a first page of 1,000 is a wait before the first send, and
+// with 100 then 1,000 a gap after the first 100 were answered.
+const (
+	firstPageSize = 100
+	pageRamp      = 3
+)
 
-// smallFirstPage lists the first page with at most firstPageSize items.
-type smallFirstPage struct {
+// rampPages lists growing pages: firstPageSize, then pageRamp times the
+// last, never more than the query's PageSize.
+type rampPages struct {
 	store.Lister
-	first bool
+	size int32 // the last page's; 0 before the first
 }
 
-func (l *smallFirstPage) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
-	if l.first {
-		l.first = false
-		if q.PageSize == 0 || q.PageSize > firstPageSize {
-			q.PageSize = firstPageSize
-		}
+func (l *rampPages) List(ctx context.Context, q store.ListQuery) (store.Page, error) {
+	next := int32(firstPageSize)
+	if l.size > 0 {
+		next = l.size * pageRamp
+	}
+	if q.PageSize == 0 || q.PageSize > next {
+		q.PageSize = next
+		l.size = next
+	} else {
+		l.size = q.PageSize
 	}
 	return l.Lister.List(ctx, q)
 }

@@ -372,22 +372,23 @@ func (r *sizeRecorder) List(ctx context.Context, q store.ListQuery) (store.Page,
 	return r.Lister.List(ctx, q)
 }
 
-// A broadcast and a reconcile pass both read their first page small, so
-// the first requests go out after one short query, and the rest at the
-// page size asked for; both read only ids, connected_at and ttl.
+// A broadcast and a reconcile pass both read their first page small and
+// the next ones growing, so the first requests go out after one short
+// query, up to the page size asked for; both read only ids, connected_at
+// and ttl.
 func TestListingsStartWithASmallFirstPage(t *testing.T) {
-	all := ids("p", 30)
-	want := []int32{firstPageSize, 1000, 1000}
+	all := ids("p", 50)
+	want := []int32{firstPageSize, firstPageSize * pageRamp, 500, 500, 500}
 	for _, tc := range []struct {
 		name string
 		run  func(m *Manager, l store.Lister) error
 	}{
 		{"broadcast", func(m *Manager, l store.Lister) error {
-			_, err := m.BroadcastQuery(context.Background(), l, store.ListQuery{TenantID: "t", PageSize: 1000}, "hi", BroadcastOptions{})
+			_, err := m.BroadcastQuery(context.Background(), l, store.ListQuery{TenantID: "t", PageSize: 500}, "hi", BroadcastOptions{})
 			return err
 		}},
 		{"reconcile", func(m *Manager, l store.Lister) error {
-			_, err := m.Reconcile(context.Background(), l, ReconcileOptions{Query: store.ListQuery{PageSize: 1000}, MinAge: ReconcileEveryRecord})
+			_, err := m.Reconcile(context.Background(), l, ReconcileOptions{Query: store.ListQuery{PageSize: 500}, MinAge: ReconcileEveryRecord})
 			return err
 		}},
 	} {

@@ -121,9 +121,9 @@ func (m *Manager) Reconcile(ctx context.Context, lister store.Lister, opts Recon
 	// A check needs a record's id and connected_at (MinAge), nothing more.
 	opts.Query.IDsOnly = true
 	r := &reconcile{m: m, ctx: ctx, cid: correlationFor(ctx), opts: opts, res: &res}
-	// As a broadcast's listing: a small first page, so the checks start
-	// after one short query rather than after a page of a thousand.
-	err = r.run(&smallFirstPage{Lister: lister, first: true})
+	// As a broadcast's listing: growing pages, so the checks start after
+	// one short query rather than after a page of a thousand.
+	err = r.run(&rampPages{Lister: lister})
 	res.Duration = time.Since(start)
 	m.log.InfoContext(ctx, "connection reconcile", "correlation_id", r.cid, "checked", res.Checked, "recent", res.Recent, "live", res.Live,
 		"zombies", len(res.Zombies), "removed", res.Removed, "errors", res.Errors, "dry_run", opts.DryRun,
