@@ -32,7 +32,7 @@ func ExampleManager_BroadcastQuery() {
 	carol, _ := s.Dial(ctx, "carol", "acme")
 	_ = s.Gateway.SetFaults(localgw.Faults{DropDisconnect: 1})
 	_ = carol.Close(websocket.StatusNormalClosure, "bye")
-	_, _, _ = carol.Read(ctx) // the close is done
+	_ = s.WaitGone(ctx, carol.ID) // the gateway has forgotten carol; her record stays
 
 	api := connection.NewManagementClient(s.ManagementEndpoint, connection.ClientOptions{})
 	m, err := connection.New(api, s.Store, connection.Config{})

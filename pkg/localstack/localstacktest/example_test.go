@@ -2,9 +2,12 @@ package localstacktest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/pay-theory/streamer/pkg/connection"
@@ -62,4 +65,33 @@ func Example() {
 	// sent: 1 <nil>
 	// alice: {"news":"for acme"}
 	// bob: just for bob
+}
+
+// WaitGone returns once the gateway has forgotten a closed client, and
+// not for one still open.
+func TestWaitGone(t *testing.T) {
+	ctx := context.Background()
+	s := localstacktest.Start(t, localstack.Config{})
+	open, err := s.Dial(ctx, "u1", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closing, err := s.Dial(ctx, "u2", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = closing.Close(websocket.StatusNormalClosure, "bye")
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.WaitGone(wctx, closing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ids := s.Gateway.ConnectionIDs(); len(ids) != 1 || ids[0] != open.ID {
+		t.Fatalf("gateway knows %v, want only %s", ids, open.ID)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	if err := s.WaitGone(short, open.ID); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitGone on an open connection: %v, want the deadline", err)
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	"github.com/coder/websocket"
 
 	"github.com/pay-theory/streamer/pkg/auth"
@@ -175,6 +176,31 @@ func (s *Stack) Dial(ctx context.Context, userID, tenantID string) (*Client, err
 // the gateway returns reaches the caller as is).
 func (s *Stack) ManagementClient() *apigatewaymanagementapi.Client {
 	return localgwtest.NewManagementClient(s.ManagementEndpoint, &http.Client{Transport: s.transport})
+}
+
+// WaitGone waits until the gateway answers 410 Gone for connection id
+// (asking with GetConnection every few milliseconds), or ctx ends. A
+// client's Close returns once its side of the closing handshake is done,
+// a moment before the gateway forgets the connection: a test that closes a
+// client and then broadcasts waits here first.
+func (s *Stack) WaitGone(ctx context.Context, id string) error {
+	api := s.ManagementClient()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		_, err := api.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: &id})
+		var gone *types.GoneException
+		switch {
+		case errors.As(err, &gone):
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("localstacktest: connection %s still open: %w", id, ctx.Err())
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // Close closes the clients Dial made, then the stack (their $disconnect
