@@ -31,9 +31,9 @@ const (
 // calls: the endpoint's capacity (and the account's API Gateway throttle)
 // is one resource. Every zero value means the documented default.
 //
-// Adaptive (the default): the limit starts at Config.Workers and doubles
-// per round trip while the endpoint keeps up (TCP slow start), then grows
-// by one per round trip (additive increase). A 429 LimitExceededException
+// Adaptive (the default): the limit starts at Config.Workers and grows
+// 2.89× per round trip while the endpoint keeps up (slow start at BBR's
+// startup gain), then by √limit per round trip. A 429 LimitExceededException
 // cuts it by 30% and turns on a client-side rate limit (the AWS SDK's
 // adaptive retry mode: a token bucket whose rate drops to 70% of the
 // measured send rate and climbs back on a cubic curve); a smoothed latency
@@ -84,6 +84,14 @@ func (c LimitConfig) withDefaults(workers int) LimitConfig {
 	}
 	return c
 }
+
+// startupGain is how much slow start multiplies the limit per round trip:
+// BBR's STARTUP gain, 2/ln 2, the smallest that still doubles the delivery
+// rate every round while the pipe fills. TCP's 2 took two more round trips
+// from 10 to 256, which on a sender sharing its CPU (where round trips
+// stretch to 2-3× the endpoint's latency) was a tenth of a 2,000-target
+// broadcast.
+const startupGain = 2 / math.Ln2
 
 // Multiplicative decreases: CUBIC's beta for a 429 (the endpoint said no),
 // Netflix concurrency-limits' AIMD backoff ratio for latency (a softer
@@ -284,7 +292,7 @@ func (l *limiter) releaseLocked(t ticket, s signal, rtt time.Duration) {
 				// requests sent before the last cut, and not while the
 				// last round looked like queueing.
 				if l.limit < l.ssthresh {
-					l.limit++ // slow start: doubles per round trip
+					l.limit += startupGain - 1 // slow start: ×startupGain per round trip
 				} else {
 					// +√limit per round trip (Gradient2's headroom):
 					// back to a lost limit in a few dozen round

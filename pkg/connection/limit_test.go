@@ -66,14 +66,14 @@ func round(t *testing.T, l *limiter, c *fakeClock, rtt time.Duration, s signal) 
 	return len(ts)
 }
 
-func TestLimiterSlowStartDoublesPerRoundTripUpToTheCap(t *testing.T) {
+func TestLimiterSlowStartGrowsByTheStartupGainUpToTheCap(t *testing.T) {
 	c := newFakeClock(false)
 	l := newLimiter(LimitConfig{MaxInFlight: 64}, 10, c)
 	var got []int
 	for range 5 {
 		got = append(got, round(t, l, c, 20*time.Millisecond, signalOK))
 	}
-	want := []int{10, 20, 40, 64, 64}
+	want := []int{10, 28, 64, 64, 64} // 10 × 2/ln 2 = 28.9, then 83 > the cap
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("requests per round trip = %v, want %v (slow start from Workers, capped at MaxInFlight)", got, want)
@@ -103,19 +103,18 @@ func TestLimiterDoesNotGrowWhileTheLimitIsNotInUse(t *testing.T) {
 func TestLimiterThrottleCutsOncePerRoundTripAndTurnsOnTheRate(t *testing.T) {
 	c := newFakeClock(false)
 	l := newLimiter(LimitConfig{}, 10, c)
-	round(t, l, c, 10*time.Millisecond, signalOK)
-	round(t, l, c, 10*time.Millisecond, signalOK) // limit 40
+	round(t, l, c, 10*time.Millisecond, signalOK) // limit 10 × 2/ln 2 = 28.85
 	ts := fillSlots(t, l, c)
-	if len(ts) != 40 {
-		t.Fatalf("slots = %d, want 40", len(ts))
+	if len(ts) != 28 {
+		t.Fatalf("slots = %d, want 28", len(ts))
 	}
 	c.Advance(time.Millisecond)
 	for _, tk := range ts { // a burst of 429s for requests sent before the cut
 		l.release(tk, signalThrottled, time.Millisecond)
 	}
 	s := l.snapshot()
-	if s.Limit != 28 || s.Decreases != 1 || s.Throttled != 40 {
-		t.Fatalf("after 40 429s from one window: %+v, want limit 28 (40×0.7), 1 decrease, 40 throttled", s)
+	if s.Limit != 20 || s.Decreases != 1 || s.Throttled != 28 {
+		t.Fatalf("after 28 429s from one window: %+v, want limit 20 (28.85×0.7), 1 decrease, 28 throttled", s)
 	}
 	if s.RatePerSecond <= 0 {
 		t.Fatalf("a 429 must turn on the client-side rate limit: %+v", s)
@@ -123,15 +122,15 @@ func TestLimiterThrottleCutsOncePerRoundTripAndTurnsOnTheRate(t *testing.T) {
 	// A 429 for a request sent after the cut is a new signal.
 	tk := acquirePaced(t, l, c)
 	l.release(tk, signalThrottled, time.Millisecond)
-	if s := l.snapshot(); s.Limit != 19 || s.Decreases != 2 {
-		t.Fatalf("after a 429 of the next window: %+v, want limit 19 (28×0.7), 2 decreases", s)
+	if s := l.snapshot(); s.Limit != 14 || s.Decreases != 2 {
+		t.Fatalf("after a 429 of the next window: %+v, want limit 14 (20.2×0.7), 2 decreases", s)
 	}
-	// Growth after a cut is by √limit per round trip: 19 → ~33 in 3.
+	// Growth after a cut is by √limit per round trip: 14 → ~26 in 3.
 	for range 3 {
 		round(t, l, c, 10*time.Millisecond, signalOK)
 	}
-	if got := l.snapshot().Limit; got < 30 || got > 35 {
-		t.Fatalf("limit after 3 round trips past a cut = %d, want about 33 (19 + √limit per round trip)", got)
+	if got := l.snapshot().Limit; got < 24 || got > 28 {
+		t.Fatalf("limit after 3 round trips past a cut = %d, want about 26 (14 + √limit per round trip)", got)
 	}
 }
 
