@@ -567,7 +567,7 @@ func (c *conn) dispatch(data []byte) {
 	g := c.g
 	key, in := g.selectRoute(data)
 	if in == nil {
-		c.sendError("Forbidden", newID())
+		c.sendError("Forbidden", newRequestID())
 		return
 	}
 	ev := g.messageEvent(c.info, key, string(data), g.cfg.Now())

@@ -163,10 +163,16 @@ func TestWellFormedID(t *testing.T) {
 }
 
 func TestNewIDShape(t *testing.T) {
+	for name, gen := range map[string]func() string{"newID": newID, "newRequestID": newRequestID} {
+		t.Run(name, func(t *testing.T) { testIDShape(t, gen) })
+	}
+}
+
+func testIDShape(t *testing.T, gen func() string) {
 	seen := map[string]bool{}
 	var dash, under bool
 	for range 2000 {
-		id := newID()
+		id := gen()
 		if len(id) != 16 || id[15] != '=' || seen[id] || strings.ContainsAny(id, "+/") || !wellFormedID(id) {
 			t.Fatalf("id %q, want 15 characters of [A-Za-z0-9_-] then =", id)
 		}

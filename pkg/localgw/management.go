@@ -38,7 +38,7 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 		g.metrics.mgmtRequests.Add(1)
 		g.metrics.mgmtLatency.Record(time.Since(start))
 	}()
-	w.Header().Set("x-amzn-RequestId", newID())
+	w.Header().Set("x-amzn-RequestId", newRequestID())
 
 	// A presence check, not a signature check: enough to catch a client that
 	// forgot to sign, as API Gateway's 403 would.
