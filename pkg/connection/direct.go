@@ -63,8 +63,14 @@ func newDirectPoster(hc apigatewaymanagementapi.HTTPClient, endpoint, region str
 	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
 		hostHeader = strings.TrimSuffix(u.Host, ":"+port)
 	}
-	return &directPoster{hc: hc, scheme: u.Scheme, host: u.Host, hostHeader: hostHeader,
-		pathPrefix: strings.TrimRight(u.Path, "/") + "/@connections/", rawPrefix: strings.TrimRight(u.EscapedPath(), "/") + "/@connections/",
+	pathPrefix := strings.TrimRight(u.Path, "/") + "/@connections/"
+	rawPrefix := strings.TrimRight(u.EscapedPath(), "/") + "/@connections/"
+	if p, err := url.PathUnescape(rawPrefix); err != nil || p != pathPrefix {
+		// A stage path whose escaping the request would not keep (say, an
+		// escaped trailing slash): the SDK's path serves it.
+		return nil
+	}
+	return &directPoster{hc: hc, scheme: u.Scheme, host: u.Host, hostHeader: hostHeader, pathPrefix: pathPrefix, rawPrefix: rawPrefix,
 		creds: creds, signer: sigv4.New(region, "execute-api"), clockNow: time.Now}
 }
 

@@ -153,3 +153,25 @@ func (c countingClient) Do(r *http.Request) (*http.Response, error) {
 	c.inc()
 	return c.HTTPClient.Do(r)
 }
+
+// Endpoints the direct path cannot address exactly are left to the SDK.
+func TestDirectPathOnlyForEndpointsItCanAddress(t *testing.T) {
+	for endpoint, want := range map[string]bool{
+		"https://abc.execute-api.us-east-1.amazonaws.com/prod": true,
+		"https://abc.execute-api.us-east-1.amazonaws.com:443/": true,
+		"http://127.0.0.1:4510/local":                          true,
+		"https://h/prod%2F":                                    false, // an escaped slash the stage path would lose
+		"https://h/prod?x=1":                                   false,
+		"ftp://h/prod":                                         false,
+		"https://user:pw@h/prod":                               false,
+	} {
+		c := NewManagementClient(endpoint, ClientOptions{Region: "us-east-1"})
+		if got := c.direct != nil; got != want {
+			t.Errorf("%s: direct path %v, want %v", endpoint, got, want)
+		}
+		if c.direct != nil && strings.HasSuffix(c.direct.hostHeader, ":443") {
+			t.Errorf("%s: Host header %q keeps the default port", endpoint, c.direct.hostHeader)
+		}
+		CloseIdleConnections(c)
+	}
+}
