@@ -450,3 +450,34 @@ func TestPublicKeyFileBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestIDThatStartsWithADash: one id in 64 starts with "-" and reads as
+// flags; the usage error says to put it after "--", and that works.
+func TestIDThatStartsWithADash(t *testing.T) {
+	const id = "-QrQlda4YyxJ0B0="
+	for _, tc := range []struct {
+		args []string
+		path string
+	}{
+		{[]string{"conn", "kick", id}, "streamer conn kick"},
+		{[]string{"conn", "inspect", id}, "streamer conn inspect"},
+		{[]string{"send", id, "hi"}, "streamer send"},
+	} {
+		te := newTestEnv(t)
+		n := countingBuilders(te)
+		want := id + ` looks like a connection id: an id that starts with "-" goes after "--" (flags before it), as in: ` + tc.path + " -- " + id
+		if code := te.run(tc.args...); code != ExitUsage || !strings.Contains(te.errOut.String(), want) || *n != 0 {
+			t.Errorf("%q: exit %d, stderr %s; want 2 and %q", tc.args, code, te.errOut, want)
+		}
+	}
+	// Not every unknown flag is an id.
+	te := newTestEnv(t)
+	if code := te.run("conn", "ls", "-Q"); code != ExitUsage || strings.Contains(te.errOut.String(), "connection id") {
+		t.Errorf("conn ls -Q: exit %d, stderr %s; want 2 without the id hint", code, te.errOut)
+	}
+	te = newTestEnv(t)
+	te.store.put(store.Connection{ConnectionID: id, UserID: "u", TenantID: "t"})
+	if code := te.run("send", "--", id, "hi"); code != 0 || len(te.sentTo(id)) != 1 {
+		t.Errorf("send -- %s hi: exit %d, sent %v, stderr %s", id, code, te.sentTo(id), te.errOut)
+	}
+}

@@ -220,7 +220,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 error, 2 usage,
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &UsageError{Err: idAsFlag(c, err)} })
 	fl := root.PersistentFlags()
 	fl.StringVar(&f.Flags.Stack, "stack", "", "deployed stack whose outputs give --endpoint, --ws-url, --table, --region and --issuer: a profile saved by scripts/deploy.sh (dev, staging, production) or a profile file (env STREAMER_STACK)")
 	fl.StringVar(&f.Flags.Endpoint, "endpoint", "", "management API base URL with stage (env STREAMER_ENDPOINT; default "+DefaultEndpoint+")")

@@ -1,10 +1,14 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/pay-theory/streamer/pkg/store"
 )
@@ -13,6 +17,42 @@ import (
 // typo costs nothing and exits 2 with what is wrong and what to do.
 
 const idExample = "API Gateway ids look like L0SM9cOFvHcCIhw="
+
+// idAsFlag explains a flag error that was a connection id: ids are
+// URL-safe base64, so one in 64 starts with "-" and reads as flags
+// ("unknown shorthand flag: 'Q' in -QrQlda4YyxJ0B0="). Other errors are
+// returned as they are.
+func idAsFlag(c *cobra.Command, err error) error {
+	var ne *pflag.NotExistError
+	if !errors.As(err, &ne) {
+		return err
+	}
+	tok := "--" + ne.GetSpecifiedName()
+	if s := ne.GetSpecifiedShortnames(); s != "" {
+		tok = "-" + s
+	}
+	if !idShaped(tok) {
+		return err
+	}
+	return fmt.Errorf("%w\n%s looks like a connection id: an id that starts with \"-\" goes after \"--\" (flags before it), as in: %s -- %s",
+		err, tok, c.CommandPath(), tok)
+}
+
+// idShaped reports whether s has the shape of an API Gateway connection id:
+// 15 characters of the base64 alphabets, then "=".
+func idShaped(s string) bool {
+	if len(s) != 16 || s[15] != '=' {
+		return false
+	}
+	for i := range 15 {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // checkConnectionID refuses what cannot be a connection id. what names the
 // argument in the message ("connection id", "--ids entry 3").

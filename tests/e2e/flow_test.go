@@ -53,7 +53,7 @@ func TestOperatorFlow(t *testing.T) {
 	bobID := rows[0][0]
 
 	// send
-	r = run(t, env, "", "send", aliceID, `{"hello":"alice"}`)
+	r = run(t, env, "", "send", "--", aliceID, `{"hello":"alice"}`)
 	if r.Code != 0 || !strings.Contains(r.Stderr, "sent 17 bytes to "+aliceID) {
 		t.Fatalf("send: %s", r)
 	}
@@ -62,7 +62,7 @@ func TestOperatorFlow(t *testing.T) {
 	}
 
 	// send from stdin, JSON output
-	r = run(t, env, "from stdin", "send", aliceID, "-", "-o", "json")
+	r = run(t, env, "from stdin", "send", "-o", "json", "--", aliceID, "-")
 	var sent struct {
 		ConnectionID string `json:"connection_id"`
 		Status       string `json:"status"`
@@ -86,7 +86,7 @@ func TestOperatorFlow(t *testing.T) {
 	}
 	// Messages to one connection arrive in order, so if bob's next message
 	// is this marker, the broadcast never reached him.
-	if r := run(t, env, "", "send", bobID, "marker"); r.Code != 0 {
+	if r := run(t, env, "", "send", "--", bobID, "marker"); r.Code != 0 {
 		t.Fatalf("send bob: %s", r)
 	}
 	if got := bob.read(); got != "marker" {
@@ -107,7 +107,7 @@ func TestOperatorFlow(t *testing.T) {
 	}
 
 	// conn inspect: the stored record and the gateway's live view.
-	r = run(t, env, "", "conn", "inspect", aliceID, "-o", "json")
+	r = run(t, env, "", "conn", "inspect", "-o", "json", "--", aliceID)
 	var in struct {
 		ConnectionID string `json:"connection_id"`
 		State        string `json:"state"`
@@ -129,13 +129,13 @@ func TestOperatorFlow(t *testing.T) {
 		in.Live.ConnectedAt == nil || in.Live.LastActiveAt == nil || in.Live.SourceIP != "127.0.0.1" || in.Live.UserAgent != "e2e-alice/1.0" {
 		t.Fatalf("conn inspect: %s", r.Stdout)
 	}
-	r = run(t, env, "", "conn", "inspect", aliceID)
+	r = run(t, env, "", "conn", "inspect", "--", aliceID)
 	if f := kv(r.Stdout); r.Code != 0 || f["state"] != "live" || f["live.source_ip"] != "127.0.0.1" || f["tenant_id"] != "acme" {
 		t.Fatalf("conn inspect plain: %s", r)
 	}
 
 	// conn kick: the client sees its socket close; the record is gone.
-	r = run(t, env, "", "conn", "kick", aliceID)
+	r = run(t, env, "", "conn", "kick", "--", aliceID)
 	if f := kv(r.Stdout); r.Code != 0 || f["gateway"] != "disconnected" || f["record"] != "removed" {
 		t.Fatalf("conn kick: %s", r)
 	}
@@ -147,7 +147,7 @@ func TestOperatorFlow(t *testing.T) {
 	if r := run(t, env, "", "conn", "ls", "--tenant", "acme"); r.Code != 0 || r.Stdout != "" {
 		t.Fatalf("conn ls after kick: %s", r)
 	}
-	if r := run(t, env, "", "conn", "inspect", aliceID); r.Code != 1 || !strings.Contains(r.Stderr, "unknown connection "+aliceID) {
+	if r := run(t, env, "", "conn", "inspect", "--", aliceID); r.Code != 1 || !strings.Contains(r.Stderr, "unknown connection "+aliceID) {
 		t.Fatalf("inspect after kick: %s", r)
 	}
 

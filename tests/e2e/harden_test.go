@@ -154,8 +154,8 @@ func TestClientTextEscapedOnTerminal(t *testing.T) {
 	for _, args := range [][]string{
 		{"conn", "ls", "--tenant", "esc"},
 		{"conn", "ls", "--tenant", "esc", "-o", "table"},
-		{"conn", "inspect", id},
-		{"conn", "inspect", id, "-o", "table"},
+		{"conn", "inspect", "--", id},
+		{"conn", "inspect", "-o", "table", "--", id},
 	} {
 		r := run(t, s.Env(), "", args...)
 		if r.Code != 0 {

@@ -52,11 +52,11 @@ func TestIDsWithDashAndUnderscore(t *testing.T) {
 	if rows := plainRows(r.Stdout); r.Code != 0 || len(rows) != 1 || rows[0][0] != id {
 		t.Fatalf("conn ls: %s", r)
 	}
-	r = run(t, env, "", "conn", "inspect", id, "-o", "json")
+	r = run(t, env, "", "conn", "inspect", "-o", "json", "--", id)
 	if r.Code != 0 || !strings.Contains(r.Stdout, `"state": "live"`) {
 		t.Fatalf("conn inspect %s: %s", id, r)
 	}
-	if r = run(t, env, "", "send", id, "one"); r.Code != 0 {
+	if r = run(t, env, "", "send", "--", id, "one"); r.Code != 0 {
 		t.Fatalf("send: %s", r)
 	}
 	if got := read(); got != "one" {
@@ -78,7 +78,7 @@ func TestIDsWithDashAndUnderscore(t *testing.T) {
 	if got := read(); got != "three" {
 		t.Errorf("after broadcast --ids-from: %q", got)
 	}
-	if r = run(t, env, "", "conn", "kick", id); r.Code != 0 {
+	if r = run(t, env, "", "conn", "kick", "--", id); r.Code != 0 {
 		t.Fatalf("conn kick: %s", r)
 	}
 	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {

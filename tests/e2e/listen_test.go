@@ -261,7 +261,7 @@ func TestListenKicked(t *testing.T) {
 	s := startLocal(t)
 	p := s.startListen(t, "--tenant", "k", "--user", "kicked")
 	p.waitStderr("connection id ")
-	if r := run(t, s.Env(), "", "conn", "kick", p.ids()[0]); r.Code != 0 {
+	if r := run(t, s.Env(), "", "conn", "kick", "--", p.ids()[0]); r.Code != 0 {
 		t.Fatalf("conn kick: %s", r)
 	}
 	if code := p.wait(); code != 0 || !strings.Contains(p.errOut.String(), "closed by the server: 1000 Connection Closed Normally") {

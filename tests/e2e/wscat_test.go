@@ -60,7 +60,7 @@ func TestWalkthroughWithWscat(t *testing.T) {
 		}
 		return false
 	})
-	if r := run(t, s.Env(), "", "send", id, "hello from the CLI"); r.Code != 0 {
+	if r := run(t, s.Env(), "", "send", "--", id, "hello from the CLI"); r.Code != 0 {
 		t.Fatalf("send: %s", r)
 	}
 	waitFor(t, "the message in wscat's output", func() bool {
