@@ -320,6 +320,42 @@ func TestLimiterRatePacesAfterAThrottleAndRecoversOnACubic(t *testing.T) {
 	}
 }
 
+// A second 429 while the rate is on empties the client-side bucket: the
+// next request waits a token's time at the new rate instead of spending
+// tokens saved at the old one (each of which would meet a 429 and cut
+// again).
+func TestLimiterThrottleEmptiesTheBucket(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newFakeClock(false)
+	l := newLimiter(LimitConfig{}, 10, c)
+	tk, _ := l.acquire(context.Background())
+	c.Advance(10 * time.Millisecond)
+	l.release(tk, signalThrottled, time.Millisecond) // rate on
+	l.mu.Lock()
+	l.rate.setFill(c.Now(), 1000)
+	l.mu.Unlock()
+	c.Advance(time.Second) // the bucket fills: 50 ms of 1000/s = 50 tokens
+	tk = acquirePaced(t, l, c)
+	l.release(tk, signalThrottled, time.Millisecond) // a 429 for a request sent after the cut
+	fill := l.snapshot().RatePerSecond
+	got := make(chan error, 1)
+	go func() {
+		tk, err := l.acquire(context.Background())
+		if err == nil {
+			l.release(tk, signalNone, 0)
+		}
+		got <- err
+	}()
+	d := c.waitTimer(t)
+	if want := time.Duration(float64(time.Second) / fill); d < want/2 || d > 2*want {
+		t.Fatalf("wait after the second 429 = %v, want about %v (one token at %.0f/s)", d, want, fill)
+	}
+	c.Advance(d)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLimiterPacedWaitEndsWithTheContextAndRefunds(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	c := newFakeClock(false)
