@@ -279,21 +279,8 @@ func TestLimiterRatePacesAfterAThrottleAndRecoversOnACubic(t *testing.T) {
 		t.Fatalf("rate after a 429 at ~1000/s = %.0f/s, want ~700/s (0.7 × the measured send rate)", rate)
 	}
 	// The next request waits for a token: ~1/700 s.
-	got := make(chan error, 1)
-	go func() {
-		tk, err := l.acquire(context.Background())
-		if err == nil {
-			l.release(tk, signalNone, 0)
-		}
-		got <- err
-	}()
-	d := c.waitTimer(t)
-	if d <= 0 || d > 3*time.Millisecond {
+	if d := pacedWait(t, l, c); d <= 0 || d > 3*time.Millisecond {
 		t.Fatalf("paced wait %v, want about 1.4ms", d)
-	}
-	c.Advance(d)
-	if err := <-got; err != nil {
-		t.Fatal(err)
 	}
 	// Successes move the rate along the cubic: back at ~1000/s one
 	// rateRecovery after the throttle, above it later, off after rateLift.
@@ -338,6 +325,15 @@ func TestLimiterThrottleEmptiesTheBucket(t *testing.T) {
 	tk = acquirePaced(t, l, c)
 	l.release(tk, signalThrottled, time.Millisecond) // a 429 for a request sent after the cut
 	fill := l.snapshot().RatePerSecond
+	if d, want := pacedWait(t, l, c), time.Duration(float64(time.Second)/fill); d < want/2 || d > 2*want {
+		t.Fatalf("wait after the second 429 = %v, want about %v (one token at %.0f/s)", d, want, fill)
+	}
+}
+
+// pacedWait acquires a slot that the rate limit makes wait, lets the wait
+// pass on the fake clock and returns how long it was.
+func pacedWait(t *testing.T, l *limiter, c *fakeClock) time.Duration {
+	t.Helper()
 	got := make(chan error, 1)
 	go func() {
 		tk, err := l.acquire(context.Background())
@@ -347,13 +343,11 @@ func TestLimiterThrottleEmptiesTheBucket(t *testing.T) {
 		got <- err
 	}()
 	d := c.waitTimer(t)
-	if want := time.Duration(float64(time.Second) / fill); d < want/2 || d > 2*want {
-		t.Fatalf("wait after the second 429 = %v, want about %v (one token at %.0f/s)", d, want, fill)
-	}
 	c.Advance(d)
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
+	return d
 }
 
 func TestLimiterPacedWaitEndsWithTheContextAndRefunds(t *testing.T) {
