@@ -20,7 +20,6 @@ import (
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localstack"
-	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // BenchmarkBroadcastCLI is the fan-out yardstick: 2,000 real WebSocket
@@ -68,39 +67,13 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(swarm, "-url", s.WebSocketURL, "-token", tok, "-n", strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	proc := startLines(b, cmd, false)
+	proc, cmd, _ := startSwarm(b, swarm, s.WebSocketURL, tok, n)
 	defer proc.Stop()
 	// cpu is the CPU time used so far by this process (the gateway and
 	// the table) and the swarm: with the CLI's own, it shows where a
 	// broadcast's cycles go on a machine that all three share.
 	cpu := func() time.Duration { return selfCPU() + procCPU(cmd.Process.Pid) }
-	next := func(b *testing.B, timeout time.Duration) string {
-		select {
-		case l, ok := <-proc.Lines:
-			if !ok {
-				b.Fatal("swarm exited")
-			}
-			return l
-		case <-time.After(timeout):
-			b.Fatalf("swarm: nothing in %v", timeout)
-		}
-		return ""
-	}
-	if f := strings.Fields(next(b, 5*time.Minute)); len(f) != 3 || f[0] != "CONNECTED" {
-		b.Fatalf("swarm: %v", f)
-	}
-	var ids []string
-	for id, err := range storeIDs(ctx, s, store.ListQuery{TenantID: "cli-tenant"}) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if len(ids) != n {
-		b.Fatalf("store lists %d connections, want %d", len(ids), n)
-	}
+	ids := tenantIDs(b, ctx, s, "cli-tenant", n)
 	// STREAMER_BENCH_BEFORE names another streamer binary (an older build)
 	// to time in the same run: before-ms and x-before (its time over this
 	// build's).
@@ -119,7 +92,7 @@ func BenchmarkBroadcastCLI(b *testing.B) {
 		fmt.Fprintf(proc.Stdin, "STATS %d\n", seq)
 		for {
 			var st stats
-			if _, err := fmt.Sscanf(next(b, time.Minute), "STATS dups=%d dropped=%d got=%d", &st.dups, &st.dropped, &st.got); err == nil {
+			if _, err := fmt.Sscanf(proc.Next(b, time.Minute), "STATS dups=%d dropped=%d got=%d", &st.dups, &st.dropped, &st.got); err == nil {
 				return st
 			}
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/pay-theory/streamer/pkg/auth"
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
-	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // TestConnectionLifecycle is the product's promise end to end: a minted
@@ -143,16 +142,7 @@ func TestTenantBroadcast(t *testing.T) {
 		a = append(a, mustDial(t, s, mint(t, s, "ua-"+string(rune('0'+i)), "tenant-a")))
 		b = append(b, mustDial(t, s, mint(t, s, "ub-"+string(rune('0'+i)), "tenant-b")))
 	}
-	var ids []string
-	for conn, err := range storeIDs(ctx, s, store.ListQuery{TenantID: "tenant-a"}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, conn)
-	}
-	if len(ids) != perTenant {
-		t.Fatalf("tenant-a has %d connections, want %d", len(ids), perTenant)
-	}
+	ids := tenantIDs(t, ctx, s, "tenant-a", perTenant)
 	res, err := m.Broadcast(ctx, ids, map[string]string{"to": "tenant-a"})
 	if err != nil {
 		t.Fatalf("broadcast: %v", err)

@@ -19,7 +19,6 @@ import (
 
 	"github.com/pay-theory/streamer/pkg/connection"
 	"github.com/pay-theory/streamer/pkg/localstack"
-	"github.com/pay-theory/streamer/pkg/store"
 )
 
 // BenchmarkFanOut broadcasts to 1,000 and 10,000 real WebSocket clients held
@@ -57,40 +56,11 @@ func benchFanOut(b *testing.B, swarm string, n int) {
 	}
 
 	before := heapAndStacks()
-	cmd := exec.Command(swarm, "-url", s.WebSocketURL, "-token", tok, "-n", strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	proc := startLines(b, cmd, false)
+	proc, _, connectSecs := startSwarm(b, swarm, s.WebSocketURL, tok, n)
 	defer proc.Stop()
-	lines := proc.Lines
-	next := func() string {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				b.Fatal("swarm exited")
-			}
-			return l
-		case <-time.After(5 * time.Minute):
-			b.Fatal("swarm timed out")
-		}
-		return ""
-	}
-	f := strings.Fields(next())
-	if len(f) != 3 || f[0] != "CONNECTED" {
-		b.Fatalf("swarm: %v", f)
-	}
-	connectSecs, _ := strconv.ParseFloat(f[2], 64)
 	after := heapAndStacks()
 
-	var ids []string
-	for id, err := range storeIDs(ctx, s, store.ListQuery{TenantID: "fan-tenant"}) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if len(ids) != n {
-		b.Fatalf("store lists %d connections, want %d", len(ids), n)
-	}
+	ids := tenantIDs(b, ctx, s, "fan-tenant", n)
 	api := connection.NewManagementClient(s.ManagementEndpoint, connection.ClientOptions{})
 	m, err := connection.New(api, s.Store, connection.Config{Workers: fanOutWorkers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -111,7 +81,7 @@ func benchFanOut(b *testing.B, swarm string, n int) {
 		if err != nil || res.Sent != n {
 			b.Fatalf("broadcast: %v %+v", err, res.Total)
 		}
-		if l := next(); l != "ALL "+strconv.Itoa(i) {
+		if l := proc.Next(b, 5*time.Minute); l != "ALL "+strconv.Itoa(i) {
 			b.Fatalf("swarm: %q", l)
 		}
 		total += time.Since(start)

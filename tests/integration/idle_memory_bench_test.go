@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -88,24 +87,7 @@ func holdIdle(b *testing.B, swarm, wsURL, token string, n int, held func() int64
 	b.Helper()
 	goroutinesBefore := runtime.NumGoroutine()
 	before, stackBefore := heapAndStacks(), stackInuse()
-	cmd := exec.Command(swarm, "-url", wsURL, "-token", token, "-n", strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	proc := startLines(b, cmd, false)
-	var line string
-	select {
-	case l, ok := <-proc.Lines:
-		if !ok {
-			b.Fatal("swarm exited before connecting")
-		}
-		line = l
-	case <-time.After(5 * time.Minute):
-		b.Fatal("swarm did not connect within 5 minutes")
-	}
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != "CONNECTED" {
-		b.Fatalf("swarm: %q", line)
-	}
-	secs, _ := strconv.ParseFloat(f[2], 64)
+	proc, _, secs := startSwarm(b, swarm, wsURL, token, n)
 	after, stackAfter := heapAndStacks(), stackInuse()
 	goroutines := runtime.NumGoroutine() - goroutinesBefore
 	if got := held(); got != int64(n) {

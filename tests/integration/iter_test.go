@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"iter"
+	"testing"
 
 	"github.com/pay-theory/streamer/pkg/localstack"
 	"github.com/pay-theory/streamer/pkg/store"
@@ -18,4 +19,21 @@ func storeIDs(ctx context.Context, s *localstack.Stack, q store.ListQuery) iter.
 			}
 		}
 	}
+}
+
+// tenantIDs lists tenant's connection ids and fails t unless there are
+// want of them.
+func tenantIDs(t testing.TB, ctx context.Context, s *localstack.Stack, tenant string, want int) []string {
+	t.Helper()
+	var ids []string
+	for id, err := range storeIDs(ctx, s, store.ListQuery{TenantID: tenant}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != want {
+		t.Fatalf("tenant %s: the store lists %d connections, want %d", tenant, len(ids), want)
+	}
+	return ids
 }

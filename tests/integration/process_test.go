@@ -3,7 +3,10 @@ package integration_test
 import (
 	"bufio"
 	"io"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,3 +67,38 @@ func startLines(t testing.TB, cmd *exec.Cmd, mergeStderr bool) *lineProcess {
 // Stop closes stdin, waits for the process (killing it after 5 s) and for
 // the line reader.
 func (p *lineProcess) Stop() { p.stop() }
+
+// Next returns the next line, failing t when the process has exited or
+// nothing came within timeout.
+func (p *lineProcess) Next(t testing.TB, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case l, ok := <-p.Lines:
+		if !ok {
+			t.Fatal("the process exited")
+		}
+		return l
+	case <-time.After(timeout):
+		t.Fatalf("nothing from the process in %v", timeout)
+	}
+	return ""
+}
+
+// startSwarm runs the swarm binary: n WebSocket clients connecting to
+// wsURL with token. It returns once all are connected (the swarm's
+// "CONNECTED n secs" line, within 5 minutes), with the process (Stop it)
+// and the seconds connecting took.
+func startSwarm(t testing.TB, swarm, wsURL, token string, n int) (*lineProcess, *exec.Cmd, float64) {
+	t.Helper()
+	cmd := exec.Command(swarm, "-url", wsURL, "-token", token, "-n", strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	proc := startLines(t, cmd, false)
+	line := proc.Next(t, 5*time.Minute)
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != "CONNECTED" {
+		proc.Stop()
+		t.Fatalf("swarm: %q", line)
+	}
+	secs, _ := strconv.ParseFloat(f[2], 64)
+	return proc, cmd, secs
+}
