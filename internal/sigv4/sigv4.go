@@ -86,18 +86,7 @@ func (s *Signer) Sign(h http.Header, r Request, creds aws.Credentials, now time.
 		bp = new([]byte)
 	}
 	b := (*bp)[:0]
-	signed := "host;x-amz-date"
-	switch {
-	case r.ContentLength > 0 && r.ContentType != "":
-		signed = "content-length;content-type;host;x-amz-date"
-	case r.ContentLength > 0:
-		signed = "content-length;host;x-amz-date"
-	case r.ContentType != "":
-		signed = "content-type;host;x-amz-date"
-	}
-	if creds.SessionToken != "" {
-		signed += ";x-amz-security-token"
-	}
+	signed := signedHeaders[btoi(r.ContentLength > 0)<<2|btoi(r.ContentType != "")<<1|btoi(creds.SessionToken != "")]
 
 	// The canonical request.
 	b = append(b, r.Method...)
@@ -158,6 +147,27 @@ func (s *Signer) Sign(h http.Header, r Request, creds aws.Credentials, now time.
 	s.bufs.Put(bp)
 }
 
+// signedHeaders are the SignedHeaders lists, indexed by content-length <<
+// 2 | content-type << 1 | x-amz-security-token (each 1 when signed):
+// constants, so a signature builds no list.
+var signedHeaders = [8]string{
+	"host;x-amz-date",
+	"host;x-amz-date;x-amz-security-token",
+	"content-type;host;x-amz-date",
+	"content-type;host;x-amz-date;x-amz-security-token",
+	"content-length;host;x-amz-date",
+	"content-length;host;x-amz-date;x-amz-security-token",
+	"content-length;content-type;host;x-amz-date",
+	"content-length;content-type;host;x-amz-date;x-amz-security-token",
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // stampFor formats now (UTC), once per second.
 func (s *Signer) stampFor(now time.Time) *stamp {
 	now = now.UTC()
@@ -196,27 +206,18 @@ func hmacSHA256(key []byte, data string) []byte {
 // appendEscapedPath appends path escaped as a SigV4 canonical URI: every
 // byte but the unreserved ones (A-Z a-z 0-9 - . _ ~) and '/' as %XX, so
 // an escaped path's '%' becomes "%25" (what the SDK's signer writes).
-func appendEscapedPath(b []byte, path string) []byte {
-	const hexUpper = "0123456789ABCDEF"
-	for i := 0; i < len(path); i++ {
-		c := path[i]
-		if unreserved(c) || c == '/' {
-			b = append(b, c)
-		} else {
-			b = append(b, '%', hexUpper[c>>4], hexUpper[c&15])
-		}
-	}
-	return b
-}
+func appendEscapedPath(b []byte, path string) []byte { return appendEscaped(b, path, true) }
 
 // AppendEscaped appends s escaped as one path segment the way the AWS SDKs
 // escape a path parameter: every byte but the unreserved ones as %XX
 // ('/' included).
-func AppendEscaped(b []byte, s string) []byte {
+func AppendEscaped(b []byte, s string) []byte { return appendEscaped(b, s, false) }
+
+func appendEscaped(b []byte, s string, keepSlash bool) []byte {
 	const hexUpper = "0123456789ABCDEF"
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if unreserved(c) {
+		if unreserved(c) || (keepSlash && c == '/') {
 			b = append(b, c)
 		} else {
 			b = append(b, '%', hexUpper[c>>4], hexUpper[c&15])

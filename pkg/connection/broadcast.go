@@ -184,10 +184,8 @@ func (l *rampPages) List(ctx context.Context, q store.ListQuery) (store.Page, er
 	}
 	if q.PageSize == 0 || q.PageSize > next {
 		q.PageSize = next
-		l.size = next
-	} else {
-		l.size = q.PageSize
 	}
+	l.size = q.PageSize
 	return l.Lister.List(ctx, q)
 }
 
@@ -244,7 +242,7 @@ func (m *Manager) broadcast(ctx context.Context, message any, res *BroadcastResu
 		return fail(StatusFailed, err)
 	}
 	b := &broadcast{
-		m: m, ctx: ctx, cid: correlationFor(ctx), payload: newPayload(payload),
+		m: m, ctx: ctx, cid: correlationFor(ctx), payload: m.newPayload(payload),
 		opts: opts, indexed: indexed, res: res, listed: indexed,
 		targets: make(chan target, 2*store.MaxListPageSize),
 	}
@@ -532,9 +530,12 @@ type payload struct {
 	opt  func(*apigatewaymanagementapi.Options) // the hash, for the SDK path
 }
 
-func newPayload(data []byte) payload {
+func (m *Manager) newPayload(data []byte) payload {
 	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:])
+	if m.direct != nil {
+		return payload{data: data, hash: hash} // the direct path signs with hash itself
+	}
 	mw := middleware.FinalizeMiddlewareFunc("streamerPayloadHash", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 		return next.HandleFinalize(v4.SetPayloadHash(ctx, hash), in)
 	})

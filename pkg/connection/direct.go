@@ -49,7 +49,6 @@ type directPoster struct {
 	pathPrefix, rawPrefix string
 	creds                 aws.CredentialsProvider
 	signer                *sigv4.Signer
-	clockNow              func() time.Time
 }
 
 // newDirectPoster is the fast path to endpoint; nil when endpoint is not a
@@ -71,7 +70,7 @@ func newDirectPoster(hc apigatewaymanagementapi.HTTPClient, endpoint, region str
 		return nil
 	}
 	return &directPoster{hc: hc, scheme: u.Scheme, host: u.Host, hostHeader: hostHeader, pathPrefix: pathPrefix, rawPrefix: rawPrefix,
-		creds: creds, signer: sigv4.New(region, "execute-api"), clockNow: time.Now}
+		creds: creds, signer: sigv4.New(region, "execute-api")}
 }
 
 // emptySHA256 is the SHA-256 of no body (a GET's payload hash).
@@ -119,7 +118,7 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 			req.Body, req.GetBody = http.NoBody, nil
 		}
 	}
-	p.signer.Sign(h, sr, creds, p.clockNow())
+	p.signer.Sign(h, sr, creds, time.Now())
 	req.Header = h
 	resp, err := p.hc.Do(req)
 	if err != nil {

@@ -45,11 +45,13 @@ func TestDirectPostSendsTheSDKsRequest(t *testing.T) {
 	c := NewManagementClient(g.endpoint(), ClientOptions{Credentials: credentials.StaticCredentialsProvider{Value: creds}, Region: "eu-west-3"})
 	defer CloseIdleConnections(c)
 	ctx := context.Background()
+	sum := sha256.Sum256([]byte("hi"))
+	hash := hex.EncodeToString(sum[:])
 	for _, id := range []string{"L0SM9cOFvHcCIhw=", "a+b/c=", "x_y-z=", "%41 é"} {
 		if _, err := c.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: []byte("hi")}); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.direct.postDirect(ctx, id, []byte("hi"), newPayload([]byte("hi")).hash); err != nil {
+		if err := c.direct.postDirect(ctx, id, []byte("hi"), hash); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)}); err != nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	smithy "github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
@@ -204,6 +203,22 @@ type attemptResult struct {
 	code   string
 }
 
+// kindOfCode classifies an error answer by its type (x-amzn-ErrorType; the
+// SDK names its typed exceptions by the same code); nil for any other.
+func kindOfCode(code string) error {
+	switch code {
+	case "GoneException":
+		return ErrConnectionStale
+	case "PayloadTooLargeException":
+		return ErrPayloadTooLarge
+	case "ForbiddenException":
+		return ErrForbidden
+	case "LimitExceededException":
+		return ErrThrottled
+	}
+	return nil
+}
+
 // kindOfStatus classifies an error answer (status >= 400) by its status.
 func kindOfStatus(status int) error {
 	switch {
@@ -242,48 +257,20 @@ func classify(parent context.Context, err error) attemptResult {
 		}
 		return attemptResult{kind: k.err}
 	}
+	var r attemptResult
 	if e, ok := err.(*apiError); ok {
-		// The direct path's answer: classified by its code and status as
-		// the SDK's typed exceptions below are (the SDK picks the type by
-		// the same code), without walking the chain four times.
-		r := attemptResult{status: e.status, code: e.code}
-		switch e.code {
-		case "GoneException":
-			r.kind = ErrConnectionStale
-		case "PayloadTooLargeException":
-			r.kind = ErrPayloadTooLarge
-		case "ForbiddenException":
-			r.kind = ErrForbidden
-		case "LimitExceededException":
-			r.kind = ErrThrottled
-		default:
-			r.kind = ErrNetwork // no answer the SDK would read (a 3xx)
-			if e.status >= 400 {
-				r.kind = kindOfStatus(e.status)
-			}
+		// The direct path's answer: no chain to walk.
+		r.status, r.code = e.status, e.code
+	} else {
+		r.status = httpStatus(err)
+		var apiErr smithy.APIError
+		if errors.As(err, &apiErr) {
+			r.code = apiErr.ErrorCode()
 		}
-		return r
 	}
-	r := attemptResult{status: httpStatus(err)}
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		r.code = apiErr.ErrorCode()
-	}
-	var (
-		gone  *types.GoneException
-		big   *types.PayloadTooLargeException
-		forb  *types.ForbiddenException
-		limit *types.LimitExceededException
-	)
-	switch {
-	case errors.As(err, &gone):
-		r.kind = ErrConnectionStale
-	case errors.As(err, &big):
-		r.kind = ErrPayloadTooLarge
-	case errors.As(err, &forb):
-		r.kind = ErrForbidden
-	case errors.As(err, &limit):
-		r.kind = ErrThrottled
+	switch k := kindOfCode(r.code); {
+	case k != nil:
+		r.kind = k
 	case r.status >= 400:
 		r.kind = kindOfStatus(r.status)
 	case isNetwork(err):

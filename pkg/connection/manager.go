@@ -241,7 +241,7 @@ func (m *Manager) Send(ctx context.Context, connectionID string, message any) er
 		m.record(ctx, cid, "send", o, time.Since(start), false)
 		return o.Err
 	}
-	o := m.deliverAs(ctx, cid, "send", connectionID, newPayload(payload), m.cfg.MaxAttempts, start, nil)
+	o := m.deliverAs(ctx, cid, "send", connectionID, m.newPayload(payload), m.cfg.MaxAttempts, start, nil)
 	if o.Status == StatusStale {
 		m.removeStale(ctx, cid, connectionID)
 	}
@@ -344,7 +344,7 @@ func isCancelled(kind error) bool {
 // health, messages_sent, observer, log). It does not touch the store's
 // records: callers remove stale ones (one by one or in batches). tk, when
 // not nil, is a limiter slot the caller already holds for the first
-// request; opt (may be nil) applies to every request.
+// request.
 func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, p payload, maxAttempts int, start time.Time, tk *ticket) Outcome {
 	attempts, r := m.post(ctx, cid, id, p, maxAttempts, tk)
 	o := Outcome{ConnectionID: id, Attempts: attempts, Status: StatusOf(r.kind)}
@@ -359,16 +359,25 @@ func (m *Manager) deliverAs(ctx context.Context, cid, op, id string, p payload, 
 // client offers it (NewManagementClient's), else through the SDK, signing
 // with the payload hash computed once.
 func (m *Manager) post(ctx context.Context, cid, id string, p payload, maxAttempts int, tk *ticket) (int, attemptResult) {
-	if d := m.direct; d != nil {
-		return m.attempt(ctx, cid, "post", id, maxAttempts, tk, func(actx context.Context) error {
-			return d.postDirect(actx, id, p.data, p.hash)
-		})
+	fn := func(actx context.Context) error { return m.direct.postDirect(actx, id, p.data, p.hash) }
+	if m.direct == nil {
+		in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: p.data}
+		fn = func(actx context.Context) error {
+			_, err := m.api.PostToConnection(actx, in, p.opt)
+			return err
+		}
 	}
-	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: p.data}
-	return m.attempt(ctx, cid, "post", id, maxAttempts, tk, func(actx context.Context) error {
-		_, err := m.api.PostToConnection(actx, in, p.opt)
-		return err
-	})
+	return m.attempt(ctx, cid, "post", id, maxAttempts, tk, fn)
+}
+
+// getConnection asks the gateway about id once (GetConnection): directly
+// when the client offers it, else through the SDK.
+func (m *Manager) getConnection(ctx context.Context, id string) error {
+	if m.direct != nil {
+		return m.direct.getDirect(ctx, id)
+	}
+	_, err := m.api.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+	return err
 }
 
 // attempt is the retry loop around one Management API operation fn on id:
@@ -547,10 +556,7 @@ func (m *Manager) IsActive(ctx context.Context, connectionID string) bool {
 	if _, ok := m.checkExists(ctx, connectionID); !ok {
 		return false
 	}
-	r, called := m.call(ctx, nil, func(actx context.Context) error {
-		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connectionID)})
-		return err
-	})
+	r, called := m.call(ctx, nil, func(actx context.Context) error { return m.getConnection(actx, connectionID) })
 	if !called {
 		return false
 	}

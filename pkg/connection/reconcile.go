@@ -7,9 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
-
 	"github.com/pay-theory/streamer/pkg/store"
 )
 
@@ -287,14 +284,7 @@ func (r *reconcile) advance() {
 func (r *reconcile) check(ctx context.Context, c pageRecord, tk ticket) {
 	m := r.m
 	id := c.id
-	get := func(actx context.Context) error {
-		_, err := m.api.GetConnection(actx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
-		return err
-	}
-	if d := m.direct; d != nil {
-		get = func(actx context.Context) error { return d.getDirect(actx, id) }
-	}
-	requests, ar := m.attempt(ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, get)
+	requests, ar := m.attempt(ctx, r.cid, "get", id, m.cfg.MaxAttempts, &tk, func(actx context.Context) error { return m.getConnection(actx, id) })
 	if isCancelled(ar.kind) {
 		return // not checked: the cursor stays before this page
 	}
@@ -358,10 +348,13 @@ func (r *reconcile) flush() {
 // may still have been applied, and then neither Removed nor the counter
 // would know of it. A failed removal stops the pass.
 func (r *reconcile) remove(batch []pageRecord) {
+	if len(batch) == 0 {
+		return
+	}
 	r.mu.Lock()
 	failed := r.delErr != nil
 	r.mu.Unlock()
-	if len(batch) == 0 || failed || r.ctx.Err() != nil {
+	if failed || r.ctx.Err() != nil {
 		return
 	}
 	ids := make([]string, len(batch))
