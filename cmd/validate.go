@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/store"
 )
 
@@ -31,27 +32,11 @@ func idAsFlag(c *cobra.Command, err error) error {
 	if s := ne.GetSpecifiedShortnames(); s != "" {
 		tok = "-" + s
 	}
-	if !idShaped(tok) {
+	if !localgw.WellFormedID(tok) {
 		return err
 	}
 	return fmt.Errorf("%w\n%s looks like a connection id: an id that starts with \"-\" goes after \"--\" (flags before it), as in: %s -- %s",
 		err, tok, c.CommandPath(), tok)
-}
-
-// idShaped reports whether s has the shape of an API Gateway connection id:
-// 15 characters of the base64 alphabets, then "=".
-func idShaped(s string) bool {
-	if len(s) != 16 || s[15] != '=' {
-		return false
-	}
-	for i := range 15 {
-		switch c := s[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '+', c == '/':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // checkConnectionID refuses what cannot be a connection id. what names the

@@ -34,11 +34,12 @@ func newRequestID() string {
 	return base64.URLEncoding.EncodeToString(b[:11])
 }
 
-// wellFormedID reports whether id could be a connection id: 15 characters
-// of the base64 alphabets then "=". Real ids use [A-Za-z0-9_-]; "+" and "/"
-// (standard base64, which this gateway's ids used before) are accepted too,
-// so a test's Config.NewID of that shape keeps getting 410 for a closed id.
-func wellFormedID(id string) bool {
+// WellFormedID reports whether id has the shape of an API Gateway
+// connection id: 15 characters of the base64 alphabets then "=". Real ids
+// use [A-Za-z0-9_-]; "+" and "/" (standard base64, which this gateway's
+// ids used before) are accepted too, so a test's Config.NewID of that shape
+// keeps getting 410 for a closed id.
+func WellFormedID(id string) bool {
 	if len(id) != 16 || id[15] != '=' {
 		return false
 	}

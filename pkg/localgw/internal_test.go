@@ -156,8 +156,8 @@ func TestWellFormedID(t *testing.T) {
 		"L0SM9cOFvHcCIhw=": true, "dDa5Ab_-IAMCJcQ=": true, "ab+/cd+/ef+/ghI=": true,
 		"abc": false, "%%%": false, "L0SM9cOFvHcCIhw": false, "L0SM9cOFvHcCIhw==": false, "L0SM9cOFvHc.Ihw=": false, "": false,
 	} {
-		if got := wellFormedID(id); got != want {
-			t.Errorf("wellFormedID(%q) = %v, want %v", id, got, want)
+		if got := WellFormedID(id); got != want {
+			t.Errorf("WellFormedID(%q) = %v, want %v", id, got, want)
 		}
 	}
 }
@@ -173,7 +173,7 @@ func testIDShape(t *testing.T, gen func() string) {
 	var dash, under bool
 	for range 2000 {
 		id := gen()
-		if len(id) != 16 || id[15] != '=' || seen[id] || strings.ContainsAny(id, "+/") || !wellFormedID(id) {
+		if len(id) != 16 || id[15] != '=' || seen[id] || strings.ContainsAny(id, "+/") || !WellFormedID(id) {
 			t.Fatalf("id %q, want 15 characters of [A-Za-z0-9_-] then =", id)
 		}
 		seen[id] = true

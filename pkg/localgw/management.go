@@ -125,7 +125,7 @@ func (g *Gateway) serveManagement(w http.ResponseWriter, r *http.Request, rawID 
 // unknown answers for an id with no connection: 400 when it cannot be a
 // connection id at all (observed on AWS), else 410.
 func (g *Gateway) unknown(w http.ResponseWriter, id string) {
-	if !wellFormedID(id) {
+	if !WellFormedID(id) {
 		g.badID(w, id)
 		return
 	}
