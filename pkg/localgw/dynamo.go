@@ -154,6 +154,13 @@ func (d *embeddedDynamo) call(ctx context.Context, op string, body []byte, hdr h
 	return rec
 }
 
+// internalCall serves one request the guard makes itself: op with the
+// JSON of in. Called with d.mu held.
+func (d *embeddedDynamo) internalCall(op string, in any) *httptest.ResponseRecorder {
+	body, _ := json.Marshal(in)
+	return d.call(context.Background(), op, body, http.Header{"X-Amz-Target": {dynamoTargetPrefix + op}})
+}
+
 // table describes a table through minidyn itself (cached until a table
 // changes); nil when it does not exist (minidyn then answers the request
 // with ResourceNotFoundException). Called with d.mu held.
@@ -161,8 +168,7 @@ func (d *embeddedDynamo) table(name string) *tableInfo {
 	if t, ok := d.tables[name]; ok {
 		return t
 	}
-	in, _ := json.Marshal(map[string]string{"TableName": name})
-	rec := d.call(context.Background(), "DescribeTable", in, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "DescribeTable"}})
+	rec := d.internalCall("DescribeTable", map[string]string{"TableName": name})
 	var out struct {
 		Table struct {
 			KeySchema              []struct{ AttributeName string }
@@ -201,13 +207,11 @@ func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo
 	if key == nil || d.getItem(table, key) != nil {
 		return nil
 	}
-	put, _ := json.Marshal(map[string]any{"TableName": table, "Item": start})
-	if rec := d.call(context.Background(), "PutItem", put, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "PutItem"}}); rec.Code != http.StatusOK {
+	if rec := d.internalCall("PutItem", map[string]any{"TableName": table, "Item": start}); rec.Code != http.StatusOK {
 		return nil
 	}
 	return func() {
-		del, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
-		rec := d.call(context.Background(), "DeleteItem", del, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "DeleteItem"}})
+		rec := d.internalCall("DeleteItem", map[string]any{"TableName": table, "Key": key})
 		if rec.Code != http.StatusOK {
 			d.logger.Error("localgw: the embedded DynamoDB kept a listing's start key placeholder", "table", table, "status", rec.Code)
 		}
@@ -245,8 +249,7 @@ func (d *embeddedDynamo) keyOf(table string, item map[string]any) map[string]any
 // getItem reads the item with key (nil when there is none or the read
 // fails). Called with d.mu held.
 func (d *embeddedDynamo) getItem(table string, key map[string]any) map[string]any {
-	in, _ := json.Marshal(map[string]any{"TableName": table, "Key": key})
-	rec := d.call(context.Background(), "GetItem", in, http.Header{"X-Amz-Target": {dynamoTargetPrefix + "GetItem"}})
+	rec := d.internalCall("GetItem", map[string]any{"TableName": table, "Key": key})
 	var out struct{ Item map[string]any }
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil || len(out.Item) == 0 {
 		return nil

@@ -108,6 +108,10 @@ func (g *Gateway) Stage() string { return g.cfg.Stage }
 // DynamoDB when Config.EmbeddedDynamoDB is set).
 func (g *Gateway) Table() string { return g.cfg.Table }
 
+// RouteSelectionExpression returns the expression that picks a message's
+// route (Config's, or DefaultRouteSelectionExpression).
+func (g *Gateway) RouteSelectionExpression() string { return g.cfg.RouteSelectionExpression }
+
 // mono is the gateway's monotonic clock: nanoseconds since New.
 func (g *Gateway) mono() int64 { return int64(time.Since(g.started)) }
 

@@ -170,9 +170,6 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		gcfg.Logger = cfg.Logger
 	}
 	gcfg.Routes = nil
-	if gcfg.RouteSelectionExpression == "" {
-		gcfg.RouteSelectionExpression = localgw.DefaultRouteSelectionExpression
-	}
 	gw, err := localgw.New(gcfg)
 	if errors.Is(err, localgw.ErrInvalidConfig) {
 		return nil, gatewayConfigError{err}
@@ -212,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		// Its own pool, closed with the stack: the invocations of a
 		// message storm share warm connections to the emulator.
 		invoke:                   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		RouteSelectionExpression: gcfg.RouteSelectionExpression,
+		RouteSelectionExpression: gw.RouteSelectionExpression(),
 	}
 
 	fail := func(err error) (*Stack, error) {
