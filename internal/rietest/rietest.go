@@ -92,6 +92,18 @@ type Function struct {
 	Log  *syncbuf.Buffer
 }
 
+// LocalAWSEnv is the environment that points a bootstrap's AWS SDK at a
+// local DynamoDB endpoint with dummy credentials and no instance metadata.
+func LocalAWSEnv(dynamoURL string) []string {
+	return []string{
+		contract.EnvEndpointURLDynamoDB + "=" + dynamoURL,
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=local",
+		"AWS_SECRET_ACCESS_KEY=local",
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
 // Start runs aws-lambda-rie on loopback ports for bootstrap with env, and
 // kills its process group (the emulator and the bootstrap it spawned) when
 // the test ends.

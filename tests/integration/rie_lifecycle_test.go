@@ -33,17 +33,12 @@ func TestLifecycleWithBootstrapsUnderRIE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{
+	env := append([]string{
 		contract.EnvConnectionsTable + "=" + s.Table,
 		contract.EnvJWTIssuer + "=" + s.Issuer,
 		contract.EnvJWTPublicKey + "=" + string(pub),
 		contract.EnvEnvironment + "=rie",
-		"AWS_ENDPOINT_URL_DYNAMODB=" + s.DynamoDBEndpoint,
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=local",
-		"AWS_SECRET_ACCESS_KEY=local",
-		"AWS_EC2_METADATA_DISABLED=true",
-	}
+	}, rietest.LocalAWSEnv(s.DynamoDBEndpoint)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	client := &http.Client{Timeout: 30 * time.Second}

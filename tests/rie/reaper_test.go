@@ -5,34 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/pay-theory/streamer/contract"
 	"github.com/pay-theory/streamer/internal/rietest"
-	"github.com/pay-theory/streamer/pkg/auth"
+	"github.com/pay-theory/streamer/lambda/reaper"
 	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localstack"
+	"github.com/pay-theory/streamer/pkg/localstack/localstacktest"
 	"github.com/pay-theory/streamer/pkg/store"
 )
-
-// reaperResult is the reaper's response payload (reaper.Result).
-type reaperResult struct {
-	Skipped  bool `json:"skipped"`
-	Resumed  bool `json:"resumed"`
-	Complete bool `json:"complete"`
-	Checked  int  `json:"checked"`
-	Live     int  `json:"live"`
-	Recent   int  `json:"recent"`
-	Removed  int  `json:"removed"`
-	Errors   int  `json:"errors"`
-}
 
 // Reaper timing: every GetConnection takes reaperLatency at the gateway,
 // and a run has reaperTimeout less the reaper's margin (2 s). The Manager
@@ -55,33 +41,14 @@ const (
 // cannot finish, so it saves its cursor, and the next ones resume from it
 // until every zombie is gone and every live record kept.
 func testReaper(t *testing.T, ctx context.Context, rie, bin string) {
-	s, err := localstack.Start(ctx, localstack.Config{Listen: "127.0.0.1:0", KeyDir: filepath.Join(t.TempDir(), "keys")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Close(cctx)
-	})
+	s := localstacktest.Start(t, localstack.Config{})
 	defer http.DefaultClient.CloseIdleConnections()
 
 	// Live clients: their records must survive every run.
-	hc := &http.Client{Transport: &http.Transport{}}
-	defer hc.CloseIdleConnections()
 	for i := range reaperLive {
-		tok, err := s.Mint(auth.MintOptions{UserID: fmt.Sprintf("live-%d", i), TenantID: "rie", TTL: time.Hour})
-		if err != nil {
+		if _, err := s.Dial(ctx, fmt.Sprintf("live-%d", i), "rie"); err != nil {
 			t.Fatal(err)
 		}
-		c, resp, err := websocket.Dial(ctx, s.WebSocketURL+"?Authorization="+url.QueryEscape(tok), &websocket.DialOptions{HTTPClient: hc})
-		if resp != nil && resp.Body != nil {
-			_ = resp.Body.Close()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.CloseNow() })
 	}
 	// Zombies: records no connection of the gateway has, older than the
 	// reaper's minimum age, counted in ActiveConnections as a lost
@@ -101,26 +68,21 @@ func testReaper(t *testing.T, ctx context.Context, rie, bin string) {
 		t.Fatal(err)
 	}
 
-	f := rietest.Start(t, ctx, rie, contract.FunctionReaper, bin, []string{
+	f := rietest.Start(t, ctx, rie, contract.FunctionReaper, bin, append([]string{
 		contract.EnvConnectionsTable + "=" + s.Table,
 		contract.EnvManagementEndpoint + "=" + s.ManagementEndpoint,
 		contract.EnvEnvironment + "=rie",
-		"AWS_ENDPOINT_URL_DYNAMODB=" + s.DynamoDBEndpoint,
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=local",
-		"AWS_SECRET_ACCESS_KEY=local",
-		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT=" + reaperTimeout,
-	})
+	}, rietest.LocalAWSEnv(s.DynamoDBEndpoint)...))
 	ev := scheduledEvent(t)
-	var runs []reaperResult
+	var runs []reaper.Result
 	removed := 0
 	for len(runs) == 0 || !runs[len(runs)-1].Complete {
 		if len(runs) == 20 {
 			t.Fatalf("no complete pass in 20 runs: %+v", runs)
 		}
 		_, raw := f.Invoke(t, ctx, ev)
-		var res reaperResult
+		var res reaper.Result
 		if err := json.Unmarshal(raw, &res); err != nil || res.Skipped || res.Errors != 0 {
 			t.Fatalf("run %d answered %s (%v): want a run that checked records without errors", len(runs)+1, raw, err)
 		}
@@ -153,7 +115,7 @@ func testReaper(t *testing.T, ctx context.Context, rie, bin string) {
 	// A new pass starts over, and finds nothing more to remove: the live
 	// clients' records (connected seconds ago: left alone as recent).
 	_, raw := f.Invoke(t, ctx, ev)
-	var again reaperResult
+	var again reaper.Result
 	if err := json.Unmarshal(raw, &again); err != nil || again.Resumed || again.Removed != 0 || again.Live+again.Recent != reaperLive {
 		t.Fatalf("run after the pass: %s (%v)", raw, err)
 	}

@@ -88,17 +88,12 @@ func testLifecycle(t *testing.T, ctx context.Context, rie string, bins map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{
+	env := append([]string{
 		contract.EnvConnectionsTable + "=" + ep.Table,
 		contract.EnvJWTIssuer + "=" + issuer,
 		contract.EnvJWTPublicKey + "=" + string(pub),
 		contract.EnvEnvironment + "=rie",
-		"AWS_ENDPOINT_URL_DYNAMODB=" + ep.URL,
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=local",
-		"AWS_SECRET_ACCESS_KEY=local",
-		"AWS_EC2_METADATA_DISABLED=true",
-	}
+	}, rietest.LocalAWSEnv(ep.URL)...)
 	fns := map[string]*rietest.Function{}
 	for _, fn := range routeFunctions() {
 		fns[fn] = rietest.Start(t, ctx, rie, fn, bins[fn], env)
