@@ -1142,7 +1142,7 @@ func TestRoutesOfYourOwn(t *testing.T) {
 			t.Errorf("%s: two-way %v, but route response %v and selection %q", c.key, c.twoWay, rr, sel)
 		}
 	}
-	if n, own := len(d.ofType(tRoute)), len(deploy(t, "dev").ofType(tRoute)); n != own+2 {
+	if n, own := len(d.ofType(tRoute)), routed(); n != own+2 {
 		t.Errorf("%d routes, want the stack's %d and 2 of your own", n, own)
 	}
 }

@@ -45,15 +45,8 @@ func TestColdStartWithoutTable(t *testing.T) {
 func TestDynamoDBOperations(t *testing.T) {
 	db := boottest.StartDynamoDB(t)
 	gw := localgwtest.Start(t, localgw.Config{})
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-		"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		t.Setenv(k, v)
-	}
-	env := map[string]string{contract.EnvConnectionsTable: db.Table, contract.EnvEndpointURLDynamoDB: db.URL}
-	h, err := build(t.Context(), func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
+	getenv := db.Getenv(t, map[string]string{contract.EnvConnectionsTable: db.Table})
+	h, err := build(t.Context(), getenv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
