@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,6 +108,28 @@ func (s *stack) dial(t *testing.T, token, userAgent string) *client {
 	}
 	t.Cleanup(func() { _ = c.CloseNow() })
 	return &client{t: t, c: c}
+}
+
+// dialMany connects n clients with token, ten at a time.
+func (s *stack) dialMany(t *testing.T, token string, n int) []*client {
+	t.Helper()
+	clients := make([]*client, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 10)
+	for i := range clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			clients[i] = s.dial(t, token, "")
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return clients
 }
 
 // read returns the next message, failing the test after 10s.

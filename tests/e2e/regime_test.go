@@ -20,22 +20,7 @@ func TestBroadcastUnderTheAWSRegime(t *testing.T) {
 	const n = 300
 	s := &stack{clitest.StartLocal(t, bin, "--key-dir", filepath.Join(t.TempDir(), "keys"), "--latency", "5ms", "--throttle", "200/40")}
 	tok := s.mint(t, "--tenant", "aws", "--user", "u")
-	clients := make([]*client, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 10)
-	for i := range clients {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			clients[i] = s.dial(t, tok, "")
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	clients := s.dialMany(t, tok, n)
 	r := run(t, s.Env(), "", "broadcast", "--tenant", "aws", "-o", "json", `{"once":true}`)
 	var sum struct{ Total, Sent, Failed int }
 	if err := json.Unmarshal([]byte(r.Stdout), &sum); err != nil || r.Code != 0 || sum.Total != n || sum.Sent != n {

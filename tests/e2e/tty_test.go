@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,22 +25,7 @@ func TestBroadcastProgressOnTerminal(t *testing.T) {
 	s := startLocal(t)
 	tok := s.mint(t, "--user", "tty", "--tenant", "tty")
 
-	clients := make([]*client, ttyClients)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 10)
-	for i := range clients {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			clients[i] = s.dial(t, tok, "")
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	clients := s.dialMany(t, tok, ttyClients)
 
 	// A script file keeps the typed command short; its environment points
 	// the CLI at this stack.
