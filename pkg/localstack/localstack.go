@@ -242,11 +242,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 // setRoutes sets the builtin handlers on their routes, then cfg.Routes
 // and cfg.Integrations over them, and records the routes in effect.
 func (s *Stack) setRoutes(cfg Config, builtins map[string]localgw.Integration) {
-	routes := []Route{
-		{Key: localgw.RouteConnect, Target: BuiltinConnect},
-		{Key: localgw.RouteDisconnect, Target: BuiltinDisconnect},
-		{Key: localgw.RouteDefault, Target: BuiltinDefault},
-	}
+	routes := slices.Clone(builtinRoutes)
 	for _, r := range cfg.Routes {
 		i := slices.IndexFunc(routes, func(b Route) bool { return b.Key == r.Key })
 		if i < 0 {

@@ -30,11 +30,22 @@ const (
 	TargetInProcess = "in-process"
 )
 
-// builtinRoute is the route key each builtin handler serves by default.
-var builtinRoute = map[string]string{
-	BuiltinConnect:    localgw.RouteConnect,
-	BuiltinDisconnect: localgw.RouteDisconnect,
-	BuiltinDefault:    localgw.RouteDefault,
+// builtinRoutes are API Gateway's special routes, in the order a reader
+// expects them, each with the builtin handler that serves it by default.
+var builtinRoutes = []Route{
+	{Key: localgw.RouteConnect, Target: BuiltinConnect},
+	{Key: localgw.RouteDisconnect, Target: BuiltinDisconnect},
+	{Key: localgw.RouteDefault, Target: BuiltinDefault},
+}
+
+// builtinByKey and builtinByTarget are the place in builtinRoutes of the
+// route with that key, or served by that builtin handler; -1 when none.
+func builtinByKey(key string) int {
+	return slices.IndexFunc(builtinRoutes, func(r Route) bool { return r.Key == key })
+}
+
+func builtinByTarget(target string) int {
+	return slices.IndexFunc(builtinRoutes, func(r Route) bool { return r.Target == target })
 }
 
 // Limits on Config.Routes.
@@ -161,7 +172,7 @@ func checkRouteKey(key string) string {
 		return "the route key starts or ends with a space"
 	case strings.ContainsFunc(key, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
 		return "the route key holds a control or invisible character"
-	case strings.HasPrefix(key, "$") && key != localgw.RouteConnect && key != localgw.RouteDisconnect && key != localgw.RouteDefault:
+	case strings.HasPrefix(key, "$") && builtinByKey(key) < 0:
 		// The gateway never selects a "$" key for a message, as AWS.
 		return "route keys starting with $ are reserved: use $connect, $disconnect, $default or a key without $"
 	}
@@ -171,14 +182,14 @@ func checkRouteKey(key string) string {
 // checkTarget says what is wrong with target for key ("" when nothing).
 func checkTarget(key, target string) string {
 	if name, ok := strings.CutPrefix(target, "builtin:"); ok {
-		served, known := builtinRoute[target]
+		i := builtinByTarget(target)
 		switch {
-		case !known:
+		case i < 0:
 			return fmt.Sprintf("unknown target %q: the builtin handlers are %s, %s and %s", target, BuiltinConnect, BuiltinDisconnect, BuiltinDefault)
 		case target == BuiltinDefault && (key == localgw.RouteConnect || key == localgw.RouteDisconnect):
 			return fmt.Sprintf("%s handles messages: use it on $default or a key of your own, not %s", target, key)
-		case target != BuiltinDefault && key != served:
-			return fmt.Sprintf("%s handles only %s (the %s event), not %s", target, served, name, key)
+		case target != BuiltinDefault && key != builtinRoutes[i].Key:
+			return fmt.Sprintf("%s handles only %s (the %s event), not %s", target, builtinRoutes[i].Key, name, key)
 		}
 		return ""
 	}
@@ -210,7 +221,7 @@ func isInvokePath(p string) bool {
 	return ok && name != "" && !strings.Contains(name, "/")
 }
 
-func isBuiltin(target string) bool { _, ok := builtinRoute[target]; return ok }
+func isBuiltin(target string) bool { return builtinByTarget(target) >= 0 }
 
 // probeRoutes checks that something listens at each Invoke URL's host and
 // port, each address once and all at the same time. It opens a TCP
@@ -259,15 +270,10 @@ func probeRoutes(ctx context.Context, routes []Route, timeout time.Duration) err
 // $disconnect, $default, then the other keys in order.
 func sortRoutes(rs []RouteInfo) {
 	rank := func(k string) int {
-		switch k {
-		case localgw.RouteConnect:
-			return 0
-		case localgw.RouteDisconnect:
-			return 1
-		case localgw.RouteDefault:
-			return 2
+		if i := builtinByKey(k); i >= 0 {
+			return i
 		}
-		return 3
+		return len(builtinRoutes)
 	}
 	slices.SortFunc(rs, func(a, b RouteInfo) int {
 		return cmp.Or(cmp.Compare(rank(a.Key), rank(b.Key)), cmp.Compare(a.Key, b.Key))
