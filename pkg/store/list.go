@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"iter"
+	"maps"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -139,14 +141,22 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 		return Page{}, err
 	}
 	names := map[string]string{"#h": hashAttr, "#ttl": schema.AttrTTL}
-	values := d.unexpiredValues()
-	values[":h"] = &types.AttributeValueMemberS{Value: hash}
-	filter := unexpiredFilter
+	values := map[string]types.AttributeValue{":h": &types.AttributeValueMemberS{Value: hash}}
+	var filters []string
+	if q.IDsOnly {
+		// The expiry check moves to after the read (Connection.Expired, the
+		// same rule), on the projected ttl.
+		names["#id"] = schema.AttrConnectionID
+		names["#at"] = schema.AttrConnectedAt
+	} else {
+		filters = append(filters, unexpiredFilter)
+		maps.Copy(values, d.unexpiredValues())
+	}
 	if q.UserID != "" && q.TenantID != "" {
 		if err := validateID("tenant_id", q.TenantID); err != nil {
 			return Page{}, err
 		}
-		filter += " AND #t = :t"
+		filters = append(filters, "#t = :t")
 		names["#t"] = schema.AttrTenantID
 		values[":t"] = &types.AttributeValueMemberS{Value: q.TenantID}
 	}
@@ -154,25 +164,17 @@ func (d *Dynamo) List(ctx context.Context, q ListQuery) (Page, error) {
 		TableName:                 aws.String(d.table),
 		IndexName:                 aws.String(index),
 		KeyConditionExpression:    aws.String("#h = :h"),
-		FilterExpression:          aws.String(filter),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
 		ExclusiveStartKey:         start,
 		Limit:                     aws.Int32(size),
 		ScanIndexForward:          aws.Bool(true),
 	}
+	if len(filters) > 0 {
+		in.FilterExpression = aws.String(strings.Join(filters, " AND "))
+	}
 	if q.IDsOnly {
-		// The expiry check moves to after the read (Connection.Expired, the
-		// same rule); a user-within-tenant listing keeps its tenant filter.
-		names["#id"] = schema.AttrConnectionID
-		names["#at"] = schema.AttrConnectedAt
 		in.ProjectionExpression = aws.String("#id, #at, #ttl")
-		in.FilterExpression = nil
-		delete(values, ":now")
-		delete(values, ":zero")
-		if q.UserID != "" && q.TenantID != "" {
-			in.FilterExpression = aws.String("#t = :t")
-		}
 	}
 	out, err := d.client.Query(ctx, in)
 	if err != nil {
