@@ -107,7 +107,7 @@ func (m *Model) breakerPanel() panel {
 		p.lines = []string{st.value.Render(breakerText(clean(m.snap.BreakerState)))}
 	}
 	if s := m.snap; s.SendLimit.OK {
-		p.lines = append(p.lines, st.dim.Render(fmt.Sprintf("send limit %.0f · %.0f in flight", s.SendLimit.V, s.SendInFlight.V)))
+		p.lines = append(p.lines, st.dim.Render("send limit "+s.SendLimit.Count()+" · "+s.SendInFlight.Count()+" in flight"))
 		if s.SendRate.OK && s.SendRate.V > 0 {
 			p.lines = append(p.lines, st.warn.Render(fmt.Sprintf("throttled: %.0f requests/s", s.SendRate.V)))
 		}
