@@ -37,7 +37,8 @@ const (
 // cuts it by 30% and turns on a client-side rate limit (the AWS SDK's
 // adaptive retry mode: a token bucket whose rate drops to 70% of the
 // measured send rate and climbs back on a cubic curve); a smoothed latency
-// above LatencyTolerance × the recent minimum cuts it by 10%. Each cut
+// above LatencyTolerance × the recent minimum cuts it by 10% when two
+// rounds in a row bought no more throughput. Each cut
 // reacts only to requests sent after the previous cut, so one burst of 429s
 // is one signal. docs/decisions.md has the sources and the measurements.
 type LimitConfig struct {
