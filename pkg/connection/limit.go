@@ -347,9 +347,18 @@ func (l *limiter) endRound(now time.Time) {
 	// No more in flight than bdpGain bandwidth-delay products (BBR's cwnd
 	// cap): at 20 ms and 4,500/s that is 360, at loopback speed a handful,
 	// where more in flight only adds queueing and CPU. Never below where
-	// the limit started.
+	// the limit started. In slow start the cap is startupGain times wider,
+	// as BBR's STARTUP cwnd gain is: a round's rate measures the flight
+	// sent a round earlier, a startupGain-th of the limit now, and on a
+	// sender sharing its CPU round trips stretch to 1.5-2× the minimum, so
+	// the plain cap ended slow start near 90 of 256 at 20 ms and the rest
+	// took √limit steps (a fifth of a 2,000-target broadcast).
+	gain := float64(bdpGain)
+	if l.limit < l.ssthresh {
+		gain *= startupGain
+	}
 	if bdp := max(best, rate) * l.rtt.min().Seconds(); bdp > 0 {
-		if capped := max(l.initial, bdpGain*bdp); l.limit > capped {
+		if capped := max(l.initial, gain*bdp); l.limit > capped {
 			l.limit = capped
 			l.ssthresh = min(l.ssthresh, capped) // the pipe is full
 		}

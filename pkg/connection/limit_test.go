@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -463,6 +464,30 @@ func TestLimiterSlowStartEndsWhenThePipeIsFull(t *testing.T) {
 		if ended := l.ssthresh < math.Inf(1); ended != (i >= 2) {
 			t.Fatalf("round %d: slow start ended = %v", i+1, ended)
 		}
+	}
+}
+
+// Round trips that stretch as the limit grows (a sender sharing its CPU
+// with what it sends to: 20 ms at the start, 2.3× that at 83 in flight)
+// keep slow start going while each round delivers more: the BDP cap is
+// startupGain times wider in slow start, as BBR's STARTUP cwnd. (With the
+// plain 4× cap it ended at 92 here.) Once the rate stops growing, the
+// plain cap holds: about 4 BDP, under 256.
+func TestLimiterSlowStartSurvivesStretchingRoundTrips(t *testing.T) {
+	c := newFakeClock(false)
+	l := newLimiter(LimitConfig{}, 10, c)
+	var got []int
+	for range 6 {
+		lim := l.snapshot().Limit
+		got = append(got, round(t, l, c, 20*time.Millisecond*time.Duration(64+lim)/64, signalOK))
+	}
+	if peak := slices.Max(got); peak < 200 || l.snapshot().Decreases != 0 {
+		t.Fatalf("rounds of %v requests (%d cuts); want slow start past 200", got, l.snapshot().Decreases)
+	}
+	// 20 ms × (64+256)/64 = 100 ms round trips at ~250/round: 2,500/s ×
+	// the 23 ms minimum × 4 = ~230.
+	if got := l.snapshot().Limit; got > 240 {
+		t.Fatalf("limit %d once the rate stopped growing, want the 4 BDP cap (~230)", got)
 	}
 }
 
