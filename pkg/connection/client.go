@@ -85,7 +85,27 @@ func NewManagementClient(endpoint string, opts ClientOptions) *Client {
 		RetryMaxAttempts: 1,
 	})
 	// The SDK wraps credentials in a cache; the direct post reads the same.
-	return &Client{Client: c, direct: newDirectPoster(hc, endpoint, region, c.Options().Credentials)}
+	d := newDirectPoster(hc, endpoint, region, c.Options().Credentials)
+	if d != nil && opts.HTTPClient == nil && !proxied(endpoint, http.ProxyFromEnvironment) {
+		maxConns := opts.MaxConns
+		if maxConns <= 0 {
+			maxConns = DefaultMaxConns
+		}
+		d.wire = newWire(d.scheme, d.host, maxConns)
+	}
+	return &Client{Client: c, direct: d}
+}
+
+// proxied reports whether proxy (http.ProxyFromEnvironment: HTTPS_PROXY,
+// HTTP_PROXY, NO_PROXY) sends requests to endpoint through a proxy, which
+// only net/http's transport speaks to.
+func proxied(endpoint string, proxy func(*http.Request) (*url.URL, error)) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return true
+	}
+	p, err := proxy(&http.Request{URL: u})
+	return err != nil || p != nil
 }
 
 // NewTransport is the dedicated transport NewManagementClient uses:
@@ -109,9 +129,13 @@ func NewTransport(maxConns int) *http.Transport {
 }
 
 // CloseIdleConnections closes the idle keep-alive connections of api's HTTP
-// client when api is an SDK client (a no-op otherwise). Tests call it so no
+// client (and of the direct path's, for NewManagementClient's) when api is
+// an SDK client (a no-op otherwise). Tests call it so no
 // connection goroutine outlives them; Lambdas never need it.
 func CloseIdleConnections(api ManagementAPI) {
+	if c, ok := api.(*Client); ok && c.direct != nil && c.direct.wire != nil {
+		c.direct.wire.closeIdle()
+	}
 	c, ok := api.(interface {
 		Options() apigatewaymanagementapi.Options
 	})

@@ -49,6 +49,8 @@ type directPoster struct {
 	pathPrefix, rawPrefix string
 	creds                 aws.CredentialsProvider
 	signer                *sigv4.Signer
+	// wire, when set, carries the requests instead of hc (see wire).
+	wire *wire
 }
 
 // newDirectPoster is the fast path to endpoint; nil when endpoint is not a
@@ -95,22 +97,41 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 	if err != nil {
 		return &smithyhttp.RequestSendError{Err: fmt.Errorf("credentials: %w", err)}
 	}
+	// The path is built, not parsed: the endpoint's plus the id escaped
+	// as the SDK escapes a path parameter.
+	rawPath := string(sigv4.AppendEscaped(append(make([]byte, 0, len(p.rawPrefix)+3*len(id)), p.rawPrefix...), id))
+	h := make(http.Header, 5)
+	h["User-Agent"] = []string{"streamer"}
+	sr := sigv4.Request{Method: method, Host: p.hostHeader, Path: rawPath, PayloadHash: hash}
+	if payload != nil {
+		h["Content-Type"] = []string{"application/octet-stream"}
+		sr.ContentType, sr.ContentLength = "application/octet-stream", int64(len(payload))
+	}
+	p.signer.Sign(h, sr, creds, time.Now())
+	if p.wire != nil {
+		n := -1 // no body: no Content-Length (a GET)
+		if payload != nil {
+			n = len(payload)
+		}
+		head, err := appendRequestHead(make([]byte, 0, 640), method, rawPath, p.hostHeader, h, n)
+		if err != nil {
+			return &smithyhttp.RequestSendError{Err: err}
+		}
+		a, err := p.wire.do(ctx, head, payload)
+		if err != nil {
+			return &smithyhttp.RequestSendError{Err: err}
+		}
+		return answerError(a.status, a.errType, a.body)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, "", nil)
 	if err != nil {
 		return &smithyhttp.RequestSendError{Err: err}
 	}
-	// The URL is built, not parsed: the path is the endpoint's plus the
-	// id escaped as the SDK escapes a path parameter (RawPath is what is
-	// sent; Path is its unescaped form, which keeps RawPath in use).
-	raw := sigv4.AppendEscaped(append(make([]byte, 0, len(p.rawPrefix)+3*len(id)), p.rawPrefix...), id)
-	req.URL = &url.URL{Scheme: p.scheme, Host: p.host, Path: p.pathPrefix + id, RawPath: string(raw)}
+	// RawPath is what is sent; Path is its unescaped form, which keeps
+	// RawPath in use.
+	req.URL = &url.URL{Scheme: p.scheme, Host: p.host, Path: p.pathPrefix + id, RawPath: rawPath}
 	req.Host = p.hostHeader
-	h := make(http.Header, 5)
-	h["User-Agent"] = []string{"streamer"}
-	sr := sigv4.Request{Method: method, Host: p.hostHeader, Path: req.URL.RawPath, PayloadHash: hash}
 	if payload != nil {
-		h["Content-Type"] = []string{"application/octet-stream"}
-		sr.ContentType, sr.ContentLength = "application/octet-stream", int64(len(payload))
 		req.ContentLength = sr.ContentLength
 		req.Body = io.NopCloser(bytes.NewReader(payload))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
@@ -118,7 +139,6 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 			req.Body, req.GetBody = http.NoBody, nil
 		}
 	}
-	p.signer.Sign(h, sr, creds, time.Now())
 	req.Header = h
 	resp, err := p.hc.Do(req)
 	if err != nil {
@@ -126,11 +146,19 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, wireMaxDrain)) // keep the connection reusable
 		return nil
 	}
-	raw, _ = io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	e := &apiError{status: resp.StatusCode, code: resp.Header.Get("X-Amzn-Errortype"), body: raw}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, wireMaxErrorBody))
+	return answerError(resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"), body)
+}
+
+// answerError is nil for a 2xx answer, else the *apiError classify reads.
+func answerError(status int, errType string, body []byte) error {
+	if status >= 200 && status < 300 {
+		return nil
+	}
+	e := &apiError{status: status, code: errType, body: body}
 	// "GoneException:http://internal.amazon.com/..." carries a suffix.
 	e.code, _, _ = strings.Cut(e.code, ":")
 	if e.code == "" {
