@@ -113,11 +113,11 @@ func (p *directPoster) do(ctx context.Context, method, id string, payload []byte
 		if payload != nil {
 			n = len(payload)
 		}
-		head, err := appendRequestHead(make([]byte, 0, 640), method, rawPath, p.hostHeader, h, n)
+		req, err := appendRequestHead(make([]byte, 0, 640+len(payload)), method, rawPath, p.hostHeader, h, n)
 		if err != nil {
 			return &smithyhttp.RequestSendError{Err: err}
 		}
-		a, err := p.wire.do(ctx, head, payload)
+		a, err := p.wire.do(ctx, append(req, payload...))
 		if err != nil {
 			return &smithyhttp.RequestSendError{Err: err}
 		}

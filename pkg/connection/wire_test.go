@@ -60,7 +60,7 @@ func wirePost(ctx context.Context, w *wire, host, body string) (wireAnswer, erro
 	if err != nil {
 		return wireAnswer{}, err
 	}
-	return w.do(ctx, head, []byte(body))
+	return w.do(ctx, append(head, body...))
 }
 
 // A request is framed as net/http frames it (the server reads the method,
@@ -115,7 +115,7 @@ func TestWireClosesWhatItShouldNotReuse(t *testing.T) {
 		before := s.conns.Load()
 		for range 2 {
 			head, _ := appendRequestHead(nil, "POST", "/x", "h", http.Header{"Content-Type": {kind}}, 0)
-			if a, err := w.do(context.Background(), head, nil); err != nil || a.status != 200 {
+			if a, err := w.do(context.Background(), head); err != nil || a.status != 200 {
 				t.Fatalf("%s: %+v %v", kind, a, err)
 			}
 		}
@@ -124,7 +124,7 @@ func TestWireClosesWhatItShouldNotReuse(t *testing.T) {
 		}
 	}
 	head, _ := appendRequestHead(nil, "GET", "/x", "h", http.Header{"Content-Type": {"error"}}, -1)
-	a, err := w.do(context.Background(), head, nil)
+	a, err := w.do(context.Background(), head)
 	if err != nil || a.status != 410 || a.errType != "GoneException:http://internal" || len(a.body) != wireMaxErrorBody {
 		t.Fatalf("error answer: status %d type %q body %d bytes, %v", a.status, a.errType, len(a.body), err)
 	}
