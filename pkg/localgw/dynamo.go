@@ -56,6 +56,9 @@ type embeddedDynamo struct {
 	srv    http.Handler // minidyn's server; a test may put a panicking one
 	tables map[string]*tableInfo
 	logger *slog.Logger
+	// mirrors answer the store's index listings (dynamo_index.go), by
+	// table; nil: a table whose schema they do not support.
+	mirrors map[string]*mirrorTable
 }
 
 // tableInfo is what the guard needs to know of a table, from DescribeTable.
@@ -88,6 +91,13 @@ func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "CreateTable", "UpdateTable", "DeleteTable":
 		defer clear(d.tables) // the next request describes them again
 	case "Query", "Scan":
+		if op == "Query" {
+			if b, ok := d.tryQueryIndex(body); ok {
+				w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+				_, _ = w.Write(b)
+				return
+			}
+		}
 		var in struct {
 			TableName, IndexName string
 			ExclusiveStartKey    map[string]any
@@ -123,6 +133,7 @@ func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rec := d.call(r.Context(), op, body, r.Header)
+	d.afterWrite(op, body, rec.Code, rec.Body.Bytes())
 	if rec.Code == http.StatusOK && op == "PutItem" {
 		rec.Body = putItemOutput(rec.Body.Bytes(), old)
 	}
@@ -286,7 +297,7 @@ func writeDynamoError(w http.ResponseWriter, status int, code, message string) {
 // table already created, through the real SDK client over an in-process
 // transport (the listener does not exist yet).
 func newEmbeddedDynamo(ctx context.Context, table string, logger *slog.Logger) (*embeddedDynamo, error) {
-	d := &embeddedDynamo{srv: server.NewServer(), tables: map[string]*tableInfo{}, logger: logger}
+	d := &embeddedDynamo{srv: server.NewServer(), tables: map[string]*tableInfo{}, logger: logger, mirrors: map[string]*mirrorTable{}}
 	// The SDK's default retryer applies: the table setup is idempotent, so a
 	// retried 5xx or throttle from the store is harmless.
 	client, err := store.NewDynamoClient(ctx, store.ClientConfig{

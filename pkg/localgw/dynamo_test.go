@@ -17,7 +17,9 @@ import (
 	"github.com/pay-theory/streamer/pkg/localgw"
 	"github.com/pay-theory/streamer/pkg/localgw/localgwtest"
 	"github.com/pay-theory/streamer/pkg/store"
+	"github.com/pay-theory/streamer/pkg/store/dynamotest"
 	"github.com/pay-theory/streamer/pkg/store/schema"
+	"github.com/pay-theory/streamer/pkg/store/storetest"
 )
 
 func TestEmbeddedDynamoDBOnTheSameListener(t *testing.T) {
@@ -200,4 +202,13 @@ func TestEmbeddedDynamoDBResumesAfterADeletedStartKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// The store's conformance suite, on the embedded DynamoDB behind the
+// guard: its own index listings included (dynamo_index.go).
+func TestEmbeddedDynamoDBConformance(t *testing.T) {
+	storetest.Run(t, func(t testing.TB) *dynamotest.Endpoint {
+		s := localgwtest.Start(t, localgw.Config{EmbeddedDynamoDB: true})
+		return dynamotest.Connect(t, s.DynamoDBEndpoint, s.Table)
+	})
 }

@@ -64,6 +64,14 @@ func Dynalite(t testing.TB) *Endpoint {
 	return ep
 }
 
+// Connect is an Endpoint on a DynamoDB API at url (another emulator: the
+// local gateway's embedded one, say), creating table there unless it
+// exists.
+func Connect(t testing.TB, url, table string) *Endpoint {
+	t.Helper()
+	return connect(t, url, table)
+}
+
 func connect(t testing.TB, url, table string) *Endpoint {
 	t.Helper()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
