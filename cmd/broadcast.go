@@ -59,7 +59,7 @@ interrupted broadcast (Ctrl-C) still prints it, with the ids not reached as canc
 With --dry-run: the targets, as rows (plain/table) or {"targets":[ids],"bytes":N} (json).`,
 		Example: `  streamer broadcast --tenant acme '{"type":"maintenance","in":"5m"}'
   streamer conn ls --tenant acme -o plain | streamer broadcast --ids-from - @notice.json
-  streamer broadcast --tenant acme --concurrency 50 --fixed-concurrency hi`,
+  streamer broadcast --tenant acme --concurrency 50 --fixed-concurrency '{"type":"hi"}'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Message = args[0]

@@ -57,8 +57,10 @@
 //   - Reconcile walks records and deletes those whose connection the
 //     gateway says is gone (410), for the $disconnect events AWS may lose.
 //   - NewManagementClient's client posts directly (the same signed request
-//     without the SDK's per-call middleware); a client built by the caller
-//     is always called through the SDK.
+//     without the SDK's per-call middleware), over its own keep-alive
+//     HTTP/1.1 connections written and read in the caller's goroutine
+//     (net/http's transport when a proxy applies); a client built by the
+//     caller is always called through the SDK.
 //   - IsActive checks the record and GetConnection; it never posts.
 //   - messages_sent counts are added up in memory and written with one
 //     Store.AddSent per FlushInterval (5 s), on Flush, and on Shutdown.
