@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,20 +100,18 @@ func attrN(raw json.RawMessage) (float64, bool) {
 	return f, err == nil && f > -(1<<53) && f < 1<<53
 }
 
+// at is where e sits, or would, in the ordered entries p.
+func (ix *mirrorIndex) at(p []mirrorEntry, e mirrorEntry) int {
+	return sort.Search(len(p), func(i int) bool { return !ix.less(p[i], e) })
+}
+
 func (t *mirrorTable) put(pk string, item map[string]json.RawMessage) {
 	t.remove(pk)
 	t.items[pk] = item
 	for _, ix := range t.indexes {
-		hash, e, ok := ix.entryOf(pk, item)
-		if !ok {
-			continue
+		if hash, e, ok := ix.entryOf(pk, item); ok {
+			ix.parts[hash] = slices.Insert(ix.parts[hash], ix.at(ix.parts[hash], e), e)
 		}
-		p := ix.parts[hash]
-		i := sort.Search(len(p), func(i int) bool { return !ix.less(p[i], e) })
-		p = append(p, mirrorEntry{})
-		copy(p[i+1:], p[i:])
-		p[i] = e
-		ix.parts[hash] = p
 	}
 }
 
@@ -128,9 +127,8 @@ func (t *mirrorTable) remove(pk string) {
 			continue
 		}
 		p := ix.parts[hash]
-		i := sort.Search(len(p), func(i int) bool { return !ix.less(p[i], e) })
-		if i < len(p) && p[i] == e {
-			p = append(p[:i], p[i+1:]...)
+		if i := ix.at(p, e); i < len(p) && p[i] == e {
+			p = slices.Delete(p, i, i+1)
 		}
 		if len(p) == 0 {
 			delete(ix.parts, hash)
