@@ -157,11 +157,23 @@ func (w *wire) get() (*wireConn, bool) {
 	}
 }
 
+// put returns c to the pool and closes the connections idle past
+// wireIdleTimeout (the oldest come first: a busy pool keeps reusing its
+// newest and would otherwise hold the rest open for good).
 func (w *wire) put(c *wireConn) {
 	c.idleAt = time.Now()
+	var stale []*wireConn
 	w.mu.Lock()
+	for len(w.idle) > 0 && c.idleAt.Sub(w.idle[0].idleAt) >= wireIdleTimeout {
+		stale = append(stale, w.idle[0])
+		w.idle[0] = nil
+		w.idle = w.idle[1:]
+	}
 	w.idle = append(w.idle, c)
 	w.mu.Unlock()
+	for _, s := range stale {
+		_ = s.nc.Close()
+	}
 }
 
 // closeIdle closes the idle connections.

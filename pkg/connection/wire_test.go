@@ -304,3 +304,36 @@ func TestWireOnlyWithoutAProxy(t *testing.T) {
 		t.Error("https: want TLS with the host as server name")
 	}
 }
+
+// A connection idle past wireIdleTimeout is closed when another is put
+// back, not kept for good under a pool that only reuses its newest.
+func TestWireClosesConnectionsIdleTooLong(t *testing.T) {
+	s := newWireServer(t, false, func(w http.ResponseWriter, r *http.Request) {})
+	w := wireFor(s, 4)
+	defer w.closeIdle()
+	for range 2 {
+		if _, err := wirePost(context.Background(), w, "h", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	if len(w.idle) != 1 {
+		t.Fatalf("%d idle, want 1", len(w.idle))
+	}
+	old := w.idle[0]
+	old.idleAt = old.idleAt.Add(-wireIdleTimeout) // as if idle that long
+	w.mu.Unlock()
+	fresh, err := w.dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.put(fresh)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.idle) != 1 || w.idle[0] != fresh {
+		t.Fatalf("idle %d connections; want only the fresh one", len(w.idle))
+	}
+	if _, err := old.nc.Write([]byte("x")); err == nil {
+		t.Error("the stale connection is still open")
+	}
+}
