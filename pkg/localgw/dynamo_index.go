@@ -16,15 +16,16 @@ import (
 
 // The embedded table answers one Query shape itself: a page of a global
 // secondary index by its hash key, forward, with an optional projection
-// of top-level attributes and no filter. That is every listing the store
-// sends for a broadcast, a prune or the reaper. minidyn answers a Query by
+// of top-level attributes and the store's filters or none (parseFilter).
+// That is every listing the store sends (conn ls, a broadcast, a prune,
+// the reaper). minidyn answers a Query by
 // interpreting the key condition again for each item (parsing it anew)
 // and copying each item whole: 40-90 ms of the gateway's CPU per 1,000
 // items on this machine, the largest single cost of a 2,000-target
 // broadcast after the requests themselves. Everything else, and any
 // Query that is not exactly this shape, goes to minidyn unchanged.
 //
-// The answers come from indexMirror: the items of each table whose key
+// The answers come from a mirror (mirrorTable): the items of each table whose key
 // schema it supports, kept in step with every write the guard serves
 // (re-read from minidyn by key after a write, or dropped), and ordered
 // per index hash key by (range key, table key). Whenever a write's
@@ -364,9 +365,69 @@ var (
 	hashCondition = regexp.MustCompile(`^\s*(#[A-Za-z0-9_]+)\s*=\s*(:[A-Za-z0-9_]+)\s*$`)
 	// unexpiredFilter is the store's expiry filter: a record without a
 	// ttl, with ttl <= 0, or with ttl after now.
+	// equalityFilter is a filter term on a string attribute: "#t = :t".
+	equalityFilter  = regexp.MustCompile(`^(#[A-Za-z0-9_]+) = (:[A-Za-z0-9_]+)$`)
 	unexpiredFilter = regexp.MustCompile(`^\(attribute_not_exists\((#[A-Za-z0-9_]+)\) OR (#[A-Za-z0-9_]+) <= (:[A-Za-z0-9_]+) OR (#[A-Za-z0-9_]+) > (:[A-Za-z0-9_]+)\)$`)
 	projectedName   = regexp.MustCompile(`^(#[A-Za-z0-9_]+|[A-Za-z_][A-Za-z0-9_]*)$`)
 )
+
+// parseFilter reads the filters the store sends: terms joined by " AND ",
+// each the expiry filter (a record without a ttl, with ttl <= 0, or with
+// ttl after now) or an equality on a string attribute ("#t = :t"). keep
+// says whether an item passes; the names and values are the placeholders
+// the filter uses; ok is false for any other filter (minidyn's then).
+func parseFilter(expr string, names map[string]string, values map[string]json.RawMessage) (keep func(map[string]json.RawMessage) bool, usedNames, usedValues []string, ok bool) {
+	var terms []func(map[string]json.RawMessage) bool
+	keep = func(item map[string]json.RawMessage) bool {
+		for _, t := range terms {
+			if !t(item) {
+				return false
+			}
+		}
+		return true
+	}
+	if expr == "" {
+		return keep, nil, nil, true
+	}
+	for _, term := range strings.Split(expr, " AND ") {
+		if f := unexpiredFilter.FindStringSubmatch(term); f != nil {
+			if f[1] != f[2] || f[1] != f[4] || f[3] == f[5] {
+				return nil, nil, nil, false
+			}
+			zero, ok1 := attrN(values[f[3]])
+			now, ok2 := attrN(values[f[5]])
+			attr, ok3 := names[f[1]]
+			if !ok1 || !ok2 || !ok3 {
+				return nil, nil, nil, false
+			}
+			usedNames, usedValues = append(usedNames, f[1]), append(usedValues, f[3], f[5])
+			terms = append(terms, func(item map[string]json.RawMessage) bool {
+				raw, ok := item[attr]
+				if !ok {
+					return true
+				}
+				ttl, ok := attrN(raw)
+				return ok && (ttl <= zero || ttl > now) // a ttl of another type never passes here
+			})
+			continue
+		}
+		e := equalityFilter.FindStringSubmatch(term)
+		if e == nil {
+			return nil, nil, nil, false
+		}
+		attr, ok1 := names[e[1]]
+		want, ok2 := attrS(values[e[2]])
+		if !ok1 || !ok2 {
+			return nil, nil, nil, false
+		}
+		usedNames, usedValues = append(usedNames, e[1]), append(usedValues, e[2])
+		terms = append(terms, func(item map[string]json.RawMessage) bool {
+			got, ok := attrS(item[attr])
+			return ok && got == want
+		})
+	}
+	return keep, usedNames, usedValues, true
+}
 
 // tryQueryIndex is queryIndex, where a panic (a bug of the mirror) drops
 // every mirror and leaves the request to minidyn. Called with d.mu held.
@@ -396,33 +457,22 @@ func (d *embeddedDynamo) queryIndex(body []byte) ([]byte, bool) {
 	if m == nil {
 		return nil, false
 	}
-	usedValues := 1
-	// keep is the filter: every item, or the unexpired ones.
-	keep := func(map[string]json.RawMessage) bool { return true }
-	var filterName string
-	if q.FilterExpression != "" {
-		f := unexpiredFilter.FindStringSubmatch(q.FilterExpression)
-		if f == nil || f[1] != f[2] || f[1] != f[4] || f[3] == f[5] {
-			return nil, false
-		}
-		zero, ok1 := attrN(q.ExpressionAttributeValues[f[3]])
-		now, ok2 := attrN(q.ExpressionAttributeValues[f[5]])
-		attr, ok3 := q.ExpressionAttributeNames[f[1]]
-		if !ok1 || !ok2 || !ok3 {
-			return nil, false
-		}
-		filterName, usedValues = f[1], 3
-		keep = func(item map[string]json.RawMessage) bool {
-			raw, ok := item[attr]
-			if !ok {
-				return true
-			}
-			ttl, ok := attrN(raw)
-			return ok && (ttl <= zero || ttl > now) // a ttl of another type: minidyn's to judge
-		}
-	}
-	if len(q.ExpressionAttributeValues) != usedValues {
+	keep, filterNames, filterValues, ok := parseFilter(q.FilterExpression, q.ExpressionAttributeNames, q.ExpressionAttributeValues)
+	if !ok {
 		return nil, false
+	}
+	// Every value placeholder must be used, as DynamoDB requires.
+	usedValues := map[string]bool{m[2]: true}
+	for _, v := range filterValues {
+		usedValues[v] = true
+	}
+	if len(q.ExpressionAttributeValues) != len(usedValues) {
+		return nil, false
+	}
+	for v := range usedValues {
+		if _, ok := q.ExpressionAttributeValues[v]; !ok {
+			return nil, false
+		}
 	}
 	t := d.mirror(q.TableName)
 	if t == nil {
@@ -438,8 +488,8 @@ func (d *embeddedDynamo) queryIndex(body []byte) ([]byte, bool) {
 	}
 	// Every name placeholder must be used, as DynamoDB requires.
 	used := map[string]bool{m[1]: true}
-	if filterName != "" {
-		used[filterName] = true
+	for _, n := range filterNames {
+		used[n] = true
 	}
 	var proj []string
 	if q.ProjectionExpression != "" {

@@ -176,12 +176,15 @@ func TestIndexQueriesAnswerAsDynamoDB(t *testing.T) {
 			}
 			p := page{scanned: int32(n), more: limit > 0 && n == int(limit)}
 			for _, f := range part[i : i+n] {
-				if ttl, ok := f[schema.AttrTTL]; shape == "unexpired" && ok {
+				if ttl, ok := f[schema.AttrTTL]; strings.Contains(shape, "unexpired") && ok {
 					if v, _ := strconv.Atoi(ttl); v > 0 && v <= 1000 {
 						continue // expired at :now = 1000
 					}
 				}
-				if shape == "projected" {
+				if strings.Contains(shape, "tenant") && f[schema.AttrTenantID] != "t1" {
+					continue
+				}
+				if strings.Contains(shape, "projected") {
 					g := map[string]string{}
 					for _, k := range []string{schema.AttrConnectionID, schema.AttrConnectedAt, schema.AttrTTL} {
 						if v, ok := f[k]; ok {
@@ -211,7 +214,9 @@ func TestIndexQueriesAnswerAsDynamoDB(t *testing.T) {
 			{schema.IndexUser, schema.AttrUserID, fmt.Sprintf("u%d", rng.IntN(4))},
 		} {
 			for _, limit := range []int32{0, 1, 3, 7, 100} {
-				for _, shape := range []string{"all", "projected", "unexpired"} {
+				// The store's listings: everything, ids only (projected),
+				// unexpired, and a user's within a tenant both ways.
+				for _, shape := range []string{"all", "projected", "unexpired", "unexpired tenant", "projected tenant"} {
 					in := dynamodb.QueryInput{TableName: aws.String(table), IndexName: aws.String(ix.name),
 						KeyConditionExpression:    aws.String("#h = :h"),
 						ExpressionAttributeNames:  map[string]string{"#h": ix.attr},
@@ -220,15 +225,23 @@ func TestIndexQueriesAnswerAsDynamoDB(t *testing.T) {
 					if limit > 0 {
 						in.Limit = aws.Int32(limit)
 					}
-					switch shape {
-					case "projected":
+					names, values := in.ExpressionAttributeNames, in.ExpressionAttributeValues
+					var filters []string
+					if strings.Contains(shape, "projected") {
 						in.ProjectionExpression = aws.String("#id, #at, #ttl")
-						maps := in.ExpressionAttributeNames
-						maps["#id"], maps["#at"], maps["#ttl"] = schema.AttrConnectionID, schema.AttrConnectedAt, schema.AttrTTL
-					case "unexpired":
-						in.FilterExpression = aws.String("(attribute_not_exists(#ttl) OR #ttl <= :zero OR #ttl > :now)")
-						in.ExpressionAttributeNames["#ttl"] = schema.AttrTTL
-						in.ExpressionAttributeValues[":zero"], in.ExpressionAttributeValues[":now"] = n(0), n(1000)
+						names["#id"], names["#at"], names["#ttl"] = schema.AttrConnectionID, schema.AttrConnectedAt, schema.AttrTTL
+					}
+					if strings.Contains(shape, "unexpired") {
+						filters = append(filters, "(attribute_not_exists(#ttl) OR #ttl <= :zero OR #ttl > :now)")
+						names["#ttl"] = schema.AttrTTL
+						values[":zero"], values[":now"] = n(0), n(1000)
+					}
+					if strings.Contains(shape, "tenant") {
+						filters = append(filters, "#t = :t")
+						names["#t"], values[":t"] = schema.AttrTenantID, s("t1")
+					}
+					if len(filters) > 0 {
+						in.FilterExpression = aws.String(strings.Join(filters, " AND "))
 					}
 					mine := list(in)
 					want := expected(in, ix.attr, ix.val, limit, shape)
