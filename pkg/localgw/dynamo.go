@@ -61,10 +61,20 @@ type embeddedDynamo struct {
 	mirrors map[string]*mirrorTable
 }
 
-// tableInfo is what the guard needs to know of a table, from DescribeTable.
+// tableInfo is what the guard and the mirrors need to know of a table,
+// from DescribeTable.
 type tableInfo struct {
-	keys    []string // key attribute names
-	indexes map[string]bool
+	keys    []string          // key attribute names, the hash key first
+	indexes map[string]bool   // every index, global or local
+	types   map[string]string // attribute definitions (name → S, N or B); minidyn describes none
+	globals []globalIndex
+	locals  bool // any local secondary index
+}
+
+// globalIndex is a global secondary index's key schema and projection.
+type globalIndex struct {
+	name, hash, rng string // rng "" when the index has no range key
+	projection      string // ALL, KEYS_ONLY or INCLUDE
 }
 
 func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +96,7 @@ func (d *embeddedDynamo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var old map[string]any // PutItem ALL_OLD: the item before the put
+	var old map[string]json.RawMessage // PutItem ALL_OLD: the item before the put
 	switch op {
 	case "CreateTable", "UpdateTable", "DeleteTable":
 		defer clear(d.tables) // the next request describes them again
@@ -180,22 +190,46 @@ func (d *embeddedDynamo) table(name string) *tableInfo {
 		return t
 	}
 	rec := d.internalCall("DescribeTable", map[string]string{"TableName": name})
+	type keyElem struct{ AttributeName, KeyType string }
 	var out struct {
 		Table struct {
-			KeySchema              []struct{ AttributeName string }
-			GlobalSecondaryIndexes []struct{ IndexName string }
-			LocalSecondaryIndexes  []struct{ IndexName string }
+			KeySchema              []keyElem
+			AttributeDefinitions   []struct{ AttributeName, AttributeType string }
+			GlobalSecondaryIndexes []struct {
+				IndexName  string
+				KeySchema  []keyElem
+				Projection struct{ ProjectionType string }
+			}
+			LocalSecondaryIndexes []struct{ IndexName string }
 		}
 	}
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
 		return nil
 	}
-	t := &tableInfo{indexes: map[string]bool{}}
-	for _, k := range out.Table.KeySchema {
-		t.keys = append(t.keys, k.AttributeName)
+	// keysOf orders a key schema hash key first.
+	keysOf := func(ks []keyElem) (hash, rng string) {
+		for _, k := range ks {
+			if k.KeyType == "RANGE" {
+				rng = k.AttributeName
+			} else {
+				hash = k.AttributeName
+			}
+		}
+		return hash, rng
 	}
-	for _, i := range out.Table.GlobalSecondaryIndexes {
-		t.indexes[i.IndexName] = true
+	t := &tableInfo{indexes: map[string]bool{}, types: map[string]string{}, locals: len(out.Table.LocalSecondaryIndexes) > 0}
+	if hash, rng := keysOf(out.Table.KeySchema); rng == "" {
+		t.keys = []string{hash}
+	} else {
+		t.keys = []string{hash, rng}
+	}
+	for _, a := range out.Table.AttributeDefinitions {
+		t.types[a.AttributeName] = a.AttributeType
+	}
+	for _, g := range out.Table.GlobalSecondaryIndexes {
+		t.indexes[g.IndexName] = true
+		hash, rng := keysOf(g.KeySchema)
+		t.globals = append(t.globals, globalIndex{name: g.IndexName, hash: hash, rng: rng, projection: g.Projection.ProjectionType})
 	}
 	for _, i := range out.Table.LocalSecondaryIndexes {
 		t.indexes[i.IndexName] = true
@@ -215,7 +249,10 @@ func (d *embeddedDynamo) table(name string) *tableInfo {
 // d.mu held, so no other request sees it; nil when there is nothing to do.
 func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo func()) {
 	key := d.keyOf(table, start)
-	if key == nil || d.getItem(table, key) != nil {
+	if key == nil {
+		return nil
+	}
+	if item, _ := d.getItem(table, key); item != nil {
 		return nil
 	}
 	if rec := d.internalCall("PutItem", map[string]any{"TableName": table, "Item": start}); rec.Code != http.StatusOK {
@@ -231,12 +268,13 @@ func (d *embeddedDynamo) placeStartKey(table string, start map[string]any) (undo
 
 // oldItem reads the item a PutItem is about to replace (nil when none).
 // Called with d.mu held.
-func (d *embeddedDynamo) oldItem(table string, item map[string]any) map[string]any {
+func (d *embeddedDynamo) oldItem(table string, item map[string]any) map[string]json.RawMessage {
 	key := d.keyOf(table, item)
 	if key == nil {
 		return nil // minidyn answers the put's own validation error
 	}
-	return d.getItem(table, key)
+	old, _ := d.getItem(table, key)
+	return old
 }
 
 // keyOf is item's key attributes in table's key schema; nil when the
@@ -257,21 +295,24 @@ func (d *embeddedDynamo) keyOf(table string, item map[string]any) map[string]any
 	return key
 }
 
-// getItem reads the item with key (nil when there is none or the read
-// fails). Called with d.mu held.
-func (d *embeddedDynamo) getItem(table string, key map[string]any) map[string]any {
+// getItem reads the item with key: nil when there is none; ok is false
+// when the read failed. Called with d.mu held.
+func (d *embeddedDynamo) getItem(table string, key any) (item map[string]json.RawMessage, ok bool) {
 	rec := d.internalCall("GetItem", map[string]any{"TableName": table, "Key": key})
-	var out struct{ Item map[string]any }
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil || len(out.Item) == 0 {
-		return nil
+	var out struct{ Item map[string]json.RawMessage }
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+		return nil, false
 	}
-	return out.Item
+	if len(out.Item) == 0 {
+		return nil, true
+	}
+	return out.Item, true
 }
 
 // putItemOutput rewrites minidyn's PutItem answer: Attributes is the
 // replaced item for ALL_OLD (old, nil when there was none) and absent
 // otherwise, as in DynamoDB.
-func putItemOutput(body []byte, old map[string]any) *bytes.Buffer {
+func putItemOutput(body []byte, old map[string]json.RawMessage) *bytes.Buffer {
 	var out map[string]json.RawMessage
 	if json.Unmarshal(body, &out) != nil {
 		return bytes.NewBuffer(body)

@@ -147,99 +147,94 @@ func (d *embeddedDynamo) mirror(table string) *mirrorTable {
 		return t
 	}
 	t := d.newMirror(table)
-	if t != nil {
-		var start map[string]json.RawMessage
-		for {
-			in := map[string]any{"TableName": table}
-			if start != nil {
-				in["ExclusiveStartKey"] = start
-			}
-			rec := d.internalCall("Scan", in)
-			var out struct {
-				Items            []map[string]json.RawMessage
-				LastEvaluatedKey map[string]json.RawMessage
-			}
-			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
-				t = nil
-				break
-			}
-			for _, it := range out.Items {
-				pk, ok := attrS(it[t.hash])
-				if !ok {
-					t = nil
-					break
-				}
-				t.put(pk, it)
-			}
-			if t == nil || len(out.LastEvaluatedKey) == 0 {
-				break
-			}
-			start = out.LastEvaluatedKey
-		}
+	if t != nil && !d.fill(table, t) {
+		t = nil
 	}
 	d.mirrors[table] = t // nil too: not again until the table changes
 	return t
 }
 
+// fill puts every item of table into t, page by page of a Scan; false
+// when a page could not be read or an item has no string hash key.
+// Called with d.mu held.
+func (d *embeddedDynamo) fill(table string, t *mirrorTable) bool {
+	in := map[string]any{"TableName": table}
+	for {
+		rec := d.internalCall("Scan", in)
+		var out struct {
+			Items            []map[string]json.RawMessage
+			LastEvaluatedKey map[string]json.RawMessage
+		}
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+			return false
+		}
+		for _, it := range out.Items {
+			pk, ok := attrS(it[t.hash])
+			if !ok {
+				return false
+			}
+			t.put(pk, it)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return true
+		}
+		in["ExclusiveStartKey"] = out.LastEvaluatedKey
+	}
+}
+
 // newMirror is an empty mirror of table when its schema is supported: a
 // hash key of type S alone, and global secondary indexes with a hash key
 // of type S and a range key of type N or S, projecting everything.
+// Called with d.mu held.
 func (d *embeddedDynamo) newMirror(table string) *mirrorTable {
-	rec := d.internalCall("DescribeTable", map[string]string{"TableName": table})
-	type keyElem struct{ AttributeName, KeyType string }
-	var out struct {
-		Table struct {
-			KeySchema              []keyElem
-			AttributeDefinitions   []struct{ AttributeName, AttributeType string }
-			GlobalSecondaryIndexes []struct {
-				IndexName  string
-				KeySchema  []keyElem
-				Projection struct{ ProjectionType string }
-			}
-			LocalSecondaryIndexes []json.RawMessage
-		}
-	}
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+	info := d.table(table)
+	if info == nil || len(info.keys) != 1 || info.locals {
 		return nil
 	}
-	types := map[string]string{}
-	for _, a := range out.Table.AttributeDefinitions {
-		types[a.AttributeName] = a.AttributeType
-	}
-	ks := out.Table.KeySchema
-	if len(types) == 0 && len(ks) == 1 && ks[0].AttributeName == schema.Connections().HashKey {
+	types := info.types
+	if len(types) == 0 {
 		// minidyn describes no attribute definitions: a table with the
 		// connections table's keys has its types.
-		for _, a := range schema.Connections().Attributes {
-			types[a.Name] = string(a.Type)
-		}
-		want := map[string][2]string{}
-		for _, ix := range schema.Connections().Indexes {
-			want[ix.Name] = [2]string{ix.HashKey, ix.RangeKey}
-		}
-		for _, g := range out.Table.GlobalSecondaryIndexes {
-			if len(g.KeySchema) != 2 || want[g.IndexName] != [2]string{g.KeySchema[0].AttributeName, g.KeySchema[1].AttributeName} {
-				return nil
-			}
+		types = connectionTypes(info)
+		if types == nil {
+			return nil
 		}
 	}
-	if len(ks) != 1 || types[ks[0].AttributeName] != "S" || len(out.Table.LocalSecondaryIndexes) > 0 {
+	if types[info.keys[0]] != "S" {
 		return nil
 	}
-	t := &mirrorTable{hash: ks[0].AttributeName, items: map[string]map[string]json.RawMessage{}, indexes: map[string]*mirrorIndex{}}
-	for _, g := range out.Table.GlobalSecondaryIndexes {
-		if len(g.KeySchema) != 2 || g.KeySchema[0].KeyType != "HASH" || types[g.KeySchema[0].AttributeName] != "S" ||
-			g.Projection.ProjectionType != "ALL" {
+	t := &mirrorTable{hash: info.keys[0], items: map[string]map[string]json.RawMessage{}, indexes: map[string]*mirrorIndex{}}
+	for _, g := range info.globals {
+		rt := types[g.rng]
+		if types[g.hash] != "S" || (rt != "N" && rt != "S") || g.projection != "ALL" {
 			return nil
 		}
-		rt := types[g.KeySchema[1].AttributeName]
-		if rt != "N" && rt != "S" {
-			return nil
-		}
-		t.indexes[g.IndexName] = &mirrorIndex{hash: g.KeySchema[0].AttributeName, rng: g.KeySchema[1].AttributeName,
-			numeric: rt == "N", parts: map[string][]mirrorEntry{}}
+		t.indexes[g.name] = &mirrorIndex{hash: g.hash, rng: g.rng, numeric: rt == "N", parts: map[string][]mirrorEntry{}}
 	}
 	return t
+}
+
+// connectionTypes is the connections table's attribute types when info has
+// its key schema and indexes (schema.Connections), else nil.
+func connectionTypes(info *tableInfo) map[string]string {
+	sc := schema.Connections()
+	want := map[string][2]string{}
+	for _, ix := range sc.Indexes {
+		want[ix.Name] = [2]string{ix.HashKey, ix.RangeKey}
+	}
+	if info.keys[0] != sc.HashKey {
+		return nil
+	}
+	for _, g := range info.globals {
+		if want[g.name] != [2]string{g.hash, g.rng} {
+			return nil
+		}
+	}
+	types := map[string]string{}
+	for _, a := range sc.Attributes {
+		types[a.Name] = string(a.Type)
+	}
+	return types
 }
 
 // afterWrite keeps the mirrors in step with a write op that minidyn has
@@ -333,16 +328,13 @@ func (d *embeddedDynamo) reread(table string, item map[string]json.RawMessage, g
 		t.remove(pk)
 		return
 	}
-	rec := d.internalCall("GetItem", map[string]any{"TableName": table, "Key": map[string]json.RawMessage{t.hash: item[t.hash]}})
-	var out struct{ Item map[string]json.RawMessage }
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+	switch now, ok := d.getItem(table, map[string]json.RawMessage{t.hash: item[t.hash]}); {
+	case !ok:
 		delete(d.mirrors, table)
-		return
-	}
-	if len(out.Item) == 0 {
+	case now == nil:
 		t.remove(pk)
-	} else {
-		t.put(pk, out.Item)
+	default:
+		t.put(pk, now)
 	}
 }
 
@@ -466,13 +458,10 @@ func (d *embeddedDynamo) queryIndex(body []byte) ([]byte, bool) {
 	for _, v := range filterValues {
 		usedValues[v] = true
 	}
+	// (Each used one is read below or in parseFilter, so the counts
+	// matching means no other is there.)
 	if len(q.ExpressionAttributeValues) != len(usedValues) {
 		return nil, false
-	}
-	for v := range usedValues {
-		if _, ok := q.ExpressionAttributeValues[v]; !ok {
-			return nil, false
-		}
 	}
 	t := d.mirror(q.TableName)
 	if t == nil {
