@@ -315,20 +315,27 @@ func TestLimiterRatePacesAfterAThrottleAndRecoversOnACubic(t *testing.T) {
 func TestLimiterThrottleEmptiesTheBucket(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	c := newFakeClock(false)
-	l := newLimiter(LimitConfig{}, 10, c)
-	tk, _ := l.acquire(context.Background())
-	c.Advance(10 * time.Millisecond)
-	l.release(tk, signalThrottled, time.Millisecond) // rate on
+	l := throttledLimiter(c)
 	l.mu.Lock()
 	l.rate.setFill(c.Now(), 1000)
 	l.mu.Unlock()
 	c.Advance(time.Second) // the bucket fills: 50 ms of 1000/s = 50 tokens
-	tk = acquirePaced(t, l, c)
+	tk := acquirePaced(t, l, c)
 	l.release(tk, signalThrottled, time.Millisecond) // a 429 for a request sent after the cut
 	fill := l.snapshot().RatePerSecond
 	if d, want := pacedWait(t, l, c), time.Duration(float64(time.Second)/fill); d < want/2 || d > 2*want {
 		t.Fatalf("wait after the second 429 = %v, want about %v (one token at %.0f/s)", d, want, fill)
 	}
+}
+
+// throttledLimiter is a limiter of 10 whose first request met a 429: the
+// client-side rate limit is on and its bucket empty.
+func throttledLimiter(c *fakeClock) *limiter {
+	l := newLimiter(LimitConfig{}, 10, c)
+	tk, _ := l.acquire(context.Background())
+	c.Advance(10 * time.Millisecond)
+	l.release(tk, signalThrottled, time.Millisecond)
+	return l
 }
 
 // pacedWait acquires a slot that the rate limit makes wait, lets the wait
@@ -354,10 +361,7 @@ func pacedWait(t *testing.T, l *limiter, c *fakeClock) time.Duration {
 func TestLimiterPacedWaitEndsWithTheContextAndRefunds(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	c := newFakeClock(false)
-	l := newLimiter(LimitConfig{}, 10, c)
-	tk, _ := l.acquire(context.Background())
-	c.Advance(10 * time.Millisecond)
-	l.release(tk, signalThrottled, time.Millisecond) // rate on, bucket empty
+	l := throttledLimiter(c) // bucket empty
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -116,7 +115,7 @@ func (w *wire) do(ctx context.Context, req []byte) (wireAnswer, error) {
 		}
 	}
 	a, keep, wrote, err := c.roundTrip(ctx, req)
-	if err != nil && reused && !wrote && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && reused && !wrote && ctx.Err() == nil {
 		// The server closed the idle connection as the request went out
 		// and none of it was sent: send it once more on a new one, as
 		// net/http does.
